@@ -1,0 +1,124 @@
+"""Run settings: the training protocol's knobs, validated once at the edge and then frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class SettingsError(ValueError):
+    """A setting that is unknown or out of range; the message names it and says what is allowed."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run trains. Fixed at `init`; keys in LIVE_KEYS may be changed with `set`."""
+
+    images_per_work_unit: int = 256  # images in one work unit (the last unit of an epoch may be shorter)
+    num_workunits_per_update: int = 4  # units whose gradients make one Adam step (one version)
+    batch_size: int = 64  # the BatchNorm micro-batch: fixed per run, never the worker's choice
+    lr: float = 2e-4  # Adam learning rate for both networks (DCGAN default)
+    beta1: float = 0.5  # Adam beta1 (DCGAN default)
+    beta2: float = 0.999  # Adam beta2
+    eps: float = 1e-8  # Adam epsilon
+    seed: int = 0  # run seed: initial weights, epoch permutations, unit noise seeds
+    precision: str = "fp32"  # gradient payload precision: fp32, bf16 or fp16
+    compute_threads: int = 1  # intra-op CPU threads per unit: fixed so results are bitwise stable
+    lease_s: float = 60.0  # seconds a claim lasts without a heartbeat
+    max_attempts: int = 3  # failed or expired attempts before a unit is parked
+    backup_after_s: float = 30.0  # seconds a unit may run before an idle worker gets a backup copy
+    max_payload_mb: float = 64.0  # size cap of one result payload, in MiB
+    norm_factor: float = 50.0  # reject gradients whose norm exceeds this × the recent median
+    sample_every: int = 5  # versions between sample grids and quality figures
+    keep_versions: int = 3  # newest model versions kept (older ones pruned)
+    checkpoint_every: int = 100  # every this many versions a checkpoint is kept longer
+    keep_checkpoints: int = 3  # newest checkpoints kept
+    keep_samples: int = 100  # newest sample grids kept
+
+    def __post_init__(self) -> None:
+        positive_ints = (
+            "images_per_work_unit",
+            "num_workunits_per_update",
+            "batch_size",
+            "compute_threads",
+            "max_attempts",
+            "sample_every",
+            "keep_versions",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "keep_samples",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SettingsError(f"{name} must be a whole number of at least 1, not {value!r}")
+        for name in ("lr", "eps", "lease_s", "max_payload_mb", "norm_factor"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise SettingsError(f"{name} must be a number greater than 0, not {value!r}")
+        if not isinstance(self.backup_after_s, int | float) or self.backup_after_s < 0:
+            raise SettingsError(f"backup_after_s must be 0 or more, not {self.backup_after_s!r}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < 1:
+                raise SettingsError(f"{name} must be in [0, 1), not {value!r}")
+        if self.precision not in PRECISIONS:
+            raise SettingsError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise SettingsError(f"seed must be a whole number of at least 0, not {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def with_changes(self, changes: Mapping[str, str]) -> RunSettings:
+        """Apply `set KEY=VALUE` changes given as text; only LIVE_KEYS may change."""
+        typed: dict[str, Any] = {}
+        for key, text in changes.items():
+            if key not in LIVE_KEYS:
+                allowed = ", ".join(sorted(LIVE_KEYS))
+                raise SettingsError(f"{key!r} cannot be changed on a running run; allowed: {allowed}")
+            typed[key] = _parse_as(type(getattr(self, key)), key, text)
+        return dataclasses.replace(self, **typed)
+
+
+# Keys `set` may change while a run goes on. Everything else defines the run's trajectory
+# (unit slicing, seeds, micro-batch, precision) and is fixed at `init`.
+LIVE_KEYS = frozenset(
+    {
+        "num_workunits_per_update",
+        "lr",
+        "lease_s",
+        "max_attempts",
+        "backup_after_s",
+        "max_payload_mb",
+        "norm_factor",
+        "sample_every",
+        "keep_versions",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "keep_samples",
+    }
+)
+
+
+def _parse_as(kind: type, key: str, text: str) -> Any:
+    try:
+        return kind(text) if kind is not int else int(text, 10)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number" if kind is float else "text"
+        raise SettingsError(f"{key} must be {noun}, not {text!r}") from None

@@ -1,0 +1,88 @@
+"""The reference trainer: the whole distributed protocol in one process, with no database.
+
+Seeded epoch permutations, unit slicing, `num_workunits_per_update` units per version summed in
+unit order, payload precision applied exactly as encode/decode does, one Adam step per version.
+The distributed run must reproduce its weights bitwise on one machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from core.codec import quantize
+from core.config import RunSettings
+from core.model import ModelConfig, build_gan, gan_from_parameters, parameters_of
+from core.schedule import plan_version
+from core.training import (
+    AdamState,
+    GradientSum,
+    UnitMetrics,
+    adam_step,
+    intra_op_threads,
+    unit_gradients,
+)
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Everything that defines where a run is: what the database holds for a run, in memory."""
+
+    version: int  # number of Adam steps taken
+    cursor: int  # next global unit number to designate
+    params: dict[str, Tensor]  # trainable tensors, `G.…` / `D.…`
+    adam: AdamState
+
+
+def initial_state(model: ModelConfig, settings: RunSettings) -> TrainState:
+    params = parameters_of(build_gan(model, settings.seed))
+    return TrainState(0, 0, params, AdamState.zeros_like(params))
+
+
+def train_version(
+    state: TrainState, model: ModelConfig, settings: RunSettings, images: Tensor
+) -> tuple[TrainState, UnitMetrics]:
+    """One version: gradients of its designated units, their weighted mean, one Adam step."""
+    gan = gan_from_parameters(model, state.params)
+    units = plan_version(
+        settings.seed,
+        images.shape[0],
+        settings.images_per_work_unit,
+        state.cursor,
+        settings.num_workunits_per_update,
+    )
+    total = GradientSum()
+    for unit in units:
+        result = unit_gradients(gan, images[list(unit.sample_indices)], unit.seed, settings.batch_size)
+        total.add(quantize(result.grads, settings.precision), result.metrics, unit.sample_count)  # type: ignore[arg-type]
+    params, adam = adam_step(
+        state.params,
+        total.mean(),
+        state.adam,
+        lr=settings.lr,
+        beta1=settings.beta1,
+        beta2=settings.beta2,
+        eps=settings.eps,
+    )
+    next_state = TrainState(state.version + 1, state.cursor + len(units), params, adam)
+    return next_state, total.mean_metrics()
+
+
+def reference_train(
+    model: ModelConfig,
+    settings: RunSettings,
+    images: Tensor,
+    versions: int,
+    *,
+    on_version: Callable[[TrainState, UnitMetrics], None] | None = None,
+) -> TrainState:
+    """Train `versions` versions from the run's initial weights; images: uint8 (N, C, S, S)."""
+    state = initial_state(model, settings)
+    with intra_op_threads(settings.compute_threads):
+        for _ in range(versions):
+            state, metrics = train_version(state, model, settings, images)
+            if on_version is not None:
+                on_version(state, metrics)
+    return state
