@@ -1,0 +1,438 @@
+"""Training images as checksummed uint8 shards: the synthetic dataset and folder/zip ingestion."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import struct
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path, PurePath, PurePosixPath
+from typing import IO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+SYNTHETIC_DEFAULT_COUNT = 10_000  # images in the "synthetic" dataset when no count is given
+MAX_SYNTHETIC_COUNT = 1_000_000  # upper bound for "synthetic:N" (1M images of 64×64 = 12 GB)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})  # compared lower-cased
+_FORMATS = ("JPEG", "PNG")  # Pillow decoders allowed: fewer decoders, less attack surface
+MAX_MEMBER_BYTES = 50 * 1024 * 1024  # zip members larger than this (uncompressed) are skipped
+MAX_SKIPPED_EXAMPLES = 5  # "name: reason" lines kept in an IngestReport
+MAX_SKIP_WARNINGS = 20  # skipped images logged as warnings; the rest at debug level
+
+# Background gradients use muted colours, shapes use saturated ones, so shapes always stand out.
+_BACKGROUNDS = np.array(
+    [
+        [0.10, 0.12, 0.22],  # night blue
+        [0.84, 0.80, 0.66],  # sand
+        [0.16, 0.30, 0.20],  # forest
+        [0.52, 0.55, 0.60],  # slate grey
+        [0.34, 0.20, 0.30],  # plum
+        [0.72, 0.84, 0.90],  # pale sky
+    ],
+    dtype=np.float32,
+)
+_SHAPE_COLOURS = np.array(
+    [
+        [0.92, 0.10, 0.10],  # red
+        [0.10, 0.78, 0.20],  # green
+        [0.15, 0.30, 0.95],  # blue
+        [0.98, 0.85, 0.05],  # yellow
+        [0.90, 0.15, 0.80],  # magenta
+        [1.00, 0.50, 0.00],  # orange
+    ],
+    dtype=np.float32,
+)
+_CIRCLE, _SQUARE, _TRIANGLE = 0, 1, 2
+_DRAWS_PER_IMAGE = 16  # uniforms reserved per image (13 used); fixed so images never share draws
+_RENDER_CHUNK = 512  # images rendered at once: bounds the float32 scratch memory
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's Weyl increment
+
+
+class DatasetError(ValueError):
+    """A dataset source or shard is unusable; the message says what to do about it."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A block of consecutive dataset images, stored as raw uint8 bytes with their checksum."""
+
+    index: int  # 0, 1, 2 … in dataset order
+    count: int  # images in this shard
+    image_size: int  # pixels per side
+    data: bytes  # uint8, C-contiguous (count, 3, image_size, image_size)
+    sha256: str  # hex sha256 of data
+
+
+@dataclass
+class IngestReport:
+    """Counters filled in while `ingest_images` runs."""
+
+    images: int = 0  # images decoded and stored
+    skipped: int = 0  # candidate files that could not be used
+    skipped_examples: list[str] = field(default_factory=list)  # first few "name: reason"
+
+
+class _Skipped(Exception):
+    """A zip member that is not worth decoding (too large, unreadable)."""
+
+
+# What Pillow and zipfile raise for a broken or hostile file; anything else is a bug and propagates.
+_DECODE_ERRORS = (
+    OSError,  # includes UnidentifiedImageError and "image file is truncated"
+    ValueError,
+    SyntaxError,  # some Pillow plugins signal malformed headers this way
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,
+    _Skipped,
+)
+
+
+# ---------------------------------------------------------------- synthetic dataset
+
+
+def synthetic_images(count: int, image_size: int, seed: int, start: int = 0) -> torch.Tensor:
+    """Render images `start … start+count-1` of the synthetic dataset: uint8 (count, 3, S, S).
+
+    Each image is a vertical two-colour gradient with one or two saturated shapes (circle, square,
+    triangle). Image i depends only on (seed, start + i), through a counter-based hash rather than
+    numpy's samplers, so any slice can be regenerated alone, on any machine and numpy version.
+    """
+    _check_at_least(1, image_size=image_size)
+    _check_at_least(0, count=count, start=start, seed=seed)
+    if seed >= 2**64:
+        raise DatasetError(f"seed must be below 2**64, not {seed}")
+    out = np.empty((count, 3, image_size, image_size), dtype=np.uint8)
+    for lo in range(0, count, _RENDER_CHUNK):
+        hi = min(lo + _RENDER_CHUNK, count)
+        out[lo:hi] = _render(_uniforms(seed, start + lo, hi - lo), image_size)
+    return torch.from_numpy(out)
+
+
+def synthetic_shards(
+    count: int, image_size: int, seed: int, shard_size: int = 1024
+) -> Iterator[Shard]:
+    """Yield the synthetic dataset of `count` images as shards of `shard_size` (the last shorter)."""
+    _check_at_least(1, count=count, image_size=image_size, shard_size=shard_size)
+    return _synthetic_shards(count, image_size, seed, shard_size)
+
+
+def _synthetic_shards(count: int, image_size: int, seed: int, shard_size: int) -> Iterator[Shard]:
+    for index, start in enumerate(range(0, count, shard_size)):
+        images = synthetic_images(min(shard_size, count - start), image_size, seed, start)
+        yield _make_shard(index, images.numpy())
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijective avalanche on uint64 arrays (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniforms(seed: int, start: int, count: int) -> np.ndarray:
+    """(count, _DRAWS_PER_IMAGE) float64 in [0, 1); row i depends only on (seed, start + i)."""
+    key = _mix64(np.array([seed], dtype=np.uint64))
+    first = (start * _DRAWS_PER_IMAGE + 1) % 2**64
+    counters = np.arange(count * _DRAWS_PER_IMAGE, dtype=np.uint64) + np.uint64(first)
+    bits = _mix64(key + counters * _GAMMA)  # SplitMix64 outputs number `counters` from `key`
+    return ((bits >> np.uint64(11)).astype(np.float64) * 2.0**-53).reshape(count, -1)
+
+
+def _pick(u: np.ndarray, n: int) -> np.ndarray:
+    """Map uniforms in [0, 1) to integers 0 … n-1."""
+    return np.minimum((u * n).astype(np.int64), n - 1)
+
+
+def _render(u: np.ndarray, size: int) -> np.ndarray:
+    """Draw one image per row of uniforms `u`: uint8 (N, 3, size, size)."""
+    n_bg, n_fg = len(_BACKGROUNDS), len(_SHAPE_COLOURS)
+    top = _BACKGROUNDS[_pick(u[:, 0], n_bg)]  # (N, 3)
+    bottom = _BACKGROUNDS[(_pick(u[:, 0], n_bg) + 1 + _pick(u[:, 1], n_bg - 1)) % n_bg]
+    centres = np.arange(size, dtype=np.float32) + 0.5  # pixel centres, in pixels
+    t = (centres / size)[None, None, :, None]  # (1, 1, S, 1): 0 at the top, 1 at the bottom
+    img = top[:, :, None, None] * (1 - t) + bottom[:, :, None, None] * t  # (N, 3, S, 1)
+    img = np.repeat(img, size, axis=3)  # (N, 3, S, S)
+    first_colour = _pick(u[:, 4], n_fg)
+    colours = (first_colour, (first_colour + 1 + _pick(u[:, 9], n_fg - 1)) % n_fg)
+    present = (np.ones(len(u), dtype=bool), u[:, 2] < 0.5)  # a second shape in half the images
+    for slot in (0, 1):
+        base = 3 + 5 * slot  # uniforms base … base+4 describe this shape
+        radius = size * (0.14 + 0.14 * u[:, base + 2])  # (N,) in pixels
+        cx = radius + u[:, base + 3] * (size - 2 * radius)  # keep the shape mostly inside
+        cy = radius + u[:, base + 4] * (size - 2 * radius)
+        dist = _signed_distance(_pick(u[:, base], 3), cx, cy, radius, centres)  # (N, S, S)
+        alpha = np.clip(0.5 - dist, 0.0, 1.0) * present[slot][:, None, None]  # 1-pixel AA edge
+        colour = _SHAPE_COLOURS[colours[slot]][:, :, None, None]  # (N, 3, 1, 1)
+        img += alpha[:, None] * (colour - img)
+    return np.rint(img * 255).astype(np.uint8)
+
+
+def _signed_distance(
+    kind: np.ndarray, cx: np.ndarray, cy: np.ndarray, r: np.ndarray, centres: np.ndarray
+) -> np.ndarray:
+    """Approximate signed pixel distance to each image's shape: (N, S, S), negative inside."""
+    dx = (centres[None, None, :] - cx[:, None, None]).astype(np.float32)  # (N, 1, S)
+    dy = (centres[None, :, None] - cy[:, None, None]).astype(np.float32)  # (N, S, 1)
+    r = r.astype(np.float32)[:, None, None]
+    out = np.empty((len(kind), len(centres), len(centres)), dtype=np.float32)
+    for shape in (_CIRCLE, _SQUARE, _TRIANGLE):
+        sel = kind == shape  # compute each image's own shape only
+        x, y, rr = dx[sel], dy[sel], r[sel]
+        if shape == _CIRCLE:
+            out[sel] = np.sqrt(x * x + y * y) - rr
+        elif shape == _SQUARE:
+            out[sel] = np.maximum(np.abs(x), np.abs(y)) - 0.85 * rr
+        else:  # upward equilateral triangle, circumradius 1.35 r, shifted to centre its box
+            big = 1.35 * rr
+            y = y + 0.25 * big
+            edges = np.maximum(y, np.maximum(-0.866 * x - 0.5 * y, 0.866 * x - 0.5 * y))
+            out[sel] = edges - 0.5 * big
+    return out
+
+
+# ---------------------------------------------------------------- shards
+
+
+def _make_shard(index: int, images: np.ndarray) -> Shard:
+    """Pack uint8 (count, 3, S, S) images into a checksummed Shard."""
+    data = np.ascontiguousarray(images, dtype=np.uint8).tobytes()
+    return Shard(index, len(images), images.shape[-1], data, hashlib.sha256(data).hexdigest())
+
+
+def verify_shard(shard: Shard) -> None:
+    """Raise DatasetError unless the shard's bytes have the declared size and sha256."""
+    if shard.count < 1 or shard.image_size < 1:
+        raise DatasetError(
+            f"shard {shard.index} declares {shard.count} images of {shard.image_size} pixels; "
+            "both must be positive: re-create the dataset"
+        )
+    expected = shard.count * 3 * shard.image_size * shard.image_size
+    if len(shard.data) != expected:
+        raise DatasetError(
+            f"shard {shard.index} is corrupt: {len(shard.data)} bytes where {shard.count}×3×"
+            f"{shard.image_size}×{shard.image_size} = {expected} were expected; "
+            "delete the cached copy so it is fetched again"
+        )
+    actual = hashlib.sha256(shard.data).hexdigest()
+    if actual != shard.sha256:
+        raise DatasetError(
+            f"shard {shard.index} is corrupt: its sha256 is {actual[:12]}… but {shard.sha256[:12]}… "
+            "was recorded; delete the cached copy so it is fetched again"
+        )
+
+
+def shard_images(shard: Shard) -> torch.Tensor:
+    """Verify a shard and return its images as a uint8 (count, 3, S, S) tensor.
+
+    The tensor owns a copy of the bytes, so callers may modify it without touching the shard.
+    """
+    verify_shard(shard)
+    flat = torch.frombuffer(bytearray(shard.data), dtype=torch.uint8)
+    return flat.view(shard.count, 3, shard.image_size, shard.image_size)
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, int | Path]:
+    """Parse a --dataset value: "synthetic[:N]" → ("synthetic", N), anything else → ("path", …)."""
+    text = spec.strip()
+    if not text:
+        raise DatasetError(
+            "no dataset given: use a folder of images, a .zip of them, or synthetic[:N]"
+        )
+    if text == "synthetic":
+        return ("synthetic", SYNTHETIC_DEFAULT_COUNT)
+    if text.startswith("synthetic:"):
+        raw = text.removeprefix("synthetic:")
+        try:
+            count = int(raw)
+        except ValueError:
+            count = 0
+        if not 1 <= count <= MAX_SYNTHETIC_COUNT:
+            raise DatasetError(
+                f"{spec!r} is not a valid synthetic dataset: write synthetic:N with N a whole number "
+                f"of images from 1 to {MAX_SYNTHETIC_COUNT}, e.g. synthetic:5000"
+            )
+        return ("synthetic", count)
+    return ("path", Path(text).expanduser())
+
+
+def _check_at_least(minimum: int, **values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < minimum:
+            raise DatasetError(f"{name} must be an integer of at least {minimum}, not {value!r}")
+
+
+# ---------------------------------------------------------------- ingestion
+
+Opener = Callable[[], IO[bytes]]  # opens one candidate image file for reading
+
+
+def ingest_images(
+    source: Path,
+    image_size: int,
+    report: IngestReport,
+    shard_size: int = 1024,
+    progress: bool = True,
+) -> Iterator[Shard]:
+    """Yield shards of the images in a folder or .zip, centre-cropped and resized to image_size.
+
+    Files are .jpg/.jpeg/.png (any case), in sorted relative-path order, dotfiles and __MACOSX/
+    ignored. Only one shard is held in memory. Unreadable images are skipped and counted in
+    `report`. A missing, empty or unreadable source raises DatasetError, before the first shard
+    when it can be known then.
+    """
+    _check_at_least(1, image_size=image_size, shard_size=shard_size)
+    source = Path(source)
+    if not source.exists():
+        raise DatasetError(
+            f"dataset {source} does not exist: give a folder of images, a .zip of them, "
+            "or synthetic[:N]"
+        )
+    if source.is_dir():
+        paths = _folder_candidates(source)
+        entries: Iterator[tuple[str, Opener]] = _folder_entries(source, paths)
+        total = len(paths)
+    elif source.is_file() and (source.suffix.lower() == ".zip" or zipfile.is_zipfile(source)):
+        members = _zip_candidates(source)
+        entries = _zip_entries(source, members)
+        total = len(members)
+    else:
+        raise DatasetError(
+            f"dataset {source} is neither a folder nor a .zip file: give a folder of "
+            ".jpg/.png images, a .zip of them, or synthetic[:N]"
+        )
+    if total == 0:
+        raise DatasetError(
+            f"no images found in {source}: expected .jpg, .jpeg or .png files (in any subfolder)"
+        )
+    return _ingest(source, entries, total, image_size, report, shard_size, progress)
+
+
+def _is_candidate(relative: PurePath) -> bool:
+    if any(part.startswith(".") or part == "__MACOSX" for part in relative.parts):
+        return False
+    return relative.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _folder_candidates(root: Path) -> list[Path]:
+    found = [p for p in root.rglob("*") if _is_candidate(p.relative_to(root)) and p.is_file()]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _folder_entries(root: Path, paths: list[Path]) -> Iterator[tuple[str, Opener]]:
+    for path in paths:
+        yield path.relative_to(root).as_posix(), partial(_open_file, path)
+
+
+def _open_file(path: Path) -> IO[bytes]:
+    return path.open("rb")
+
+
+def _zip_candidates(source: Path) -> list[zipfile.ZipInfo]:
+    try:
+        with zipfile.ZipFile(source) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(
+            f"{source} is not a readable zip file ({exc}); download or create it again"
+        ) from exc
+    keep = [i for i in infos if not i.is_dir() and _is_candidate(PurePosixPath(i.filename))]
+    return sorted(keep, key=lambda i: i.filename)
+
+
+def _zip_entries(source: Path, members: list[zipfile.ZipInfo]) -> Iterator[tuple[str, Opener]]:
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"{source} can no longer be read as a zip file ({exc})") from exc
+    with archive:
+        for info in members:
+            yield info.filename, partial(_read_member, archive, info)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
+    """Read one member into memory (never to disk), refusing oversized ones."""
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise _Skipped(f"too large ({info.file_size / 2**20:.0f} MB uncompressed)")
+    try:
+        return io.BytesIO(archive.read(info))
+    # RuntimeError covers encrypted members and NotImplementedError (unsupported compression).
+    except (zipfile.BadZipFile, zlib.error, RuntimeError, OSError, EOFError) as exc:
+        raise _Skipped(f"unreadable zip member ({exc})") from exc
+
+
+def _load_image(open_file: Opener, image_size: int) -> np.ndarray:
+    """Decode, centre-crop to a square and resize one image: uint8 (3, S, S)."""
+    with open_file() as fp, Image.open(fp, formats=_FORMATS) as image:
+        # JPEG only: let the decoder downscale by 2/4/8 while keeping ≥ 2× the target size.
+        image.draft(None, (2 * image_size, 2 * image_size))
+        rgb = ImageOps.exif_transpose(image).convert("RGB")
+    width, height = rgb.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    box = (left, top, left + side, top + side)
+    small = rgb.resize((image_size, image_size), Image.Resampling.LANCZOS, box=box)
+    return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1)  # (S, S, 3) → (3, S, S)
+
+
+def _ingest(
+    source: Path,
+    entries: Iterator[tuple[str, Opener]],
+    total: int,
+    image_size: int,
+    report: IngestReport,
+    shard_size: int,
+    progress: bool,
+) -> Iterator[Shard]:
+    buffer = np.empty((shard_size, 3, image_size, image_size), dtype=np.uint8)  # one shard
+    filled = index = decoded = 0
+    bar = tqdm(total=total, desc="ingesting images", unit="img", disable=None if progress else True)
+    with bar:
+        for name, open_file in entries:
+            bar.update(1)
+            try:
+                buffer[filled] = _load_image(open_file, image_size)
+            except _DECODE_ERRORS as exc:
+                _record_skip(report, name, exc)
+                continue
+            filled += 1
+            decoded += 1
+            report.images += 1
+            if filled == shard_size:
+                yield _make_shard(index, buffer)
+                index, filled = index + 1, 0
+    if filled:
+        yield _make_shard(index, buffer[:filled])
+    if decoded == 0:
+        first = report.skipped_examples[0] if report.skipped_examples else "unknown"
+        raise DatasetError(
+            f"none of the {total} images in {source} could be read (first: {first}); "
+            "check that they are valid JPEG or PNG files"
+        )
+    log.info("ingested %d images from %s, skipped %d", decoded, source, report.skipped)
+
+
+def _record_skip(report: IngestReport, name: str, exc: BaseException) -> None:
+    if isinstance(exc, UnidentifiedImageError):
+        reason = "not a recognisable JPEG or PNG image"
+    else:
+        reason = str(exc) or type(exc).__name__
+    report.skipped += 1
+    if len(report.skipped_examples) < MAX_SKIPPED_EXAMPLES:
+        report.skipped_examples.append(f"{name}: {reason}")
+    if report.skipped <= MAX_SKIP_WARNINGS:
+        log.warning("skipping %s: %s", name, reason)
+        if report.skipped == MAX_SKIP_WARNINGS:
+            log.warning("further skipped images are logged at debug level only")
+    else:
+        log.debug("skipping %s: %s", name, reason)
