@@ -49,7 +49,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = ModelConfig(args.image_size, 100, args.features, args.features)
-    images = torch.randint(0, 256, (args.unit, 3, args.image_size, args.image_size), dtype=torch.uint8)
+    images = torch.randint(
+        0, 256, (args.unit, 3, args.image_size, args.image_size), dtype=torch.uint8
+    )
     ours, base = build_gan(cfg, 0), build_gan(cfg, 0)
     opt_d = torch.optim.Adam(base.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(base.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -65,8 +67,10 @@ def main() -> None:
         t_base.append(time.perf_counter() - t0)
     ips_ours = args.unit / statistics.median(t_ours)
     ips_base = args.unit / statistics.median(t_base)
-    print(f"model {args.image_size}x{args.image_size}, features {args.features}, micro-batch "
-          f"{args.batch}, unit {args.unit} images, {args.threads} threads, {args.rounds} rounds")
+    print(
+        f"model {args.image_size}x{args.image_size}, features {args.features}, micro-batch "
+        f"{args.batch}, unit {args.unit} images, {args.threads} threads, {args.rounds} rounds"
+    )
     print(f"textbook DCGAN loop : {ips_base:8.1f} images/s")
     print(f"unit_gradients      : {ips_ours:8.1f} images/s")
     print(f"ratio               : {ips_ours / ips_base:8.3f}  (target >= 0.97)")

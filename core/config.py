@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+from core.codec import PRECISIONS, Precision
 
 
 class SettingsError(ValueError):
@@ -19,7 +19,9 @@ class SettingsError(ValueError):
 class RunSettings:
     """How a run trains. Fixed at `init`; keys in LIVE_KEYS may be changed with `set`."""
 
-    images_per_work_unit: int = 256  # images in one work unit (the last unit of an epoch may be shorter)
+    images_per_work_unit: int = (
+        256  # images in one work unit (the last unit of an epoch may be shorter)
+    )
     num_workunits_per_update: int = 4  # units whose gradients make one Adam step (one version)
     batch_size: int = 64  # the BatchNorm micro-batch: fixed per run, never the worker's choice
     lr: float = 2e-4  # Adam learning rate for both networks (DCGAN default)
@@ -27,7 +29,7 @@ class RunSettings:
     beta2: float = 0.999  # Adam beta2
     eps: float = 1e-8  # Adam epsilon
     seed: int = 0  # run seed: initial weights, epoch permutations, unit noise seeds
-    precision: str = "fp32"  # gradient payload precision: fp32, bf16 or fp16
+    precision: Precision = "fp32"  # gradient payload precision: fp32, bf16 or fp16
     compute_threads: int = 1  # intra-op CPU threads per unit: fixed so results are bitwise stable
     lease_s: float = 60.0  # seconds a claim lasts without a heartbeat
     max_attempts: int = 3  # failed or expired attempts before a unit is parked
@@ -68,7 +70,9 @@ class RunSettings:
             if not isinstance(value, int | float) or not 0 <= value < 1:
                 raise SettingsError(f"{name} must be in [0, 1), not {value!r}")
         if self.precision not in PRECISIONS:
-            raise SettingsError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+            raise SettingsError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise SettingsError(f"seed must be a whole number of at least 0, not {self.seed!r}")
 
@@ -91,7 +95,9 @@ class RunSettings:
         for key, text in changes.items():
             if key not in LIVE_KEYS:
                 allowed = ", ".join(sorted(LIVE_KEYS))
-                raise SettingsError(f"{key!r} cannot be changed on a running run; allowed: {allowed}")
+                raise SettingsError(
+                    f"{key!r} cannot be changed on a running run; allowed: {allowed}"
+                )
             typed[key] = _parse_as(type(getattr(self, key)), key, text)
         return dataclasses.replace(self, **typed)
 

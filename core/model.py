@@ -24,7 +24,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
-            raise ValueError(f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, not {self.image_size}")
+            raise ValueError(
+                f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, not {self.image_size}"
+            )
         for name in ("latent_dim", "g_features", "d_features", "channels"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -151,7 +153,9 @@ def load_parameters(gan: GAN, params: Mapping[str, Tensor]) -> None:
     own = dict(gan.named_parameters())
     if set(own) != set(params):
         missing, extra = sorted(set(own) - set(params)), sorted(set(params) - set(own))
-        raise ValueError(f"parameter names do not match the model: missing {missing}, extra {extra}")
+        raise ValueError(
+            f"parameter names do not match the model: missing {missing}, extra {extra}"
+        )
     with torch.no_grad():
         for name, p in own.items():
             p.copy_(params[name])

@@ -55,8 +55,10 @@ def train_version(
     )
     total = GradientSum()
     for unit in units:
-        result = unit_gradients(gan, images[list(unit.sample_indices)], unit.seed, settings.batch_size)
-        total.add(quantize(result.grads, settings.precision), result.metrics, unit.sample_count)  # type: ignore[arg-type]
+        result = unit_gradients(
+            gan, images[list(unit.sample_indices)], unit.seed, settings.batch_size
+        )
+        total.add(quantize(result.grads, settings.precision), result.metrics, unit.sample_count)
     params, adam = adam_step(
         state.params,
         total.mean(),

@@ -41,7 +41,12 @@ class UnitMetrics:
     d_fake: float  # mean D(G(z)): probability D gives generated images
 
     def as_dict(self) -> dict[str, float]:
-        return {"d_loss": self.d_loss, "g_loss": self.g_loss, "d_real": self.d_real, "d_fake": self.d_fake}
+        return {
+            "d_loss": self.d_loss,
+            "g_loss": self.g_loss,
+            "d_real": self.d_real,
+            "d_fake": self.d_fake,
+        }
 
 
 @dataclass(frozen=True)
@@ -114,9 +119,11 @@ def _micro_batch(
     loss_d.backward(inputs=d_params, retain_graph=True)
     loss_g.backward(inputs=g_params)
     with torch.no_grad():
-        return torch.stack(
-            [loss_d, loss_g, torch.sigmoid(d_real).sum(), torch.sigmoid(d_fake).sum()]
-        ).double().cpu()
+        return (
+            torch.stack([loss_d, loss_g, torch.sigmoid(d_real).sum(), torch.sigmoid(d_fake).sum()])
+            .double()
+            .cpu()
+        )
 
 
 class GradientSum:
@@ -177,8 +184,14 @@ class AdamState:
 
     @classmethod
     def from_tensors(cls, step: int, tensors: Mapping[str, Tensor]) -> AdamState:
-        avg = {n.removeprefix("exp_avg."): t for n, t in tensors.items() if n.startswith("exp_avg.")}
-        sq = {n.removeprefix("exp_avg_sq."): t for n, t in tensors.items() if n.startswith("exp_avg_sq.")}
+        avg = {
+            n.removeprefix("exp_avg."): t for n, t in tensors.items() if n.startswith("exp_avg.")
+        }
+        sq = {
+            n.removeprefix("exp_avg_sq."): t
+            for n, t in tensors.items()
+            if n.startswith("exp_avg_sq.")
+        }
         if avg.keys() != sq.keys() or len(avg) + len(sq) != len(tensors):
             raise ValueError("optimizer state tensors are inconsistent")
         return cls(step, avg, sq)
@@ -233,9 +246,13 @@ def calibrate_gan(gan: GAN, real_images: Tensor, *, seed: int = 0, batch_size: i
     count = max(real_images.shape[0], batch_size)
     noise = unit_noise(seed, count, gan.config.latent_dim)
     device = next(gan.parameters()).device
-    calibrate_batchnorm(gan.G, (noise[i : i + batch_size].to(device) for i in range(0, count, batch_size)))
+    calibrate_batchnorm(
+        gan.G, (noise[i : i + batch_size].to(device) for i in range(0, count, batch_size))
+    )
     reals = real_images.to(device, torch.float32) / 127.5 - 1
-    calibrate_batchnorm(gan.D, (reals[i : i + batch_size] for i in range(0, reals.shape[0], batch_size)))
+    calibrate_batchnorm(
+        gan.D, (reals[i : i + batch_size] for i in range(0, reals.shape[0], batch_size))
+    )
 
 
 @contextlib.contextmanager

@@ -1,1 +1,71 @@
-"""core/store package."""
+"""The run database: schema, migrations, engines and `Store`, the only code that writes SQL."""
+
+from core.store.engine import (
+    head_revision,
+    make_engine,
+    migrate,
+    open_store,
+    parse_url,
+    sqlite_path,
+)
+from core.store.errors import (
+    AlreadySubmitted,
+    DatabaseUnavailable,
+    LeaseLost,
+    NoRun,
+    RunExists,
+    RunPaused,
+    StoreError,
+    UnknownWorker,
+)
+from core.store.rows import (
+    EventRow,
+    Lease,
+    MetricsRow,
+    ResultRow,
+    RunRow,
+    SampleRow,
+    ShardData,
+    ShardLike,
+    ShardRow,
+    StoreSettings,
+    UnitCounts,
+    UnitRow,
+    UnitSpec,
+    VersionRow,
+    WorkerRow,
+)
+from core.store.store import Store
+
+__all__ = [
+    "AlreadySubmitted",
+    "DatabaseUnavailable",
+    "EventRow",
+    "Lease",
+    "LeaseLost",
+    "MetricsRow",
+    "NoRun",
+    "ResultRow",
+    "RunExists",
+    "RunPaused",
+    "RunRow",
+    "SampleRow",
+    "ShardData",
+    "ShardLike",
+    "ShardRow",
+    "Store",
+    "StoreError",
+    "StoreSettings",
+    "UnitCounts",
+    "UnitRow",
+    "UnitSpec",
+    "UnknownWorker",
+    "VersionRow",
+    "WorkerRow",
+    "head_revision",
+    "make_engine",
+    "migrate",
+    "open_store",
+    "parse_url",
+    "sqlite_path",
+]

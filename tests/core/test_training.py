@@ -37,7 +37,9 @@ def textbook_gradients(gan, images, seed, batch_size):
         out_real, out_fake = gan.D(real), gan.D(fake.detach())
         loss_d = F.binary_cross_entropy_with_logits(
             out_real, torch.ones_like(out_real), reduction="sum"
-        ) + F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake), reduction="sum")
+        ) + F.binary_cross_entropy_with_logits(
+            out_fake, torch.zeros_like(out_fake), reduction="sum"
+        )
         for acc, g in zip(d_grads, torch.autograd.grad(loss_d, d_params), strict=True):
             acc += g
         out = gan.D(fake)
@@ -115,7 +117,9 @@ def test_stop_request_abandons_the_unit_between_micro_batches(gan):
         seen.append((done, total))
 
     with pytest.raises(UnitCancelled):
-        unit_gradients(gan, random_images(12), 1, 4, progress=progress, should_stop=lambda: len(seen) >= 2)
+        unit_gradients(
+            gan, random_images(12), 1, 4, progress=progress, should_stop=lambda: len(seen) >= 2
+        )
     assert seen == [(4, 12), (8, 12)]
 
 
@@ -148,7 +152,9 @@ def test_adam_step_matches_torch_optim_adam():
 
 def test_adam_state_round_trips_through_named_tensors():
     params = {"G.w": torch.ones(2), "D.w": torch.zeros(3)}
-    state = AdamState(4, {n: p + 1 for n, p in params.items()}, {n: p + 2 for n, p in params.items()})
+    state = AdamState(
+        4, {n: p + 1 for n, p in params.items()}, {n: p + 2 for n, p in params.items()}
+    )
     back = AdamState.from_tensors(4, state.to_tensors())
     assert back.step == 4 and all(torch.equal(back.exp_avg[n], state.exp_avg[n]) for n in params)
 

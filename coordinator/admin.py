@@ -1,0 +1,125 @@
+"""The admin console: read a run's state and change it, as plain data the CLI prints."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from core.cache import ShardCache
+from core.codec import decode_named
+from core.config import RunSettings
+from core.export import save_model
+from core.model import ModelConfig, gan_from_parameters
+from core.paths import cache_dir
+from core.schedule import units_per_epoch
+from core.shards import ShardFetcher
+from core.store import Store
+from core.training import calibrate_gan
+
+ACTIVE_WITHIN_S = 120.0  # a worker seen this recently counts as active
+MAX_WEIGHTS_BYTES = 4 * 1024**3
+
+
+def run_status(store: Store) -> dict[str, Any]:
+    """Version, epoch, throughput, quality and workers of the run."""
+    run = store.get_run()
+    settings = RunSettings.from_dict(run.settings)
+    metrics = store.metrics(since_version=max(0, run.version - 20))
+    images_per_s = None
+    if len(metrics) >= 2:
+        span = metrics[-1].created_at - metrics[0].created_at
+        if span > 0:
+            images_per_s = sum(m.images for m in metrics[1:]) / span
+    quality = [m for m in store.metrics() if m.swd is not None]
+    now = time.time()
+    workers = store.workers()
+    counts = store.unit_counts(run.version)
+    return {
+        "name": run.name,
+        "status": run.status,
+        "version": run.version,
+        "epoch": run.cursor // units_per_epoch(run.dataset_size, settings.images_per_work_unit),
+        "dataset_images": run.dataset_size,
+        "images_per_s": images_per_s,
+        "quality_swd": quality[-1].swd if quality else None,
+        "last_losses": {"d_loss": metrics[-1].d_loss, "g_loss": metrics[-1].g_loss}
+        if metrics
+        else None,
+        "units": {
+            "pending": counts.pending,
+            "leased": counts.leased,
+            "submitted": counts.submitted,
+            "done": counts.done,
+            "parked": counts.parked,
+        },
+        "workers_active": sum(1 for w in workers if now - w.last_seen < ACTIVE_WITHIN_S),
+        "workers_stalled": sum(
+            1
+            for w in workers
+            if now - w.last_seen >= ACTIVE_WITHIN_S and w.state not in ("stopped",)
+        ),
+        "rejected_results": sum(w.rejected for w in workers),
+    }
+
+
+def worker_table(store: Store) -> list[dict[str, Any]]:
+    now = time.time()
+    return [
+        {
+            "id": w.id,
+            "name": w.name,
+            "host": w.hostname,
+            "device": w.device,
+            "state": w.state,
+            "seen_s_ago": round(now - w.last_seen, 1),
+            "units": w.units,
+            "images": w.images,
+            "compute_s": round(w.compute_s, 1),
+            "rejected": w.rejected,
+        }
+        for w in store.workers()
+    ]
+
+
+def set_settings(store: Store, changes: dict[str, str]) -> RunSettings:
+    """Validate `KEY=VALUE` changes (live keys only) and store them; they apply at the next close."""
+    current = RunSettings.from_dict(store.get_run().settings)
+    updated = current.with_changes(changes)
+    store.update_settings({k: getattr(updated, k) for k in changes})
+    store.add_event(
+        "settings", "changed " + ", ".join(f"{k}={getattr(updated, k)}" for k in changes)
+    )
+    return updated
+
+
+def export_model(store: Store, out: Path) -> int:
+    """Write the latest version, BatchNorm calibrated, to `out`; returns the version."""
+    run = store.get_run()
+    settings = RunSettings.from_dict(run.settings)
+    weights, _, model_config = store.version_weights(run.version)
+    params, _ = decode_named(weights, MAX_WEIGHTS_BYTES)
+    gan = gan_from_parameters(ModelConfig.from_dict(model_config), params)
+    fetcher = ShardFetcher(store, ShardCache(cache_dir() / "coordinator"))
+    count = min(512, run.dataset_size)
+    calibrate_gan(
+        gan, fetcher.images(list(range(count))), seed=settings.seed, batch_size=settings.batch_size
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(gan, out, version=run.version)
+    return run.version
+
+
+def write_samples(store: Store, out: Path) -> list[Path]:
+    """Every stored sample grid as `version_NNNNNN.png`, plus `latest.png`."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    samples = store.samples(limit=10_000)
+    for sample in samples:
+        path = out / f"version_{sample.version:06d}.png"
+        path.write_bytes(sample.png)
+        written.append(path)
+    if samples:
+        latest = max(samples, key=lambda s: s.version)
+        (out / "latest.png").write_bytes(latest.png)
+    return written

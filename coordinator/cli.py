@@ -1,0 +1,275 @@
+"""`ganfriends-coordinator`: create and serve a run, the admin console, and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from coordinator import admin
+from coordinator.runs import RunPlan, check_dataset, create_run, read_config
+from core.config import SettingsError
+from core.data import DatasetError
+from core.logs import configure_logging
+from core.store import StoreError, open_store, sqlite_path
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """A mistake in what the user typed: printed as one line, exit code 2."""
+
+
+def _db_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("GANFRIENDS_DB"),
+        help="database URL (or set GANFRIENDS_DB): sqlite:///path/run.db or postgresql+psycopg2://…",
+    )
+
+
+def _json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON for scripts instead of a table"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganfriends-coordinator",
+        description="Own a ganfriends training run: create it, serve it, and administer it.",
+    )
+    parser.add_argument("--verbose", action="store_true", help="print debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "demo", help="train a small GAN on this computer with local workers, no set-up"
+    )
+    p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--minutes", type=float, help="stop after this many minutes (default 5)")
+    limit.add_argument("--rounds", type=int, help="stop after this many versions")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("ganfriends-demo"),
+        help="folder for sample grids, the plot and the model (default ./ganfriends-demo)",
+    )
+    p.add_argument(
+        "--fresh", action="store_true", help="start a new demo run instead of resuming the last one"
+    )
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("init", help="create a run: ingest the dataset and publish version 0")
+    _db_arg(p)
+    p.add_argument(
+        "--dataset",
+        default="synthetic",
+        help="image folder, .zip of images, or synthetic[:N] (default synthetic)",
+    )
+    p.add_argument("--config", type=Path, help="TOML file with [model] and [training] tables")
+    p.add_argument("--name", default="ganfriends run", help="the run's name")
+    p.set_defaults(handler=_init)
+
+    p = sub.add_parser("serve", help="run the coordinator loop until Ctrl-C or SIGTERM")
+    _db_arg(p)
+    p.set_defaults(handler=_serve)
+
+    p = sub.add_parser("status", help="version, epoch, throughput, quality and workers")
+    _db_arg(p)
+    _json_arg(p)
+    p.set_defaults(handler=_status)
+
+    p = sub.add_parser("workers", help="every worker that has joined, with its contribution")
+    _db_arg(p)
+    _json_arg(p)
+    p.set_defaults(handler=_workers)
+
+    for name, text in (("pause", "stop issuing work units"), ("resume", "issue work units again")):
+        p = sub.add_parser(name, help=text)
+        _db_arg(p)
+        p.set_defaults(handler=_pause if name == "pause" else _resume)
+
+    p = sub.add_parser("set", help="change live settings, e.g. set lr=0.0001 lease_s=120")
+    _db_arg(p)
+    p.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
+    p.set_defaults(handler=_set)
+
+    p = sub.add_parser("export", help="write the latest model (weights + config) to a file")
+    _db_arg(p)
+    p.add_argument("--out", type=Path, required=True, help="file to write (safetensors)")
+    p.set_defaults(handler=_export)
+
+    p = sub.add_parser("samples", help="write the stored sample grids to a folder")
+    _db_arg(p)
+    p.add_argument("--out", type=Path, required=True, help="folder to write PNGs into")
+    p.set_defaults(handler=_samples)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging("ganfriends-coordinator", verbose=args.verbose)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (UsageError, StoreError, SettingsError, DatasetError) as exc:
+        print(f"ganfriends-coordinator {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ganfriends-coordinator {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _need_db(args: argparse.Namespace) -> str:
+    if not args.db:
+        raise UsageError("say which database: --db URL (or set GANFRIENDS_DB)")
+    return str(args.db)
+
+
+def _init(args: argparse.Namespace) -> int:
+    url = _need_db(args)
+    model, settings = read_config(args.config)
+    plan = RunPlan(args.name, model, settings, check_dataset(args.dataset))
+    path = sqlite_path(url)
+    existed = path is not None and path.exists()
+    store = open_store(url, create=True)
+    try:
+        run = create_run(store, plan, progress=sys.stderr.isatty())
+    except BaseException:
+        store.dispose()
+        if path is not None and not existed:  # leave nothing behind for a run that failed
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        raise
+    print(
+        f"created run {run.name!r}: {run.dataset_size} images, version 0 published; start it with: ganfriends-coordinator serve --db {url}"
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from coordinator.loop import Coordinator
+
+    store = open_store(_need_db(args))
+    coordinator = Coordinator(
+        store,
+        on_published=lambda p: print(
+            f"published version {p.version}: d_loss {p.metrics.d_loss:.3f} g_loss {p.metrics.g_loss:.3f}",
+            flush=True,
+        ),
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"serving from version {coordinator.version}; Ctrl-C stops", file=sys.stderr)
+    coordinator.serve(stop)
+    print(f"stopped at version {coordinator.version}", file=sys.stderr)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = admin.run_status(open_store(_need_db(args)))
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    ips = status["images_per_s"]
+    swd = status["quality_swd"]
+    units = status["units"]
+    lines = [
+        ("run", f"{status['name']} ({status['status']})"),
+        ("version", f"{status['version']} (epoch {status['epoch']})"),
+        ("images/s", f"{ips:.1f}" if ips is not None else "—"),
+        ("quality (SWD, lower is better)", f"{swd:.2f}" if swd is not None else "—"),
+        ("units of this version", ", ".join(f"{k} {v}" for k, v in units.items())),
+        ("workers", f"{status['workers_active']} active, {status['workers_stalled']} stalled"),
+        ("rejected results", str(status["rejected_results"])),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _workers(args: argparse.Namespace) -> int:
+    rows = admin.worker_table(open_store(_need_db(args)))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_table(rows)
+    return 0
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
+    print("  ".join(k.upper().ljust(widths[k]) for k in keys))
+    for row in rows:
+        print("  ".join(str(row[k]).ljust(widths[k]) for k in keys))
+
+
+def _pause(args: argparse.Namespace) -> int:
+    open_store(_need_db(args)).set_status("paused")
+    print("paused: no new units are issued; units being computed may still finish")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    open_store(_need_db(args)).set_status("active")
+    print("resumed")
+    return 0
+
+
+def _set(args: argparse.Namespace) -> int:
+    changes = {}
+    for pair in args.pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise UsageError(f"{pair!r} is not KEY=VALUE")
+        changes[key.strip()] = value.strip()
+    store = open_store(_need_db(args))
+    updated = admin.set_settings(store, changes)
+    print(
+        "set "
+        + ", ".join(f"{k}={getattr(updated, k)}" for k in changes)
+        + " (applies from the next version)"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    version = admin.export_model(open_store(_need_db(args)), args.out)
+    print(f"wrote version {version} to {args.out}")
+    return 0
+
+
+def _samples(args: argparse.Namespace) -> int:
+    written = admin.write_samples(open_store(_need_db(args)), args.out)
+    print(f"wrote {len(written)} sample grid(s) to {args.out}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from coordinator.demo import DemoOptions, run_demo
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.minutes is not None and args.minutes <= 0:
+        raise UsageError("--minutes must be more than 0")
+    if args.rounds is not None and args.rounds < 1:
+        raise UsageError("--rounds must be at least 1")
+    minutes = args.minutes if args.minutes is not None or args.rounds is not None else 5.0
+    return run_demo(DemoOptions(args.workers, minutes, args.rounds, args.out, args.fresh))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

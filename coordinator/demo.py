@@ -1,0 +1,194 @@
+"""The one-command demo: embedded SQLite, synthetic data, a coordinator and local workers."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from coordinator.admin import export_model
+from coordinator.loop import Coordinator, Published, Sampled
+from coordinator.plot import write_training_plot
+from coordinator.runs import RunPlan, create_run
+from core.config import RunSettings
+from core.model import ModelConfig
+from core.paths import data_dir
+from core.store import NoRun, Store, open_store
+
+DEMO_MODEL = ModelConfig(image_size=32, latent_dim=64, g_features=32, d_features=32)
+DEMO_SETTINGS = RunSettings(
+    images_per_work_unit=128,  # ~0.2 s of compute per unit on one core: small, so 2 workers share a version
+    num_workunits_per_update=2,
+    batch_size=64,
+    lr=5e-4,  # a little above DCGAN's 2e-4: visible shapes within minutes on a CPU
+    compute_threads=1,  # every unit on one thread: the weights do not depend on --workers
+    lease_s=30.0,
+    backup_after_s=10.0,
+    sample_every=25,
+)
+DEMO_DATASET = ("synthetic", 10_000)
+WORKER_STOP_S = 10.0  # seconds a worker gets to release its lease and exit
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    workers: int  # local worker processes
+    minutes: float | None  # stop after this long (None: only --rounds)
+    rounds: int | None  # stop after this many versions in this invocation
+    out: Path  # where sample grids, the plot and the model go
+    fresh: bool  # start a new run instead of resuming
+
+
+def demo_db_path() -> Path:
+    return data_dir() / "demo.db"
+
+
+def run_demo(opts: DemoOptions) -> int:
+    path = demo_db_path()
+    if opts.fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    url = f"sqlite:///{path}"
+    store = _open_or_create(url)
+    samples_dir = opts.out / "samples"
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    bar = _ProgressBar(opts)
+    coordinator = Coordinator(
+        store, on_published=bar.published, on_sampled=lambda s: _save_sample(s, samples_dir, bar)
+    )
+    target = coordinator.version + opts.rounds if opts.rounds else None
+    print(f"demo database: {path}", file=sys.stderr)
+    workers = _start_workers(url, opts.workers, coordinator.settings.compute_threads)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    deadline = time.monotonic() + opts.minutes * 60 if opts.minutes else None
+    try:
+        while not stop.is_set():
+            if target is not None and coordinator.version >= target:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if not coordinator.step():
+                stop.wait(0.02)
+            bar.tick()
+            _check_workers(workers)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _stop_workers(workers)
+        bar.close()
+    return _write_outputs(store, coordinator, opts.out, interrupted=stop.is_set())
+
+
+def _open_or_create(url: str) -> Store:
+    store = open_store(url, create=True)
+    try:
+        store.get_run()
+    except NoRun:
+        kind, count = DEMO_DATASET
+        print("creating the demo run (synthetic dataset of 10,000 images)…", file=sys.stderr)
+        create_run(store, RunPlan("demo", DEMO_MODEL, DEMO_SETTINGS, (kind, count)), progress=False)
+    return store
+
+
+def _start_workers(url: str, count: int, threads: int) -> list[subprocess.Popen[bytes]]:
+    command = [
+        sys.executable,
+        "-m",
+        "core.worker_cli",
+        "--db",
+        url,
+        "--threads",
+        str(threads),
+        "--quiet",
+    ]
+    return [subprocess.Popen([*command, "--name", f"demo-worker-{i + 1}"]) for i in range(count)]
+
+
+def _check_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for proc in workers:
+        if proc.poll() not in (None, 0):
+            raise RuntimeError(
+                f"a demo worker exited with code {proc.returncode}; see the log in the user log folder"
+            )
+
+
+def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # releases its lease at once
+    for proc in workers:
+        try:
+            proc.wait(WORKER_STOP_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _save_sample(sample: Sampled, folder: Path, bar: _ProgressBar) -> None:
+    (folder / f"version_{sample.version:06d}.png").write_bytes(sample.png)
+    bar.swd = sample.swd
+
+
+def _write_outputs(store: Store, coordinator: Coordinator, out: Path, *, interrupted: bool) -> int:
+    samples_dir = out / "samples"
+    final = samples_dir / f"version_{coordinator.version:06d}.png"
+    if not final.exists():
+        sample = coordinator.take_sample()
+        final.write_bytes(sample.png)
+    (out / "latest.png").write_bytes(final.read_bytes())
+    plot = out / "training.png"
+    write_training_plot(store.metrics(), plot)
+    model = out / "model.safetensors"
+    export_model(store, model)
+    how = "interrupted" if interrupted else "finished"
+    print(f"\n{how} at version {coordinator.version}. Results in {out}/:")
+    print(f"  latest.png          the newest sample grid (every grid is in {samples_dir}/)")
+    print("  training.png        losses and the quality figure over versions")
+    print("  model.safetensors   the trained model (core.export.load_model reads it)")
+    print(
+        f"resume with: ganfriends-coordinator demo --out {out}   (or serve --db sqlite:///{demo_db_path()})"
+    )
+    return 0
+
+
+class _ProgressBar:
+    """tqdm over versions (with --rounds) or seconds (with --minutes); images/s and SWD shown."""
+
+    def __init__(self, opts: DemoOptions) -> None:
+        self.by_rounds = opts.rounds is not None
+        total = opts.rounds if opts.rounds is not None else int((opts.minutes or 0) * 60)
+        unit = "version" if self.by_rounds else "s"
+        self.bar = tqdm(
+            total=total, unit=unit, dynamic_ncols=True, file=sys.stderr, mininterval=0.5
+        )
+        self.started = time.monotonic()
+        self.images = 0
+        self.version = 0
+        self.swd: float | None = None
+        self._last_postfix = 0.0
+
+    def published(self, p: Published) -> None:
+        self.images += p.images
+        self.version = p.version
+        if self.by_rounds:
+            self.bar.update(1)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if not self.by_rounds:
+            self.bar.n = min(self.bar.total, int(now - self.started))
+        if now - self._last_postfix >= 0.5:
+            self._last_postfix = now
+            rate = self.images / max(now - self.started, 1e-9)
+            swd = f"{self.swd:.1f}" if self.swd is not None else "—"
+            self.bar.set_postfix_str(f"version {self.version}, {rate:.0f} images/s, SWD {swd}")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a bar must never hide the real outcome
+            self.bar.close()

@@ -1,0 +1,304 @@
+"""The coordinator loop: validate results, sum them in unit order, close versions, take samples.
+
+All state lives in the database; what is held here (weights, optimizer state, the running sum
+of the current version's gradients) is rebuilt from it on start, so a coordinator killed at
+any point and restarted continues exactly where the committed state says.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from core.cache import ShardCache
+from core.codec import (
+    PayloadError,
+    decode_named,
+    decode_tensors,
+    encode_named,
+    global_norm,
+    sha256_hex,
+)
+from core.config import RunSettings
+from core.model import ModelConfig, gan_from_parameters, parameter_manifest
+from core.paths import cache_dir
+from core.quality import fixed_noise, sample_grid_png, sliced_wasserstein
+from core.schedule import plan_version
+from core.shards import ShardFetcher
+from core.store import ResultRow, Store, UnitSpec
+from core.training import AdamState, GradientSum, UnitMetrics, adam_step, calibrate_gan
+
+log = logging.getLogger(__name__)
+
+MAX_STATE_BYTES = 4 * 1024**3  # published weights / optimizer state are at most this big
+NORM_HISTORY = 64  # accepted gradient norms remembered for the norm bound
+MIN_NORM_HISTORY = 4  # below this many, only the absolute bound applies
+ABSOLUTE_MAX_NORM = 1e4  # no honest per-sample-mean gradient of a DCGAN comes near this
+CROSSCHECK_RTOL = 5e-2  # two computations of one unit must agree this closely (relative L2)
+SAMPLE_GRID_IMAGES = 64  # images in a sample grid
+QUALITY_IMAGES = 512  # real and generated images compared by the quality figure
+VALIDATE_BATCH = 32  # results validated per pass
+
+
+@dataclass(frozen=True)
+class Published:
+    """Reported after a version closes."""
+
+    version: int  # the version just published
+    metrics: UnitMetrics
+    images: int  # images whose gradients made the step
+    parked: int  # designated units closed without a result
+    close_s: float  # last result accepted → new version committed
+
+
+@dataclass(frozen=True)
+class Sampled:
+    version: int
+    swd: float
+    png: bytes
+
+
+class Coordinator:
+    """Owns one run in one database. Call `step()` repeatedly, or `serve()` until stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        on_published: Callable[[Published], None] | None = None,
+        on_sampled: Callable[[Sampled], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.on_published = on_published or (lambda p: None)
+        self.on_sampled = on_sampled or (lambda s: None)
+        self._norms: deque[float] = deque(maxlen=NORM_HISTORY)
+        self._real_for_quality: torch.Tensor | None = None
+        self._load()
+
+    # State ----------------------------------------------------------------------------------
+    def _load(self) -> None:
+        run = self.store.get_run()
+        self.version = run.version
+        self.cursor = run.cursor
+        self.dataset_size = run.dataset_size
+        self.settings = RunSettings.from_dict(run.settings)
+        self.model_config = ModelConfig.from_dict(run.model_config)
+        self.manifest = parameter_manifest(self.model_config)
+        weights, _, _ = self.store.version_weights(self.version)
+        params, _ = decode_named(weights, MAX_STATE_BYTES)
+        self.params = params
+        _, state = self.store.optimizer_state()
+        tensors, meta = decode_named(state, MAX_STATE_BYTES)
+        self.adam = AdamState.from_tensors(int(meta["step"]), tensors)
+        self._start_version()
+
+    def _start_version(self) -> None:
+        units = [u for u in self.store.version_units(self.version) if u.copy == 0]
+        self._designated = sorted(units, key=lambda u: u.unit_index)
+        self._sum = GradientSum()
+        self._next = 0  # position in _designated up to which results are summed
+        self._last_accept_at: float | None = None
+        self._advance()
+
+    # The loop -------------------------------------------------------------------------------
+    def serve(self, stop: threading.Event, poll_s: float = 0.05) -> None:
+        """Run until `stop` is set; idle passes wait `poll_s` seconds."""
+        log.info("coordinator serving version %d", self.version)
+        while not stop.is_set():
+            if not self.step():
+                stop.wait(poll_s)
+
+    def step(self) -> bool:
+        """One pass: expire leases, validate new results, close the version if complete."""
+        busy = self.store.expire_leases() > 0
+        results = self.store.new_results(VALIDATE_BATCH)
+        for row in results:
+            self._validate(row)
+        busy = busy or bool(results)
+        if busy:
+            self._advance()
+        if self._next == len(self._designated):
+            self._close()
+            return True
+        return busy
+
+    def _validate(self, row: ResultRow) -> None:
+        if row.version != self.version:
+            self.store.resolve_result(
+                row.id, "rejected", f"result for version {row.version}, not {self.version}"
+            )
+            return
+        payload = self.store.result_payload(row.id)
+        try:
+            grads = decode_tensors(
+                payload,
+                self.manifest,
+                precision=self.settings.precision,
+                max_bytes=int(self.settings.max_payload_mb * 1024**2),
+                max_norm=self._norm_bound(),
+            )
+            _check_metrics(row)
+        except PayloadError as exc:
+            log.warning("rejected result %d of unit %d: %s", row.id, row.unit_index, exc)
+            self.store.resolve_result(row.id, "rejected", str(exc))
+            return
+        accepted = self.store.accepted_result(row.version, row.unit_index)
+        if accepted is None:
+            self.store.resolve_result(row.id, "accepted")
+            self._norms.append(global_norm(grads))
+            self._last_accept_at = time.perf_counter()
+            return
+        self._crosscheck(row, grads, accepted)
+
+    def _crosscheck(
+        self, row: ResultRow, grads: dict[str, torch.Tensor], accepted: ResultRow
+    ) -> None:
+        """A second valid result of a unit: compare it with the first; record disagreement."""
+        first = decode_tensors(
+            self.store.result_payload(accepted.id),
+            self.manifest,
+            precision=self.settings.precision,
+            max_bytes=int(self.settings.max_payload_mb * 1024**2),
+        )
+        diff = global_norm({n: grads[n] - first[n] for n in grads})
+        scale = max(global_norm(first), 1e-12)
+        reason = None
+        if diff / scale > CROSSCHECK_RTOL:
+            reason = f"disagrees with result {accepted.id} (relative difference {diff / scale:.3g})"
+            self.store.add_event(
+                "mismatch", f"unit {row.unit_index}: {reason}", row.worker_id, row.version
+            )
+        self.store.resolve_result(row.id, "crosscheck", reason)
+
+    def _norm_bound(self) -> float:
+        if len(self._norms) < MIN_NORM_HISTORY:
+            return ABSOLUTE_MAX_NORM
+        return min(ABSOLUTE_MAX_NORM, self.settings.norm_factor * statistics.median(self._norms))
+
+    def _advance(self) -> None:
+        """Add accepted results to the running sum in unit order, as far as they are contiguous."""
+        parked: set[int] | None = None
+        while self._next < len(self._designated):
+            unit = self._designated[self._next]
+            result = self.store.accepted_result(self.version, unit.unit_index)
+            if result is None:
+                if parked is None:
+                    parked = self._parked_units()
+                if unit.unit_index not in parked:
+                    return
+            else:
+                grads = decode_tensors(
+                    self.store.result_payload(result.id),
+                    self.manifest,
+                    precision=self.settings.precision,
+                    max_bytes=int(self.settings.max_payload_mb * 1024**2),
+                )
+                metrics = UnitMetrics(result.d_loss, result.g_loss, result.d_real, result.d_fake)
+                # The coordinator's sample count, never the worker's claim.
+                self._sum.add(grads, metrics, unit.sample_count)
+            self._next += 1
+
+    def _parked_units(self) -> set[int]:
+        """Units of this version that will never get a result: every copy parked or cancelled."""
+        live: set[int] = set()
+        parked: set[int] = set()
+        for unit in self.store.version_units(self.version):
+            (
+                parked if unit.status == "parked" else live if unit.status != "cancelled" else set()
+            ).add(unit.unit_index)
+        return parked - live
+
+    def _close(self) -> None:
+        started = time.perf_counter()
+        run = self.store.get_run()
+        settings = RunSettings.from_dict(run.settings)  # `set` changes apply from here on
+        params, adam = self.params, self.adam
+        if self._sum.units > 0:
+            params, adam = adam_step(
+                self.params,
+                self._sum.mean(),
+                self.adam,
+                lr=settings.lr,
+                beta1=settings.beta1,
+                beta2=settings.beta2,
+                eps=settings.eps,
+            )
+        else:
+            self.store.add_event(
+                "empty_version",
+                f"version {self.version} closed with every unit parked; weights unchanged",
+            )
+        metrics = self._sum.mean_metrics()
+        parked = len(self._designated) - self._sum.units
+        new_version = self.version + 1
+        weights = encode_named(
+            params, {"model_config": self.model_config.to_json(), "version": str(new_version)}
+        )
+        optimizer = encode_named(adam.to_tensors(), {"step": str(adam.step)})
+        units = settings.num_workunits_per_update
+        plans = plan_version(
+            settings.seed, self.dataset_size, settings.images_per_work_unit, self.cursor, units
+        )
+        next_units = [UnitSpec(p.unit_index, p.seed, p.sample_indices) for p in plans]
+        close_s = time.perf_counter() - (self._last_accept_at or started)
+        self.store.close_version(
+            self.version,
+            weights=weights,
+            weights_sha256=sha256_hex(weights),
+            model_config=run.model_config,
+            optimizer_state=optimizer,
+            metrics={
+                **metrics.as_dict(),
+                "images": self._sum.samples,
+                "units": self._sum.units,
+                "parked_units": parked,
+                "close_s": close_s,
+            },
+            next_units=next_units,
+            new_cursor=self.cursor + units,
+        )
+        images = self._sum.samples
+        self.version, self.cursor, self.settings = new_version, self.cursor + units, settings
+        self.params, self.adam = params, adam
+        self._start_version()
+        self.on_published(Published(new_version, metrics, images, parked, close_s))
+        if new_version % settings.sample_every == 0:
+            self.take_sample()
+
+    # Samples and quality --------------------------------------------------------------------
+    def take_sample(self) -> Sampled:
+        """Render the sample grid and the quality figure of the current version and store both."""
+        gan = gan_from_parameters(self.model_config, self.params)
+        real = self._quality_reals()
+        calibrate_gan(gan, real[:256], seed=self.settings.seed)
+        with torch.no_grad():
+            grid = gan.G(fixed_noise(self.model_config, SAMPLE_GRID_IMAGES, self.settings.seed))
+            fake = gan.G(fixed_noise(self.model_config, QUALITY_IMAGES, self.settings.seed + 1))
+        swd = sliced_wasserstein(real, fake, seed=self.settings.seed)
+        png = sample_grid_png(grid)
+        self.store.add_sample(self.version, png, swd)
+        sampled = Sampled(self.version, swd, png)
+        self.on_sampled(sampled)
+        return sampled
+
+    def _quality_reals(self) -> torch.Tensor:
+        if self._real_for_quality is None:
+            gen = torch.Generator().manual_seed(self.settings.seed)
+            count = min(QUALITY_IMAGES, self.dataset_size)
+            picks = torch.randperm(self.dataset_size, generator=gen)[:count].sort().values.tolist()
+            fetcher = ShardFetcher(self.store, ShardCache(cache_dir() / "coordinator"))
+            self._real_for_quality = fetcher.images(picks)
+        return self._real_for_quality
+
+
+def _check_metrics(row: ResultRow) -> None:
+    values = (row.d_loss, row.g_loss, row.d_real, row.d_fake)
+    if not all(isinstance(v, float) and v == v and abs(v) < 1e6 for v in values):
+        raise PayloadError(f"the unit's metrics are not finite numbers: {values}")

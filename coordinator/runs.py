@@ -1,0 +1,128 @@
+"""Creating a run: read the config, ingest the dataset, write version 0 in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.codec import encode_named, sha256_hex
+from core.config import RunSettings, SettingsError
+from core.data import (
+    DatasetError,
+    IngestReport,
+    Shard,
+    ingest_images,
+    parse_dataset_spec,
+    synthetic_shards,
+)
+from core.model import ModelConfig, build_gan, parameters_of
+from core.schedule import plan_version
+from core.store import RunRow, Store, UnitSpec
+from core.training import AdamState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything `init` needs, validated before the database is touched."""
+
+    name: str
+    model: ModelConfig
+    settings: RunSettings
+    dataset: tuple[str, int | Path]  # ("synthetic", count) or ("path", Path)
+
+
+def read_config(path: Path | None) -> tuple[ModelConfig, RunSettings]:
+    """[model] and [training] tables of a TOML file; defaults for anything not given."""
+    if path is None:
+        return ModelConfig(), RunSettings()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"no config file at {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"model", "training"}
+    if unknown:
+        raise SettingsError(
+            f"{path}: unknown section(s) {sorted(unknown)}; use [model] and [training]"
+        )
+    try:
+        model = ModelConfig.from_dict(data.get("model", {}))
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{path} [model]: {exc}") from None
+    return model, RunSettings.from_dict(data.get("training", {}))
+
+
+def check_dataset(spec: str) -> tuple[str, int | Path]:
+    kind, value = parse_dataset_spec(spec)
+    if kind == "path":
+        assert isinstance(value, Path)
+        if not value.exists():
+            raise DatasetError(
+                f"no dataset at {value}: give a folder of images, a .zip of them, or synthetic[:N]"
+            )
+    return kind, value
+
+
+def dataset_shards(plan: RunPlan, report: IngestReport, progress: bool) -> Iterator[Shard]:
+    kind, value = plan.dataset
+    if kind == "synthetic":
+        assert isinstance(value, int)
+        report.images = value
+        return synthetic_shards(value, plan.model.image_size, plan.settings.seed)
+    assert isinstance(value, Path)
+    return ingest_images(value, plan.model.image_size, report, progress=progress)
+
+
+def create_run(store: Store, plan: RunPlan, *, progress: bool = True) -> RunRow:
+    """Ingest the dataset and publish version 0, all in one transaction."""
+    gan = build_gan(plan.model, plan.settings.seed)
+    params = parameters_of(gan)
+    weights = encode_named(params, {"model_config": plan.model.to_json(), "version": "0"})
+    optimizer = encode_named(AdamState.zeros_like(params).to_tensors(), {"step": "0"})
+    report = IngestReport()
+    settings = plan.settings
+
+    def first_units(dataset_size: int) -> list[UnitSpec]:
+        if dataset_size < settings.batch_size:
+            raise DatasetError(
+                f"the dataset has {dataset_size} usable images, fewer than one micro-batch ({settings.batch_size})"
+            )
+        plans = plan_version(
+            settings.seed,
+            dataset_size,
+            settings.images_per_work_unit,
+            0,
+            settings.num_workunits_per_update,
+        )
+        return [UnitSpec(p.unit_index, p.seed, p.sample_indices) for p in plans]
+
+    run = store.create_run(
+        name=plan.name,
+        model_config=_as_dict(plan.model),
+        settings=settings.to_dict(),
+        shards=dataset_shards(plan, report, progress),
+        weights=weights,
+        weights_sha256=sha256_hex(weights),
+        optimizer_state=optimizer,
+        first_units=first_units,
+    )
+    if report.skipped:
+        log.warning(
+            "skipped %d unreadable image(s), e.g. %s",
+            report.skipped,
+            "; ".join(report.skipped_examples),
+        )
+    return run
+
+
+def _as_dict(model: ModelConfig) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(model.to_json()))

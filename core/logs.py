@@ -1,0 +1,37 @@
+"""Logging set-up for the commands: console plus a rotating file under the user log dir."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+
+from core.paths import log_dir
+
+FILE_BYTES = 5 * 1024**2  # rotate the log file at 5 MiB
+FILE_COUNT = 3  # rotated files kept
+
+
+def configure_logging(program: str, *, verbose: bool = False, console: bool = True) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if console:
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        root.addHandler(handler)
+    try:
+        directory = log_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.handlers.RotatingFileHandler(
+            directory / f"{program}.log",
+            maxBytes=FILE_BYTES,
+            backupCount=FILE_COUNT,
+            encoding="utf-8",
+        )
+    except OSError as exc:  # a read-only home must not stop the program
+        logging.getLogger(__name__).warning("cannot write a log file: %s", exc)
+        return
+    file_handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s")
+    )
+    root.addHandler(file_handler)

@@ -1,0 +1,186 @@
+"""Database engines for SQLite and PostgreSQL, schema migrations, and opening a store."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import StaticPool
+
+from core.store.errors import StoreError, translate_db_error
+from core.store.store import Store
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for the lock before failing
+PG_CONNECT_TIMEOUT_S = 10  # seconds before an unreachable PostgreSQL host is reported
+URL_HELP = "use sqlite:///path/run.db or postgresql+psycopg2://user:pass@host/db"
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+    "postgresql": "postgresql+psycopg2",
+    "postgresql+psycopg2": "postgresql+psycopg2",
+}
+
+
+def parse_url(url: str) -> URL:
+    """Parse and check a database URL; a plain postgresql:// means postgresql+psycopg2://."""
+    try:
+        parsed = make_url(url)
+    except (sa_exc.ArgumentError, ValueError) as error:
+        raise StoreError(f"{url!r} is not a database URL; {URL_HELP}") from error
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise StoreError(f"{url!r} is not a database URL; {URL_HELP}")
+    return parsed.set(drivername=driver)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of an SQLite URL; None for PostgreSQL or an in-memory database."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database or "")
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for a run database; no connection is made until it is used.
+
+    SQLite gets WAL, a 30 s busy timeout, foreign keys, and BEGIN IMMEDIATE for every
+    transaction, so writers queue on the lock instead of failing with "database is locked".
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return create_engine(
+        parsed,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": PG_CONNECT_TIMEOUT_S,
+            # Keepalives so a vanished network surfaces as an error instead of a hang.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    in_memory = url.database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {
+        "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    }
+    if in_memory:
+        kwargs["poolclass"] = StaticPool  # one shared connection, or each would see its own DB
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy's documented recipe: stop the sqlite3 module from issuing its own
+        # (deferred) BEGIN so that the "begin" hook below controls every transaction.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
+        # can never fail half-way with SQLITE_BUSY, it waits for the lock at BEGIN instead.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config pointing at the packaged migrations (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this code knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the packaged migrations have no head revision"
+    return head
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database schema to the newest revision; a no-op when it is already there."""
+    config = alembic_config()
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except sa_exc.DBAPIError as error:
+        raise translate_db_error(error, engine.url) from error
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The schema revision stored in the database, or None when it has no ganfriends schema."""
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except sa_exc.DBAPIError as error:
+        raise translate_db_error(error, engine.url) from error
+
+
+def open_store(url: str, *, create: bool = False, clock: Callable[[], float] = time.time) -> Store:
+    """Open the run database at `url`; with create=True make it (and its folder) if missing.
+
+    Without create, a missing SQLite file is an error and no file is created; a database
+    whose schema is missing or from another release is an error too.
+    """
+    shown = parse_url(url).render_as_string(hide_password=True)
+    path = sqlite_path(url)
+    if path is not None:
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.is_file():
+            raise StoreError(
+                f"no database at {path}; create one with ganfriends-coordinator init --db {shown}"
+            )
+    engine = make_engine(url)
+    try:
+        if create:
+            migrate(engine)
+        _check_schema(engine, shown)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine, clock=clock)
+
+
+def _check_schema(engine: Engine, shown: str) -> None:
+    found = schema_revision(engine)
+    if found is None:
+        raise StoreError(
+            f"the database at {shown} has no ganfriends tables; create them with "
+            f"ganfriends-coordinator init --db {shown}"
+        )
+    head = head_revision()
+    if found != head:
+        raise StoreError(
+            f"the database at {shown} has schema revision {found} but this program needs "
+            f"{head}; install the ganfriends release that matches the run's coordinator"
+        )

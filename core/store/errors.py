@@ -1,0 +1,93 @@
+"""Errors the store raises, and the translation of driver errors into them."""
+
+from __future__ import annotations
+
+from sqlalchemy import URL
+from sqlalchemy import exc as sa_exc
+
+
+class StoreError(Exception):
+    """Base class of every error the store raises; the message says what to do."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database cannot be reached or stayed locked; retry with backoff."""
+
+
+class NoRun(StoreError):
+    """The database holds no run yet."""
+
+    def __init__(
+        self,
+        message: str = "no run in this database; create one with `ganfriends-coordinator init`",
+    ) -> None:
+        super().__init__(message)
+
+
+class RunExists(StoreError):
+    """A run is already present; a database holds exactly one."""
+
+    def __init__(
+        self,
+        message: str = (
+            "this database already holds a run; use a new database file or URL for a new run"
+        ),
+    ) -> None:
+        super().__init__(message)
+
+
+class RunPaused(StoreError):
+    """The run is paused by its operator; no work is handed out until it resumes."""
+
+    def __init__(
+        self,
+        message: str = (
+            "the run is paused by its coordinator; wait and claim again later "
+            "(`ganfriends-coordinator resume` restarts it)"
+        ),
+    ) -> None:
+        super().__init__(message)
+
+
+class LeaseLost(StoreError):
+    """The lease no longer holds (expired, cancelled, re-issued or another worker's)."""
+
+
+class AlreadySubmitted(StoreError):
+    """This lease's result is already stored; a second submit is refused."""
+
+
+class UnknownWorker(StoreError):
+    """No worker with this id is registered."""
+
+
+def translate_db_error(error: sa_exc.DBAPIError, url: URL) -> StoreError:
+    """Turn a driver error into the store error a caller can act on.
+
+    Connection failures and a lock held past the busy timeout become `DatabaseUnavailable`
+    (retry with backoff); a missing schema and refused writes become plain `StoreError`s.
+    """
+    where = url.render_as_string(hide_password=True)
+    detail = str(error.orig).strip() or type(error.orig).__name__
+    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError) or (
+        error.connection_invalidated
+    ):
+        if "no such table" in detail:
+            return StoreError(
+                f"the database at {where} has no ganfriends tables ({detail}); create it with "
+                "`ganfriends-coordinator init --db URL`"
+            )
+        if "locked" in detail or "busy" in detail:
+            return DatabaseUnavailable(
+                f"the database at {where} stayed locked by another process ({detail}); "
+                "retry in a moment"
+            )
+        return DatabaseUnavailable(
+            f"cannot use the database at {where}: {detail}; check that it exists, that the "
+            "host is reachable and the credentials are right, then retry"
+        )
+    if isinstance(error, sa_exc.IntegrityError):
+        return StoreError(
+            f"the database at {where} refused a write that conflicts with stored data: {detail}"
+        )
+    return StoreError(f"the database at {where} failed: {detail}")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the run database (a package so that env.py ships with core)."""

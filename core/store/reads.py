@@ -1,0 +1,180 @@
+"""Read-only queries (versions, shards, units, results, workers, samples, metrics, events)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, case, func, select
+
+from core.store.errors import StoreError
+from core.store.queue import METRIC_KEYS, null_to_nan
+from core.store.rows import (
+    UNIT_STATUSES,
+    EventRow,
+    MetricsRow,
+    ResultRow,
+    SampleRow,
+    ShardData,
+    ShardRow,
+    UnitCounts,
+    UnitRow,
+    VersionRow,
+    WorkerRow,
+)
+from core.store.runs import from_json
+from core.store.schema import (
+    dataset_shards,
+    events,
+    metrics,
+    model_versions,
+    results,
+    samples,
+    work_units,
+    workers,
+)
+
+# The best status of any copy decides a unit's status in UnitCounts (done beats all).
+STATUS_RANK = ("done", "submitted", "leased", "pending", "parked", "cancelled")
+
+
+def version_weights(conn: Connection, version: int) -> tuple[bytes, str, dict[str, object]]:
+    """(safetensors bytes, sha256, model config) of a kept version."""
+    row = conn.execute(select(model_versions).where(model_versions.c.version == version)).first()
+    if row is None:
+        raise StoreError(
+            f"version {version} is not stored (never published or pruned by retention); "
+            "fetch the latest version instead"
+        )
+    return bytes(row.weights), row.sha256, from_json(row.model_config)
+
+
+def versions(conn: Connection) -> list[VersionRow]:
+    """The kept model versions, oldest first (no weight bytes)."""
+    columns = [c for c in model_versions.c if c.name != "weights"]
+    rows = conn.execute(select(*columns).order_by(model_versions.c.version)).all()
+    return [
+        VersionRow(
+            version=row.version,
+            sha256=row.sha256,
+            model_config=from_json(row.model_config),
+            is_checkpoint=bool(row.is_checkpoint),
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]
+
+
+def shard_index(conn: Connection) -> list[ShardRow]:
+    """Every dataset shard, in index order, without data."""
+    rows = conn.execute(
+        select(
+            dataset_shards.c.idx,
+            dataset_shards.c.count,
+            dataset_shards.c.image_size,
+            dataset_shards.c.sha256,
+        ).order_by(dataset_shards.c.idx)
+    ).all()
+    # Row.count is the tuple method, so that column is read through the mapping.
+    return [ShardRow(r.idx, r._mapping["count"], r.image_size, r.sha256) for r in rows]
+
+
+def shard(conn: Connection, index: int) -> ShardData:
+    """One dataset shard with its bytes."""
+    row = conn.execute(select(dataset_shards).where(dataset_shards.c.idx == index)).first()
+    if row is None:
+        raise StoreError(f"no dataset shard {index}; shard_index() lists the stored ones")
+    return ShardData(row.idx, row._mapping["count"], row.image_size, bytes(row.data), row.sha256)
+
+
+def results_where(conn: Connection, *where: Any, limit: int | None = None) -> list[ResultRow]:
+    """Results matching `where`, oldest first, with their unit's sample count."""
+    columns = [c for c in results.c if c.name != "payload"]
+    rows = conn.execute(
+        select(*columns, work_units.c.sample_count)
+        .join(work_units, work_units.c.id == results.c.unit_id)
+        .where(*where)
+        .order_by(results.c.id)
+        .limit(limit)
+    ).all()
+    return [ResultRow(**_nan_losses(row._asdict())) for row in rows]
+
+
+def result_payload(conn: Connection, result_id: int) -> bytes:
+    """The payload of a result (StoreError once it is resolved and dropped)."""
+    payload = conn.execute(select(results.c.payload).where(results.c.id == result_id)).scalar()
+    if payload is None:
+        raise StoreError(
+            f"result {result_id} has no payload: it was rejected, cross-checked or its "
+            "version was closed"
+        )
+    return bytes(payload)
+
+
+def accepted_ids(conn: Connection, version: int) -> list[tuple[int, int, int]]:
+    """(result id, unit_index, sample_count) of a version's accepted results, in unit order."""
+    rows = conn.execute(
+        select(results.c.id, results.c.unit_index, work_units.c.sample_count)
+        .join(work_units, work_units.c.id == results.c.unit_id)
+        .where(results.c.version == version, results.c.status == "accepted")
+        .order_by(results.c.unit_index)
+    ).all()
+    return [(row.id, row.unit_index, row.sample_count) for row in rows]
+
+
+def version_units(conn: Connection, version: int) -> list[UnitRow]:
+    """Every copy of every unit of a version, by (unit_index, copy)."""
+    columns = [c for c in work_units.c if c.name not in ("sample_indices", "lease_token")]
+    rows = conn.execute(
+        select(*columns)
+        .where(work_units.c.version == version)
+        .order_by(work_units.c.unit_index, work_units.c.copy)
+    ).all()
+    return [UnitRow(**row._asdict()) for row in rows]
+
+
+def unit_counts(conn: Connection, version: int) -> UnitCounts:
+    """Distinct units of a version counted by the best status of their copies."""
+    rank = case({status: i for i, status in enumerate(STATUS_RANK)}, value=work_units.c.status)
+    best = conn.execute(
+        select(func.min(rank))
+        .where(work_units.c.version == version)
+        .group_by(work_units.c.unit_index)
+    ).scalars()
+    counts = dict.fromkeys(UNIT_STATUSES, 0)
+    for i in best:
+        counts[STATUS_RANK[i]] += 1
+    return UnitCounts(**counts)
+
+
+def worker_rows(conn: Connection) -> list[WorkerRow]:
+    """Every registered worker, by id."""
+    rows = conn.execute(select(workers).order_by(workers.c.id)).all()
+    return [WorkerRow(**row._asdict()) for row in rows]
+
+
+def sample_rows(conn: Connection, limit: int) -> list[SampleRow]:
+    """Up to `limit` sample grids, newest first."""
+    rows = conn.execute(select(samples).order_by(samples.c.version.desc()).limit(limit)).all()
+    return [SampleRow(r.version, bytes(r.png), r.swd, r.created_at) for r in rows]
+
+
+def metrics_rows(conn: Connection, since_version: int) -> list[MetricsRow]:
+    """Metrics of every closed version >= since_version, oldest first."""
+    rows = conn.execute(
+        select(metrics).where(metrics.c.version >= since_version).order_by(metrics.c.version)
+    ).all()
+    return [MetricsRow(**_nan_losses(row._asdict())) for row in rows]
+
+
+def event_rows(conn: Connection, limit: int, after_id: int) -> list[EventRow]:
+    """Up to `limit` newest events with id > after_id, newest first."""
+    rows = conn.execute(
+        select(events).where(events.c.id > after_id).order_by(events.c.id.desc()).limit(limit)
+    ).all()
+    return [EventRow(**row._asdict()) for row in rows]
+
+
+def _nan_losses(values: dict[str, Any]) -> dict[str, Any]:
+    for key in METRIC_KEYS:
+        values[key] = null_to_nan(values[key])
+    return values

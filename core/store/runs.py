@@ -1,0 +1,305 @@
+"""The run's lifecycle SQL: create a run, close a version (publish the next), retention."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from core.store.errors import NoRun, RunExists, StoreError
+from core.store.queue import add_event, nan_to_null, pack_indices
+from core.store.rows import RunRow, ShardLike, StoreSettings, UnitSpec
+from core.store.schema import (
+    dataset_shards,
+    events,
+    metrics,
+    model_versions,
+    optimizer_state,
+    results,
+    run,
+    samples,
+    work_units,
+)
+
+log = logging.getLogger(__name__)
+
+KEEP_EVENTS = 10_000  # newest event-log entries kept
+METRICS_KEYS = (
+    "d_loss",
+    "g_loss",
+    "d_real",
+    "d_fake",
+    "images",
+    "units",
+    "parked_units",
+    "close_s",
+)
+
+
+def to_json(value: Mapping[str, object]) -> str:
+    """A JSON object as stored (sorted keys, so equal dicts store equal text)."""
+    return json.dumps(dict(value), sort_keys=True)
+
+
+def from_json(text: str) -> dict[str, object]:
+    """Inverse of `to_json`."""
+    value = json.loads(text)
+    assert isinstance(value, dict), "stored JSON columns always hold objects"
+    return value
+
+
+def run_row(row: Any) -> RunRow:
+    """The stored run as a frozen value."""
+    return RunRow(
+        name=row.name,
+        status=row.status,
+        model_config=from_json(row.model_config),
+        settings=from_json(row.settings),
+        dataset_size=row.dataset_size,
+        image_size=row.image_size,
+        version=row.version,
+        cursor=row.cursor,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def read_run(conn: Connection, *, for_update: bool = False) -> RunRow:
+    """The run, or NoRun; `for_update` locks its row (PostgreSQL) for a read-modify-write."""
+    query = select(run).where(run.c.id == 1)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        raise NoRun()
+    return run_row(row)
+
+
+def insert_units(conn: Connection, version: int, specs: Sequence[UnitSpec], now: float) -> None:
+    """Designate `specs` as version `version`'s units (copy 0, pending)."""
+    if not specs:
+        return
+    conn.execute(
+        insert(work_units),
+        [
+            {
+                "version": version,
+                "unit_index": spec.unit_index,
+                "copy": 0,
+                "seed": spec.seed,
+                "sample_indices": pack_indices(spec.sample_indices),
+                "sample_count": len(spec.sample_indices),
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+            }
+            for spec in specs
+        ],
+    )
+
+
+def insert_version(
+    conn: Connection,
+    version: int,
+    weights: bytes,
+    weights_sha256: str,
+    model_config: Mapping[str, object],
+    settings: StoreSettings,
+    now: float,
+) -> None:
+    """Publish the weights of `version` (a checkpoint every `checkpoint_every` versions)."""
+    conn.execute(
+        insert(model_versions).values(
+            version=version,
+            weights=weights,
+            sha256=weights_sha256,
+            model_config=to_json(model_config),
+            is_checkpoint=version % settings.checkpoint_every == 0,
+            created_at=now,
+        )
+    )
+
+
+def create_run(
+    conn: Connection,
+    now: float,
+    name: str,
+    model_config: Mapping[str, object],
+    settings: Mapping[str, object],
+    shards: Iterable[ShardLike],
+    weights: bytes,
+    weights_sha256: str,
+    optimizer: bytes,
+    first_units: Sequence[UnitSpec] | Callable[[int], Sequence[UnitSpec]],
+) -> RunRow:
+    """Write a whole new run (caller's transaction: all of it or nothing).
+
+    `first_units` may be a function of the dataset size, which is only known once the
+    shards (a stream) are stored.
+    """
+    if conn.execute(select(run.c.id)).first() is not None:
+        raise RunExists()
+    store_settings = StoreSettings.from_settings(settings)
+    dataset_size, image_size = 0, None
+    for shard in shards:
+        if image_size is not None and shard.image_size != image_size:
+            raise StoreError(
+                f"shard {shard.index} has {shard.image_size}px images but earlier shards have "
+                f"{image_size}px; ingest the dataset again at one size"
+            )
+        image_size = shard.image_size
+        conn.execute(
+            insert(dataset_shards).values(
+                idx=shard.index,
+                count=shard.count,
+                image_size=shard.image_size,
+                sha256=shard.sha256,
+                data=shard.data,
+            )
+        )
+        dataset_size += shard.count
+    if image_size is None:
+        raise StoreError("a run needs a dataset with at least one shard of images")
+    units = first_units(dataset_size) if callable(first_units) else first_units
+    conn.execute(
+        insert(run).values(
+            id=1,
+            name=name,
+            status="active",
+            model_config=to_json(model_config),
+            settings=to_json(settings),
+            dataset_size=dataset_size,
+            image_size=image_size,
+            version=0,
+            cursor=len(units),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    insert_version(conn, 0, weights, weights_sha256, model_config, store_settings, now)
+    conn.execute(insert(optimizer_state).values(id=1, version=0, state=optimizer))
+    insert_units(conn, 0, units, now)
+    add_event(conn, now, "run", f"run {name!r} created with {dataset_size} images", version=0)
+    return read_run(conn)
+
+
+def close_version(
+    conn: Connection,
+    now: float,
+    version: int,
+    weights: bytes,
+    weights_sha256: str,
+    model_config: Mapping[str, object],
+    optimizer: bytes,
+    metrics_values: Mapping[str, float | int | None],
+    next_units: Sequence[UnitSpec],
+    new_cursor: int,
+) -> None:
+    """Publish version+1 and retire `version` (caller's transaction: all of it or nothing)."""
+    current = read_run(conn, for_update=True)
+    if current.version != version:
+        raise StoreError(
+            f"cannot close version {version}: the run is at version {current.version}, so it "
+            "was already closed; reload the run and carry on from there"
+        )
+    missing = [key for key in METRICS_KEYS if key not in metrics_values]
+    if missing:
+        raise StoreError(f"close_version metrics need {', '.join(METRICS_KEYS)}; missing {missing}")
+    settings = StoreSettings.from_settings(current.settings)
+    published = version + 1
+    insert_version(conn, published, weights, weights_sha256, model_config, settings, now)
+    conn.execute(
+        update(optimizer_state)
+        .where(optimizer_state.c.id == 1)
+        .values(version=published, state=optimizer)
+    )
+    conn.execute(
+        update(run)
+        .where(run.c.id == 1)
+        .values(version=published, cursor=new_cursor, updated_at=now)
+    )
+    # Leftover copies die here, so late heartbeats and submits of them get LeaseLost.
+    conn.execute(
+        update(work_units)
+        .where(work_units.c.version == version, work_units.c.status.not_in(("done", "parked")))
+        .values(status="cancelled", lease_expires_at=None)
+    )
+    conn.execute(delete(results).where(results.c.version == version))
+    _insert_metrics(conn, version, metrics_values, now)
+    insert_units(conn, published, next_units, now)
+    prune(conn, version, settings)
+    parked = int(metrics_values["parked_units"] or 0)
+    add_event(
+        conn,
+        now,
+        "published",
+        f"version {published} published from {metrics_values['units']} units"
+        + (f" ({parked} parked units left out)" if parked else ""),
+        version=published,
+    )
+    log.info("published version %d", published)
+
+
+def _insert_metrics(
+    conn: Connection, version: int, values: Mapping[str, float | int | None], now: float
+) -> None:
+    def number(key: str) -> float:
+        value = values[key]
+        if value is None:
+            raise StoreError(f"close_version metric {key} must be a number, not None")
+        return float(value)
+
+    swd = values.get("swd")
+    conn.execute(
+        insert(metrics).values(
+            version=version,
+            d_loss=nan_to_null(number("d_loss")),
+            g_loss=nan_to_null(number("g_loss")),
+            d_real=nan_to_null(number("d_real")),
+            d_fake=nan_to_null(number("d_fake")),
+            images=int(number("images")),
+            units=int(number("units")),
+            parked_units=int(number("parked_units")),
+            close_s=number("close_s"),
+            swd=None if swd is None else nan_to_null(float(swd)),
+            created_at=now,
+        )
+    )
+
+
+def prune(conn: Connection, closed: int, settings: StoreSettings) -> None:
+    """Retention: keep the database's size independent of how many versions were run."""
+    kept = conn.execute(
+        select(model_versions.c.version, model_versions.c.is_checkpoint).order_by(
+            model_versions.c.version.desc()
+        )
+    ).all()
+    checkpoints = [row.version for row in kept if row.is_checkpoint]
+    keep = {row.version for row in kept[: settings.keep_versions]}
+    keep |= set(checkpoints[: settings.keep_checkpoints])
+    stale = [row.version for row in kept if row.version not in keep]
+    if stale:
+        conn.execute(delete(model_versions).where(model_versions.c.version.in_(stale)))
+    # Finished units of older versions; parked ones stay as a record of poison units.
+    conn.execute(
+        delete(work_units).where(
+            work_units.c.version < closed, work_units.c.status.in_(("done", "cancelled"))
+        )
+    )
+    _keep_newest(conn, samples.c.version, settings.keep_samples)
+    _keep_newest(conn, events.c.id, KEEP_EVENTS)
+
+
+def _keep_newest(conn: Connection, key: Any, keep: int) -> None:
+    """Delete the rows of key's table beyond the `keep` with the largest key."""
+    cutoff = conn.execute(select(key).order_by(key.desc()).offset(keep).limit(1)).scalar()
+    if cutoff is not None:
+        conn.execute(delete(key.table).where(key <= cutoff))
+
+
+def count_rows(conn: Connection, table: Any) -> int:
+    """Rows in a table (for status displays and tests)."""
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())

@@ -1,0 +1,199 @@
+"""The run database's tables (SQLAlchemy Core); migration 0001 creates exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+# Fixed constraint names so migrations on SQLite and PostgreSQL can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# Times are float seconds since the epoch (DOUBLE PRECISION / REAL) from the store's clock.
+
+run = Table(
+    "run",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("model_config", Text, nullable=False),  # JSON object
+    Column("settings", Text, nullable=False),  # JSON object
+    Column("dataset_size", Integer, nullable=False),
+    Column("image_size", Integer, nullable=False),
+    Column("version", Integer, nullable=False),  # latest published version
+    Column("cursor", Integer, nullable=False),  # next global unit index to designate
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+    CheckConstraint("status IN ('active', 'paused')", name="status"),
+)
+
+dataset_shards = Table(
+    "dataset_shards",
+    metadata,
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("count", Integer, nullable=False),
+    Column("image_size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),  # uint8 (count, 3, S, S)
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("weights", LargeBinary, nullable=False),  # safetensors bytes
+    Column("sha256", String(64), nullable=False),
+    Column("model_config", Text, nullable=False),  # JSON object
+    Column("is_checkpoint", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+optimizer_state = Table(
+    "optimizer_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("version", Integer, nullable=False),  # the version these moments lead to
+    Column("state", LargeBinary, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("device", String(200), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    Column("state", String(200), nullable=False),
+    Column("units", Integer, nullable=False, server_default=text("0")),
+    Column("images", BigInteger, nullable=False, server_default=text("0")),
+    Column("compute_s", Double, nullable=False, server_default=text("0")),
+    Column("rejected", Integer, nullable=False, server_default=text("0")),
+    sqlite_autoincrement=True,
+)
+
+work_units = Table(
+    "work_units",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("unit_index", Integer, nullable=False),  # global unit number
+    Column("copy", Integer, nullable=False),  # 0 = designated unit, 1.. = backup copies
+    Column("seed", BigInteger, nullable=False),
+    Column("sample_indices", LargeBinary, nullable=False),  # int32 little-endian
+    Column("sample_count", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("lease_token", String(64), nullable=True),  # kept after submit to spot re-submits
+    Column("lease_expires_at", Double, nullable=True),
+    Column("leased_at", Double, nullable=True),
+    Column("worker_id", Integer, ForeignKey("workers.id"), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("version", "unit_index", "copy"),  # also serves (version, unit_index)
+    CheckConstraint(
+        "status IN ('pending', 'leased', 'submitted', 'done', 'parked', 'cancelled')",
+        name="status",
+    ),
+    # The claim reads the first pending unit of the current version in (unit_index, copy)
+    # order straight off this index, however many finished units the table holds.
+    Index("ix_work_units_claim", "status", "version", "unit_index", "copy"),
+    sqlite_autoincrement=True,
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("unit_id", Integer, ForeignKey("work_units.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("unit_index", Integer, nullable=False),
+    Column("worker_id", Integer, ForeignKey("workers.id"), nullable=False),
+    Column("payload", LargeBinary, nullable=True),  # NULL once resolved, unless accepted
+    Column("precision", String(16), nullable=False),
+    Column("claimed_samples", Integer, nullable=False),  # the worker's word, for the record
+    # Losses are NULL when the worker sent NaN (SQLite cannot store NaN).
+    Column("d_loss", Double, nullable=True),
+    Column("g_loss", Double, nullable=True),
+    Column("d_real", Double, nullable=True),
+    Column("d_fake", Double, nullable=True),
+    Column("compute_s", Double, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("submitted_at", Double, nullable=False),
+    CheckConstraint("status IN ('new', 'accepted', 'rejected', 'crosscheck')", name="status"),
+    Index("ix_results_status", "status", "id"),
+    Index("ix_results_unit_id", "unit_id"),
+    # Safety net for the protocol's invariant: one accepted result per designated unit.
+    Index(
+        "uq_results_accepted",
+        "version",
+        "unit_index",
+        unique=True,
+        sqlite_where=text("status = 'accepted'"),
+        postgresql_where=text("status = 'accepted'"),
+    ),
+    sqlite_autoincrement=True,
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("d_loss", Double, nullable=True),  # NULL stands for NaN
+    Column("g_loss", Double, nullable=True),
+    Column("d_real", Double, nullable=True),
+    Column("d_fake", Double, nullable=True),
+    Column("images", Integer, nullable=False),
+    Column("units", Integer, nullable=False),
+    Column("parked_units", Integer, nullable=False),
+    Column("close_s", Double, nullable=False),
+    Column("swd", Double, nullable=True),  # NULL until computed
+    Column("created_at", Double, nullable=False),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("png", LargeBinary, nullable=False),
+    Column("swd", Double, nullable=True),
+    Column("created_at", Double, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Double, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("worker_id", Integer, ForeignKey("workers.id"), nullable=True),
+    Column("version", Integer, nullable=True),
+    Column("message", Text, nullable=False),
+    sqlite_autoincrement=True,
+)

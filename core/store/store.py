@@ -1,0 +1,441 @@
+"""`Store`: the only code that reads and writes the run database, one transaction per call."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import exc as sa_exc
+
+from core.store import queue, reads, runs, verdicts
+from core.store.errors import NoRun, RunPaused, StoreError, UnknownWorker, translate_db_error
+from core.store.rows import (
+    RUN_STATUSES,
+    EventRow,
+    Lease,
+    MetricsRow,
+    ResultRow,
+    RunRow,
+    SampleRow,
+    ShardData,
+    ShardLike,
+    ShardRow,
+    StoreSettings,
+    UnitCounts,
+    UnitRow,
+    UnitSpec,
+    VersionRow,
+    WorkerRow,
+)
+from core.store.schema import metrics, optimizer_state, results, run, samples, workers
+from core.store.verdicts import Outcome
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    """Every query of the run database; each public method is one transaction.
+
+    Methods return frozen rows from `core.store.rows`. Driver errors leave as `StoreError`s:
+    `DatabaseUnavailable` means retry with backoff. Safe to share between threads (each
+    thread gets its own connection and transaction).
+    """
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.clock = clock  # seconds since the epoch; tests pass a clock they can move
+        self._local = threading.local()
+
+    @property
+    def dialect(self) -> str:
+        """The backend's name: 'sqlite' or 'postgresql'."""
+        return str(self.engine.dialect.name)
+
+    def dispose(self) -> None:
+        """Close the pooled connections (the store can still be used; it reconnects)."""
+        self.engine.dispose()
+
+    def close(self) -> None:
+        """Same as `dispose`: close the pooled connections."""
+        self.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Connection]:
+        """One transaction that commits on success and rolls back on error.
+
+        Re-entrant: a nested `session()` (and every store method called inside one) joins
+        the outer transaction, so several calls can be made atomic together.
+        """
+        outer = getattr(self._local, "connection", None)
+        if outer is not None:
+            try:
+                yield outer
+            except sa_exc.DBAPIError as error:
+                raise translate_db_error(error, self.engine.url) from error
+            return
+        try:
+            with self.engine.connect() as connection, connection.begin():
+                self._local.connection = connection
+                try:
+                    yield connection
+                finally:
+                    self._local.connection = None
+        except sa_exc.DBAPIError as error:
+            raise translate_db_error(error, self.engine.url) from error
+
+    # ----------------------------------------------------------------- run
+    def create_run(
+        self,
+        name: str,
+        model_config: Mapping[str, object],
+        settings: Mapping[str, object],
+        shards: Iterable[ShardLike],
+        weights: bytes,
+        weights_sha256: str,
+        optimizer_state: bytes,
+        first_units: Sequence[UnitSpec] | Callable[[int], Sequence[UnitSpec]],
+    ) -> RunRow:
+        """Create the run in one transaction: shards, version 0, its optimizer state and units.
+
+        `first_units` (version 0's units) may be a function of the dataset size, called once
+        the shards are stored. RunExists if the database already holds a run; any failure
+        (including one raised by the `shards` iterator or `first_units`) leaves nothing behind.
+        """
+        with self.session() as conn:
+            return runs.create_run(
+                conn,
+                self.clock(),
+                name,
+                model_config,
+                settings,
+                shards,
+                weights,
+                weights_sha256,
+                optimizer_state,
+                first_units,
+            )
+
+    def get_run(self) -> RunRow:
+        """The run (NoRun if the database holds none)."""
+        with self.session() as conn:
+            return runs.read_run(conn)
+
+    def latest_version(self) -> int:
+        """The latest published version."""
+        return self.get_run().version
+
+    def set_status(self, status: str) -> RunRow:
+        """Pause ('paused') or resume ('active') the run."""
+        if status not in RUN_STATUSES:
+            raise StoreError(f"run status must be one of {RUN_STATUSES}, not {status!r}")
+        with self.session() as conn:
+            current = runs.read_run(conn, for_update=True)
+            if current.status != status:
+                now = self.clock()
+                conn.execute(update(run).values(status=status, updated_at=now))
+                kind = "paused" if status == "paused" else "resumed"
+                queue.add_event(conn, now, kind, f"run {kind}", version=current.version)
+            return runs.read_run(conn)
+
+    def update_settings(self, changes: Mapping[str, object]) -> RunRow:
+        """Merge `changes` into the run's settings and return the updated run."""
+        with self.session() as conn:
+            current = runs.read_run(conn, for_update=True)
+            merged = {**current.settings, **changes}
+            StoreSettings.from_settings(merged)  # refuse values the store cannot act on
+            now = self.clock()
+            conn.execute(update(run).values(settings=runs.to_json(merged), updated_at=now))
+            shown = ", ".join(f"{key}={value!r}" for key, value in sorted(changes.items()))
+            queue.add_event(conn, now, "settings", f"settings changed: {shown}")
+            return runs.read_run(conn)
+
+    def close_version(
+        self,
+        version: int,
+        *,
+        weights: bytes,
+        weights_sha256: str,
+        model_config: Mapping[str, object],
+        optimizer_state: bytes,
+        metrics: Mapping[str, float | int | None],
+        next_units: Sequence[UnitSpec],
+        new_cursor: int,
+    ) -> None:
+        """Publish version+1 and retire `version`, all in one transaction.
+
+        `metrics` needs d_loss, g_loss, d_real, d_fake, images, units, parked_units, close_s
+        (swd optional). Raises StoreError if the run is no longer at `version`.
+        """
+        with self.session() as conn:
+            runs.close_version(
+                conn,
+                self.clock(),
+                version,
+                weights,
+                weights_sha256,
+                model_config,
+                optimizer_state,
+                metrics,
+                next_units,
+                new_cursor,
+            )
+
+    # ------------------------------------------------------ versions, data
+    def version_weights(self, version: int) -> tuple[bytes, str, dict[str, object]]:
+        """(safetensors bytes, sha256, model config) of a kept version."""
+        with self.session() as conn:
+            return reads.version_weights(conn, version)
+
+    def versions(self) -> list[VersionRow]:
+        """The kept model versions, oldest first (no weight bytes)."""
+        with self.session() as conn:
+            return reads.versions(conn)
+
+    def optimizer_state(self) -> tuple[int, bytes]:
+        """(version the state leads to, state bytes)."""
+        with self.session() as conn:
+            row = conn.execute(select(optimizer_state).where(optimizer_state.c.id == 1)).first()
+        if row is None:
+            raise NoRun()
+        return row.version, bytes(row.state)
+
+    def shard_index(self) -> list[ShardRow]:
+        """Every dataset shard, in index order, without data."""
+        with self.session() as conn:
+            return reads.shard_index(conn)
+
+    def shard(self, idx: int) -> ShardData:
+        """One dataset shard with its bytes."""
+        with self.session() as conn:
+            return reads.shard(conn, idx)
+
+    # ------------------------------------------------------------- workers
+    def register_worker(self, name: str, hostname: str, device: str) -> int:
+        """Add a worker and return its id."""
+        with self.session() as conn:
+            now = self.clock()
+            worker_id = int(
+                conn.execute(
+                    insert(workers)
+                    .values(
+                        name=name,
+                        hostname=hostname,
+                        device=device,
+                        created_at=now,
+                        last_seen=now,
+                        state="registered",
+                    )
+                    .returning(workers.c.id)
+                ).scalar_one()
+            )
+            queue.add_event(
+                conn, now, "worker", f"{name} joined from {hostname} ({device})", worker_id
+            )
+            return worker_id
+
+    def touch_worker(self, worker_id: int, state: str) -> None:
+        """Record that the worker is alive and what it is doing."""
+        with self.session() as conn:
+            self._touch(conn, worker_id, state)
+
+    def _touch(self, conn: Connection, worker_id: int, state: str | None = None) -> None:
+        values: dict[str, object] = {"last_seen": self.clock()}
+        if state is not None:
+            values["state"] = state
+        touched = conn.execute(update(workers).where(workers.c.id == worker_id).values(**values))
+        if touched.rowcount == 0:
+            raise UnknownWorker(
+                f"no worker with id {worker_id} in this database; register the worker again"
+            )
+
+    def workers(self) -> list[WorkerRow]:
+        """Every registered worker, by id."""
+        with self.session() as conn:
+            return reads.worker_rows(conn)
+
+    # --------------------------------------------------------- worker side
+    def claim(self, worker_id: int) -> Lease | None:
+        """Lease the next unit of the current version to the worker, or None if none is free.
+
+        Order: the first pending unit; else, after returning expired leases, the first
+        pending one again; else a backup copy of a straggler. RunPaused while paused.
+        """
+        with self.session() as conn:
+            current = runs.read_run(conn)
+            if current.status == "paused":
+                raise RunPaused()
+            self._touch(conn, worker_id)
+            settings = StoreSettings.from_settings(current.settings)
+            now, token = self.clock(), secrets.token_hex(16)
+            args = (conn, self.dialect, current.version, worker_id, token, now, settings.lease_s)
+            lease = queue.claim_pending(*args)
+            if lease is None and queue.expire_leases(conn, now, settings.max_attempts):
+                lease = queue.claim_pending(*args)
+            if lease is None:
+                lease = queue.claim_backup(conn, current.version, worker_id, token, now, settings)
+            return lease
+
+    def heartbeat(self, lease: Lease) -> Lease:
+        """Extend the lease by lease_s; LeaseLost if it no longer holds."""
+        with self.session() as conn:
+            settings = StoreSettings.from_settings(runs.read_run(conn).settings)
+            expires = queue.heartbeat(conn, lease, self.clock(), settings.lease_s)
+            self._touch(conn, lease.worker_id)
+            return dataclasses.replace(lease, expires_at=expires)
+
+    def submit(
+        self,
+        lease: Lease,
+        payload: bytes,
+        precision: str,
+        claimed_samples: int,
+        metrics: Mapping[str, float],
+        compute_s: float,
+    ) -> int:
+        """Store the unit's result if the lease still holds; returns the result id.
+
+        LeaseLost if the lease expired, was cancelled or re-issued; AlreadySubmitted if this
+        lease's result is already stored. Never two results for one lease.
+        """
+        with self.session() as conn:
+            result_id = queue.submit(
+                conn,
+                lease,
+                self.clock(),
+                payload,
+                precision,
+                claimed_samples,
+                metrics,
+                compute_s,
+            )
+            self._touch(conn, lease.worker_id)
+            return result_id
+
+    def release(self, lease: Lease) -> None:
+        """Give the unit back at once (shutdown); a no-op if the lease is already gone."""
+        with self.session() as conn:
+            settings = StoreSettings.from_settings(runs.read_run(conn).settings)
+            queue.release(conn, lease, self.clock(), settings.max_attempts)
+
+    # ---------------------------------------------------- coordinator side
+    def expire_leases(self) -> int:
+        """Return expired leases to the queue (or park them); how many expired."""
+        with self.session() as conn:
+            settings = StoreSettings.from_settings(runs.read_run(conn).settings)
+            return queue.expire_leases(conn, self.clock(), settings.max_attempts)
+
+    def park_unit(self, unit_id: int) -> bool:
+        """Park a pending or leased unit copy; False if it was already finished."""
+        with self.session() as conn:
+            return queue.park_unit(conn, unit_id, self.clock())
+
+    def new_results(self, limit: int) -> list[ResultRow]:
+        """Up to `limit` results waiting for a verdict, oldest first."""
+        with self.session() as conn:
+            return reads.results_where(conn, results.c.status == "new", limit=limit)
+
+    def accepted_result(self, version: int, unit_index: int) -> ResultRow | None:
+        """The accepted result of a unit, if it has one."""
+        with self.session() as conn:
+            found = reads.results_where(
+                conn,
+                results.c.version == version,
+                results.c.unit_index == unit_index,
+                results.c.status == "accepted",
+            )
+        return found[0] if found else None
+
+    def version_results(self, version: int) -> list[ResultRow]:
+        """Every result of a version still stored, oldest first."""
+        with self.session() as conn:
+            return reads.results_where(conn, results.c.version == version)
+
+    def result_payload(self, result_id: int) -> bytes:
+        """The payload of a result (StoreError once it is resolved and dropped)."""
+        with self.session() as conn:
+            return reads.result_payload(conn, result_id)
+
+    def resolve_result(
+        self, result_id: int, outcome: Outcome, reason: str | None = None
+    ) -> Outcome:
+        """Record the verdict on a new result; returns the outcome actually stored.
+
+        'accepted' is stored as 'crosscheck' when the unit already has an accepted result.
+        """
+        with self.session() as conn:
+            settings = StoreSettings.from_settings(runs.read_run(conn).settings)
+            return verdicts.resolve(
+                conn, result_id, outcome, reason, self.clock(), settings.max_attempts
+            )
+
+    def accepted_payloads(self, version: int) -> Iterator[tuple[int, int, bytes]]:
+        """(unit_index, sample_count, payload) of every accepted result, in unit order.
+
+        Each payload is read in its own short query, so memory does not grow with the units
+        of a version and workers are not held off while the caller aggregates.
+        """
+        with self.session() as conn:
+            accepted = reads.accepted_ids(conn, version)
+        for result_id, unit_index, sample_count in accepted:
+            yield unit_index, sample_count, self.result_payload(result_id)
+
+    def version_units(self, version: int) -> list[UnitRow]:
+        """Every copy of every unit of a version, by (unit_index, copy)."""
+        with self.session() as conn:
+            return reads.version_units(conn, version)
+
+    def unit_counts(self, version: int) -> UnitCounts:
+        """Distinct units of a version counted by the best status of their copies."""
+        with self.session() as conn:
+            return reads.unit_counts(conn, version)
+
+    # ------------------------------------------------ samples, metrics, log
+    def add_sample(self, version: int, png: bytes, swd: float | None) -> None:
+        """Store (or replace) the sample grid of a version."""
+        with self.session() as conn:
+            conn.execute(delete(samples).where(samples.c.version == version))
+            conn.execute(
+                insert(samples).values(version=version, png=png, swd=swd, created_at=self.clock())
+            )
+
+    def set_metric_swd(self, version: int, swd: float) -> None:
+        """Fill in the quality figure of a version's metrics row."""
+        with self.session() as conn:
+            conn.execute(update(metrics).where(metrics.c.version == version).values(swd=swd))
+
+    def latest_sample(self) -> SampleRow | None:
+        """The newest sample grid, if any."""
+        found = self.samples(1)
+        return found[0] if found else None
+
+    def samples(self, limit: int) -> list[SampleRow]:
+        """Up to `limit` sample grids, newest first."""
+        with self.session() as conn:
+            return reads.sample_rows(conn, limit)
+
+    def metrics(self, since_version: int = 0) -> list[MetricsRow]:
+        """Metrics of every closed version >= since_version, oldest first."""
+        with self.session() as conn:
+            return reads.metrics_rows(conn, since_version)
+
+    def add_event(
+        self,
+        kind: str,
+        message: str,
+        worker_id: int | None = None,
+        version: int | None = None,
+    ) -> None:
+        """Append an entry to the run's event log."""
+        with self.session() as conn:
+            queue.add_event(conn, self.clock(), kind, message, worker_id, version)
+
+    def events(self, limit: int, after_id: int = 0) -> list[EventRow]:
+        """Up to `limit` newest events with id > after_id, newest first."""
+        with self.session() as conn:
+            return reads.event_rows(conn, limit, after_id)

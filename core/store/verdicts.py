@@ -1,0 +1,108 @@
+"""The coordinator's verdicts on results: accept, reject or keep as a cross-check."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sqlalchemy import Connection, select, update
+
+from core.store.errors import StoreError
+from core.store.queue import add_event, return_copy
+from core.store.schema import results, work_units, workers
+
+Outcome = Literal["accepted", "rejected", "crosscheck"]
+
+
+def resolve(
+    conn: Connection,
+    result_id: int,
+    outcome: Outcome,
+    reason: str | None,
+    now: float,
+    max_attempts: int,
+) -> Outcome:
+    """Record the coordinator's verdict on a new result; returns the outcome stored.
+
+    'accepted' becomes 'crosscheck' when the unit already has an accepted result, so a unit
+    never has two.
+    """
+    if outcome not in ("accepted", "rejected", "crosscheck"):
+        raise StoreError(f"outcome must be accepted, rejected or crosscheck, not {outcome!r}")
+    result = conn.execute(select(results).where(results.c.id == result_id)).first()
+    if result is None:
+        raise StoreError(f"no result {result_id}; its version may have been closed")
+    if result.status != "new":
+        raise StoreError(f"result {result_id} is already resolved as {result.status}")
+    unit = conn.execute(select(work_units).where(work_units.c.id == result.unit_id)).one()
+    accepted_id = conn.execute(
+        select(results.c.id).where(
+            results.c.version == result.version,
+            results.c.unit_index == result.unit_index,
+            results.c.status == "accepted",
+        )
+    ).scalar()
+    if outcome == "accepted" and accepted_id is not None:
+        outcome = "crosscheck"
+    if outcome == "crosscheck" and accepted_id is None:
+        raise StoreError(
+            f"result {result_id} cannot be a cross-check: unit {result.unit_index} has no "
+            "accepted result yet; accept it instead"
+        )
+    if outcome == "rejected":
+        _reject(conn, result, unit, reason, now, max_attempts)
+    else:
+        _credit(conn, result, unit, outcome, reason)
+    return outcome
+
+
+def _credit(conn: Connection, result: Any, unit: Any, outcome: Outcome, reason: str | None) -> None:
+    values: dict[str, object] = {"status": outcome, "reason": reason}
+    if outcome == "crosscheck":
+        values["payload"] = None
+    conn.execute(update(results).where(results.c.id == result.id).values(**values))
+    conn.execute(update(work_units).where(work_units.c.id == unit.id).values(status="done"))
+    if outcome == "accepted":
+        conn.execute(
+            update(work_units)
+            .where(
+                work_units.c.version == unit.version,
+                work_units.c.unit_index == unit.unit_index,
+                work_units.c.status == "pending",
+            )
+            .values(status="cancelled")
+        )
+    # Credit the unit's own sample count, never the worker's claim.
+    conn.execute(
+        update(workers)
+        .where(workers.c.id == result.worker_id)
+        .values(
+            units=workers.c.units + 1,
+            images=workers.c.images + unit.sample_count,
+            compute_s=workers.c.compute_s + result.compute_s,
+        )
+    )
+
+
+def _reject(
+    conn: Connection, result: Any, unit: Any, reason: str | None, now: float, max_attempts: int
+) -> None:
+    conn.execute(
+        update(results)
+        .where(results.c.id == result.id)
+        .values(status="rejected", payload=None, reason=reason)
+    )
+    conn.execute(
+        update(workers)
+        .where(workers.c.id == result.worker_id)
+        .values(rejected=workers.c.rejected + 1)
+    )
+    add_event(
+        conn,
+        now,
+        "rejected",
+        f"result {result.id} for unit {result.unit_index} rejected: {reason or 'no reason given'}",
+        worker_id=result.worker_id,
+        version=result.version,
+    )
+    if unit.status == "submitted":
+        return_copy(conn, unit, now, max_attempts, "result rejected")

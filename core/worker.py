@@ -1,0 +1,385 @@
+"""The worker engine: claim → weights → shards → compute → submit, with controls and events.
+
+One engine drives both the headless worker and the desktop app. It reports what it does as
+plain `WorkerEvent` values to a callback (a GUI turns them into signals), and it is controlled
+from any thread with `pause`, `resume`, `finish_current_unit` and `stop`. Pauses and stops take
+effect between micro-batches; an abandoned unit's lease is released at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from core.backoff import Backoff
+from core.cache import ShardCache
+from core.codec import decode_named, encode_tensors, sha256_hex
+from core.config import RunSettings
+from core.model import GAN, ModelConfig, gan_from_parameters
+from core.shards import ShardFetcher
+from core.store import (
+    AlreadySubmitted,
+    DatabaseUnavailable,
+    Lease,
+    LeaseLost,
+    RunPaused,
+    Store,
+    StoreError,
+)
+from core.training import UnitCancelled, intra_op_threads, unit_gradients
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_MIN_S = 0.05  # first wait when there is no work: a new version usually follows fast
+IDLE_POLL_MAX_S = 2.0  # longest wait between claims when the queue stays empty
+PROGRESS_EVERY_S = 0.5  # at most this often a progress event
+MAX_WEIGHTS_BYTES = 2 * 1024**3  # refuse published weights larger than this
+
+
+@dataclass(frozen=True)
+class WorkerEvent:
+    """Something the engine did, as plain data."""
+
+    kind: str  # "state" | "progress" | "unit_finished" | "unit_refused" | "error"
+    state: str  # connecting | idle | downloading | computing | uploading | paused | error | stopped
+    message: str  # one human sentence: what and why
+    at: float = field(default_factory=time.time)
+    version: int | None = None
+    unit_index: int | None = None
+    progress: float | None = None  # 0..1 within the current unit
+    images: int | None = None
+    compute_s: float | None = None
+    metrics: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    name: str  # shown on the leaderboard
+    hostname: str  # this computer's name, for the admin console
+    device: torch.device  # where to compute
+    threads: int  # intra-op CPU threads per unit
+    max_units: int | None = None  # stop after this many accepted submits
+    heartbeat_fraction: float = 1 / 3  # heartbeat every lease_s × this
+
+
+class _Version:
+    """The model and settings of one published version, loaded once."""
+
+    def __init__(self, version: int, gan: GAN, settings: RunSettings) -> None:
+        self.version = version
+        self.gan = gan
+        self.settings = settings
+
+
+class WorkerEngine:
+    """Runs units until stopped; `run()` blocks, the controls may be called from other threads."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Store],
+        cache: ShardCache,
+        options: WorkerOptions,
+        on_event: Callable[[WorkerEvent], None] | None = None,
+    ) -> None:
+        self._connect_fn = connect
+        self._cache = cache
+        self.options = options
+        self._on_event = on_event or (lambda event: None)
+        self._store: Store | None = None
+        self._worker_id: int | None = None
+        self._fetcher: ShardFetcher | None = None
+        self._loaded: _Version | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._abandon = threading.Event()  # abandon the unit being computed
+        self._pause_reason: str | None = None
+        self._finish_then_pause = False
+        self.units_done = 0
+        self.state = "connecting"
+
+    # Controls (any thread) ------------------------------------------------------------------
+    def pause(self, reason: str = "paused by you") -> None:
+        self._pause_reason = reason
+        self._abandon.set()
+        self._wake.set()
+
+    def resume(self) -> None:
+        self._pause_reason = None
+        self._finish_then_pause = False
+        self._wake.set()
+
+    def finish_current_unit(self) -> None:
+        """Finish the unit being computed, then pause."""
+        self._finish_then_pause = True
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Abandon the current unit (its lease is released at once) and make `run` return."""
+        self._stop.set()
+        self._abandon.set()
+        self._wake.set()
+
+    @property
+    def worker_id(self) -> int | None:
+        return self._worker_id
+
+    # The loop -------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Work until `stop()` or `max_units`; returns the number of units submitted."""
+        reconnect = Backoff(initial_s=0.5, maximum_s=30.0)
+        idle_wait = IDLE_POLL_MIN_S
+        while not self._stop.is_set():
+            if self._pause_reason is not None:
+                self._emit("state", "paused", f"Paused: {self._pause_reason}")
+                self._sleep(3600)
+                continue
+            try:
+                store = self._ensure_connected()
+                lease = store.claim(self._worker_id_or_fail())
+                reconnect.reset()
+            except RunPaused:
+                self._emit("state", "paused", "Waiting: the run is paused by its owner")
+                self._sleep(IDLE_POLL_MAX_S)
+                continue
+            except DatabaseUnavailable as exc:
+                self._drop_connection()
+                delay = reconnect.next_delay()
+                self._emit(
+                    "error",
+                    "error",
+                    f"Cannot reach the database ({exc}); retrying in {delay:.0f} s",
+                )
+                self._sleep(delay)
+                continue
+            if lease is None:
+                if self.state != "idle":
+                    self._emit("state", "idle", "Waiting: no work right now")
+                self._sleep(idle_wait)
+                idle_wait = min(IDLE_POLL_MAX_S, idle_wait * 1.5)
+                continue
+            idle_wait = IDLE_POLL_MIN_S
+            self._work(lease)
+            if self.options.max_units is not None and self.units_done >= self.options.max_units:
+                break
+            if self._finish_then_pause:
+                self._finish_then_pause = False
+                self._pause_reason = "paused after finishing a unit"
+        self._emit("state", "stopped", "Stopped")
+        return self.units_done
+
+    def _work(self, lease: Lease) -> None:
+        store = self._store
+        assert store is not None
+        self._abandon.clear()
+        try:
+            loaded = self._load_version(store, lease.version)
+            self._emit(
+                "state", "downloading", f"Fetching images for unit {lease.unit_index}", lease
+            )
+            assert self._fetcher is not None
+            images = self._fetcher.images(lease.sample_indices)
+        except DatabaseUnavailable as exc:
+            self._drop_connection()
+            self._emit("error", "error", f"Lost the database while fetching data ({exc})", lease)
+            return
+        heartbeat = _Heartbeat(
+            store, lease, loaded.settings.lease_s * self.options.heartbeat_fraction
+        )
+        heartbeat.on_lost = self._abandon.set
+        heartbeat.start()
+        try:
+            result, compute_s = self._compute(lease, loaded, images)
+        except UnitCancelled:
+            heartbeat.stop()
+            self._give_back(store, heartbeat.lease, lost=heartbeat.lost)
+            return
+        heartbeat.stop()
+        self._emit("state", "uploading", f"Uploading unit {lease.unit_index}", lease)
+        payload = encode_tensors(
+            {n: g.cpu() for n, g in result.grads.items()}, loaded.settings.precision
+        )
+        if self._submit(store, heartbeat.lease, payload, result, compute_s):
+            self.units_done += 1
+            self._emit(
+                "unit_finished",
+                "idle",
+                f"Finished unit {lease.unit_index} in {compute_s:.1f} s",
+                lease,
+                images=result.sample_count,
+                compute_s=compute_s,
+                metrics=result.metrics.as_dict(),
+            )
+
+    def _compute(self, lease: Lease, loaded: _Version, images: torch.Tensor):
+        last_emit = 0.0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal last_emit
+            now = time.monotonic()
+            if now - last_emit >= PROGRESS_EVERY_S or done == total:
+                last_emit = now
+                pct = done / total
+                self._emit(
+                    "progress",
+                    "computing",
+                    f"Computing unit {lease.unit_index} — {pct:.0%}",
+                    lease,
+                    progress=pct,
+                )
+
+        self._emit(
+            "state", "computing", f"Computing unit {lease.unit_index} — 0%", lease, progress=0.0
+        )
+        start = time.perf_counter()
+        with intra_op_threads(self.options.threads):
+            result = unit_gradients(
+                loaded.gan,
+                images,
+                lease.seed,
+                loaded.settings.batch_size,  # the run's micro-batch, never ours to choose
+                progress=progress,
+                should_stop=self._abandon.is_set,
+            )
+        return result, time.perf_counter() - start
+
+    def _submit(self, store: Store, lease: Lease, payload: bytes, result, compute_s: float) -> bool:
+        retry = Backoff(initial_s=0.2, maximum_s=5.0)
+        while True:
+            try:
+                store.submit(
+                    lease,
+                    payload,
+                    _precision_of(self._loaded),
+                    result.sample_count,
+                    result.metrics.as_dict(),
+                    compute_s,
+                )
+                return True
+            except AlreadySubmitted:
+                return True  # an earlier attempt whose answer was lost did go through
+            except LeaseLost as exc:
+                self._emit(
+                    "unit_refused",
+                    "idle",
+                    f"Result for unit {lease.unit_index} not needed: {exc}",
+                    lease,
+                )
+                return False
+            except DatabaseUnavailable as exc:
+                if self._stop.is_set() or time.time() > lease.expires_at:
+                    self._emit(
+                        "error", "error", f"Could not upload unit {lease.unit_index}: {exc}", lease
+                    )
+                    self._drop_connection()
+                    return False
+                self._emit("error", "uploading", f"Upload interrupted ({exc}); retrying", lease)
+                time.sleep(retry.next_delay())
+
+    def _give_back(self, store: Store, lease: Lease, *, lost: bool) -> None:
+        if lost:
+            self._emit(
+                "unit_refused",
+                "idle",
+                f"Unit {lease.unit_index} was reassigned (lease expired or version closed)",
+                lease,
+            )
+            return
+        try:
+            store.release(lease)
+        except StoreError as exc:  # the lease will expire on its own
+            log.warning("could not release unit %s: %s", lease.unit_index, exc)
+        self._emit("state", "idle", f"Gave unit {lease.unit_index} back", lease)
+
+    def _load_version(self, store: Store, version: int) -> _Version:
+        if self._loaded is not None and self._loaded.version == version:
+            return self._loaded
+        self._emit(
+            "state", "downloading", f"Downloading the model of version {version}", version=version
+        )
+        weights, sha256, model_config = store.version_weights(version)
+        if sha256_hex(weights) != sha256:
+            raise DatabaseUnavailable(f"the weights of version {version} do not match their sha256")
+        params, _ = decode_named(weights, MAX_WEIGHTS_BYTES)
+        gan = gan_from_parameters(ModelConfig.from_dict(model_config), params).to(
+            self.options.device
+        )
+        settings = RunSettings.from_dict(store.get_run().settings)
+        self._loaded = _Version(version, gan, settings)
+        return self._loaded
+
+    def _ensure_connected(self) -> Store:
+        if self._store is None:
+            self._emit("state", "connecting", "Connecting to the run")
+            store = self._connect_fn()
+            self._worker_id = store.register_worker(
+                self.options.name, self.options.hostname, str(self.options.device)
+            )
+            self._fetcher = ShardFetcher(store, self._cache)
+            self._store = store
+        return self._store
+
+    def _drop_connection(self) -> None:
+        self._store = None
+
+    def _worker_id_or_fail(self) -> int:
+        assert self._worker_id is not None
+        return self._worker_id
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _emit(
+        self, kind: str, state: str, message: str, lease: Lease | None = None, **extra
+    ) -> None:
+        self.state = state
+        if lease is not None:
+            extra.setdefault("version", lease.version)
+            extra.setdefault("unit_index", lease.unit_index)
+        event = WorkerEvent(kind, state, message, **extra)
+        log.debug("%s", event)
+        try:
+            self._on_event(event)
+        except Exception:  # a broken subscriber must not stop the computing
+            log.exception("event subscriber failed")
+
+
+def _precision_of(loaded: _Version | None) -> str:
+    assert loaded is not None
+    return loaded.settings.precision
+
+
+class _Heartbeat:
+    """Keeps a lease alive from a background thread while a unit computes."""
+
+    def __init__(self, store: Store, lease: Lease, every_s: float) -> None:
+        self._store = store
+        self.lease = lease
+        self._every_s = every_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+        self.lost = False
+        self.on_lost: Callable[[], None] = lambda: None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self._every_s):
+            try:
+                self.lease = self._store.heartbeat(self.lease)
+            except LeaseLost:
+                self.lost = True
+                self.on_lost()
+                return
+            except DatabaseUnavailable as exc:  # transient: try again at the next beat
+                log.warning("heartbeat failed: %s", exc)

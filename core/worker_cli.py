@@ -1,0 +1,127 @@
+"""`ganfriends-worker`: the headless volunteer worker for lab PC pools."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from core.cache import DEFAULT_CAP_BYTES, ShardCache
+from core.device import (
+    DeviceError,
+    default_threads,
+    lower_priority,
+    register_local_worker,
+    select_device,
+)
+from core.logs import configure_logging
+from core.paths import cache_dir
+from core.store import StoreError, open_store
+from core.worker import WorkerEngine, WorkerEvent, WorkerOptions
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganfriends-worker",
+        description="Donate this computer's time to a ganfriends training run: claim work units, "
+        "compute their gradients and upload them, until stopped (Ctrl-C or SIGTERM).",
+    )
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("GANFRIENDS_DB"),
+        help="database URL of the run (or set GANFRIENDS_DB), e.g. sqlite:///path/run.db",
+    )
+    parser.add_argument("--invite", help="invite code from the run's owner (PostgreSQL runs)")
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="CPU threads per unit (default: the cores shared among the workers on this computer)",
+    )
+    parser.add_argument(
+        "--name", default=None, help="name shown on the leaderboard (default: this computer's name)"
+    )
+    parser.add_argument("--max-units", type=_positive_int, help="stop after this many units")
+    parser.add_argument(
+        "--cache-gb",
+        type=float,
+        default=DEFAULT_CAP_BYTES / 1024**3,
+        help="size cap of the dataset cache in GiB (default: 2)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only errors")
+    parser.add_argument("--verbose", action="store_true", help="print debug logging")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.invite:
+        parser.error("invite codes need a PostgreSQL run; this version accepts --db URL only")
+    if not args.db:
+        parser.error("say which run to join: --db URL (or set GANFRIENDS_DB)")
+    configure_logging("ganfriends-worker", verbose=args.verbose)
+    try:
+        device = select_device(args.device)
+        store = open_store(args.db)
+        store.get_run()
+    except (DeviceError, StoreError) as exc:
+        print(f"ganfriends-worker: {exc}", file=sys.stderr)
+        return 2
+    lower_priority()
+    registry = cache_dir() / "workers"
+    register_local_worker(registry)
+    threads = args.threads or default_threads(registry)
+    options = WorkerOptions(
+        name=args.name or socket.gethostname(),
+        hostname=socket.gethostname(),
+        device=device,
+        threads=threads,
+        max_units=args.max_units,
+    )
+    cache = ShardCache(cache_dir() / "shards", int(args.cache_gb * 1024**3))
+
+    def connect():
+        return open_store(args.db)
+
+    engine = WorkerEngine(connect, cache, options, on_event=None if args.quiet else _printer())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: engine.stop())
+    print(
+        f"ganfriends-worker: {options.name} on {device} with {threads} thread(s); Ctrl-C stops",
+        file=sys.stderr,
+    )
+    done = engine.run()
+    print(f"ganfriends-worker: stopped after {done} unit(s)", file=sys.stderr)
+    return 0
+
+
+def _printer():
+    last = {"message": ""}
+
+    def on_event(event: WorkerEvent) -> None:
+        if event.kind == "progress" or event.message == last["message"]:
+            return
+        last["message"] = event.message
+        print(event.message, file=sys.stderr, flush=True)
+
+    return on_event
+
+
+if __name__ == "__main__":
+    sys.exit(main())

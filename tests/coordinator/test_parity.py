@@ -1,0 +1,97 @@
+"""Trajectory parity: the distributed run equals the reference trainer bitwise, whatever happens."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.coordinator.harness import (
+    assert_bitwise_equal,
+    make_tiny_run,
+    published_params,
+    reference_params,
+    serve_until,
+    start_worker,
+    stop_processes,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+VERSIONS = 4
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_distributed_run_equals_reference(tmp_path, workers):
+    run = make_tiny_run(tmp_path)
+    procs = [start_worker(run, f"w{i}") for i in range(workers)]
+    try:
+        store = run.store()
+        serve_until(store, VERSIONS)
+        got = published_params(store, VERSIONS)
+    finally:
+        stop_processes(procs)
+    assert_bitwise_equal(got, reference_params(run, VERSIONS))
+    done = {w.name: w.units for w in store.workers()}
+    assert sum(done.values()) >= VERSIONS * run.settings.num_workunits_per_update
+
+
+def test_worker_killed_mid_unit(tmp_path):
+    # Units slow enough to be caught mid-compute; a short lease so the re-issue comes soon.
+    run = make_tiny_run(
+        tmp_path, images_per_work_unit=30, batch_size=2, lease_s=2.0, backup_after_s=60.0
+    )
+    victim = start_worker(run, "victim")
+    store = run.store()
+    wait_for(lambda: any(u.status == "leased" for u in store.version_units(0)), timeout_s=60)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    survivor = start_worker(run, "survivor")
+    try:
+        serve_until(store, 2)
+        got = published_params(store, 2)
+    finally:
+        stop_processes([survivor])
+    assert_bitwise_equal(got, reference_params(run, 2))
+
+
+CRASHY_COORDINATOR = """
+import sys, time
+from pathlib import Path
+from core.store import Store, open_store
+from coordinator.loop import Coordinator
+marker = Path(sys.argv[2])
+original = Store.close_version
+def slow_close(self, *args, **kwargs):
+    with self.session():  # the close's own transaction joins this one
+        original(self, *args, **kwargs)
+        marker.write_text("inside the close transaction")
+        time.sleep(30)
+Store.close_version = slow_close
+Coordinator(open_store(sys.argv[1])).serve(__import__("threading").Event(), 0.01)
+"""
+
+
+def test_coordinator_killed_mid_close(tmp_path):
+    run = make_tiny_run(tmp_path)
+    marker = tmp_path / "closing"
+    procs = [start_worker(run, f"w{i}") for i in range(2)]
+    try:
+        crashy = subprocess.Popen(
+            [sys.executable, "-c", CRASHY_COORDINATOR, run.url, str(marker)], env=run.env
+        )
+        wait_for(marker.exists, timeout_s=90)
+        crashy.send_signal(signal.SIGKILL)  # mid-close: the transaction is open, not committed
+        crashy.wait()
+        store = run.store()
+        assert store.get_run().version == 0  # nothing of the interrupted close was published
+        time.sleep(0.2)
+        serve_until(store, VERSIONS)
+        got = published_params(store, VERSIONS)
+    finally:
+        stop_processes(procs)
+    assert_bitwise_equal(got, reference_params(run, VERSIONS))

@@ -1,0 +1,1 @@
+"""Contract tests of core.store, run against every database backend."""

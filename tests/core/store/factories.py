@@ -1,0 +1,90 @@
+"""Test-data factories for the store tests: fake shards, units, runs and a movable clock."""
+
+from __future__ import annotations
+
+from core.store import Store, UnitSpec
+from core.store.rows import ShardData
+
+START = 1_000_000.0  # fake epoch seconds
+UNIT_SIZE = 4  # samples per fake unit
+METRICS = {"d_loss": 0.7, "g_loss": 1.3, "d_real": 0.6, "d_fake": 0.4}
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_shards(count: int = 3, images: int = 8) -> list[ShardData]:
+    """Fake shards: the store never decodes them."""
+    return [
+        ShardData(index=i, count=images, image_size=32, data=bytes([i]) * 10, sha256=f"{i:064x}")
+        for i in range(count)
+    ]
+
+
+def make_units(start: int, count: int) -> list[UnitSpec]:
+    """`count` consecutive units from global index `start`."""
+    return [
+        UnitSpec(
+            unit_index=i,
+            seed=1000 + i,
+            sample_indices=[i * UNIT_SIZE + k for k in range(UNIT_SIZE)],
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def create_test_run(store: Store, units: int = 3, **settings: object) -> None:
+    """A run with `units` units in version 0 and the given settings."""
+    store.create_run(
+        name="test",
+        model_config={"image_size": 32},
+        settings=settings,
+        shards=make_shards(),
+        weights=b"w0",
+        weights_sha256="0" * 64,
+        optimizer_state=b"adam0",
+        first_units=make_units(0, units),
+    )
+
+
+def close_metrics(units: int, parked: int = 0) -> dict[str, float | int | None]:
+    """Metrics as the coordinator would pass them to close_version."""
+    return {
+        **METRICS,
+        "images": units * UNIT_SIZE,
+        "units": units,
+        "parked_units": parked,
+        "close_s": 0.01,
+    }
+
+
+def close(store: Store, version: int, next_units: int = 3) -> None:
+    """Close `version`, designating `next_units` new units after the run's cursor."""
+    cursor = store.get_run().cursor
+    store.close_version(
+        version,
+        weights=f"w{version + 1}".encode(),
+        weights_sha256=f"{version + 1:064x}",
+        model_config={"image_size": 32},
+        optimizer_state=f"adam{version + 1}".encode(),
+        metrics=close_metrics(3),
+        next_units=make_units(cursor, next_units),
+        new_cursor=cursor + next_units,
+    )
+
+
+def work_one(store: Store, worker_id: int, payload: bytes = b"x" * 10) -> int:
+    """Claim one unit, submit it, and return the result id."""
+    lease = store.claim(worker_id)
+    assert lease is not None
+    return store.submit(lease, payload, "fp32", UNIT_SIZE, METRICS, 0.5)

@@ -1,0 +1,122 @@
+"""The worker engine against a real SQLite run: events, controls, and the run's micro-batch."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+from core.cache import ShardCache
+from core.codec import decode_tensors
+from core.model import gan_from_parameters, parameter_manifest
+from core.reference import initial_state
+from core.schedule import plan_unit
+from core.training import intra_op_threads, unit_gradients
+from core.worker import WorkerEngine, WorkerEvent, WorkerOptions
+from tests.coordinator.harness import (
+    DATASET_IMAGES,
+    make_tiny_run,
+    start_worker,
+    stop_processes,
+    wait_for,
+)
+
+
+def engine_for(run, tmp_path, events, **options):
+    opts = WorkerOptions(name="t", hostname="h", device=torch.device("cpu"), threads=1, **options)
+    return WorkerEngine(run.store, ShardCache(tmp_path / "shards"), opts, on_event=events.append)
+
+
+def test_engine_computes_with_the_runs_micro_batch_and_reports_events(tmp_path):
+    run = make_tiny_run(tmp_path)
+    events: list[WorkerEvent] = []
+    engine = engine_for(run, tmp_path, events, max_units=1)
+    assert engine.run() == 1
+    store = run.store()
+    [result] = store.new_results(10)
+    grads = decode_tensors(
+        store.result_payload(result.id),
+        parameter_manifest(run.model),
+        precision="fp32",
+        max_bytes=1 << 30,
+    )
+    # Recompute the unit with the run's micro-batch: the worker's result must equal it bitwise.
+    unit = plan_unit(
+        run.settings.seed, DATASET_IMAGES, run.settings.images_per_work_unit, result.unit_index
+    )
+    gan = gan_from_parameters(run.model, initial_state(run.model, run.settings).params)
+    images = run.images()[list(unit.sample_indices)]
+    with intra_op_threads(1):
+        expected = unit_gradients(gan, images, unit.seed, run.settings.batch_size).grads
+    assert all(torch.equal(grads[n], expected[n]) for n in expected)
+    states = [e.state for e in events]
+    assert "downloading" in states and "computing" in states and "uploading" in states
+    assert any(e.kind == "unit_finished" and e.images == 12 for e in events)
+
+
+def test_pause_stops_new_units_and_resume_continues(tmp_path):
+    run = make_tiny_run(tmp_path)
+    events: list[WorkerEvent] = []
+    engine = engine_for(run, tmp_path, events)
+    engine.pause("test pause")
+    thread = threading.Thread(target=engine.run)
+    thread.start()
+    try:
+        wait_for(lambda: engine.state == "paused", timeout_s=10)
+        time.sleep(0.3)
+        assert run.store().new_results(10) == []
+        engine.resume()
+        wait_for(lambda: engine.units_done >= 1, timeout_s=30)
+    finally:
+        engine.stop()
+        thread.join(30)
+    assert any(e.message == "Paused: test pause" for e in events)
+
+
+def test_paused_run_issues_nothing_and_the_worker_waits(tmp_path):
+    run = make_tiny_run(tmp_path)
+    run.store().set_status("paused")
+    events: list[WorkerEvent] = []
+    engine = engine_for(run, tmp_path, events)
+    thread = threading.Thread(target=engine.run)
+    thread.start()
+    try:
+        wait_for(lambda: engine.state == "paused", timeout_s=10)
+        assert "paused by its owner" in events[-1].message
+        assert engine.units_done == 0
+    finally:
+        engine.stop()
+        thread.join(30)
+
+
+@pytest.mark.slow
+def test_sigterm_releases_the_lease_at_once(tmp_path):
+    run = make_tiny_run(tmp_path, images_per_work_unit=30, batch_size=2, lease_s=600.0)
+    proc = start_worker(run, "terminated")
+    store = run.store()
+    try:
+        wait_for(lambda: any(u.status == "leased" for u in store.version_units(0)), timeout_s=60)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    finally:
+        stop_processes([proc])
+    assert proc.returncode == 0
+    units = store.version_units(0)
+    # A 600 s lease would otherwise hold the unit for ten minutes.
+    assert not any(u.status == "leased" for u in units)
+    assert any(u.status == "pending" and u.attempts == 0 for u in units)
+
+
+@pytest.mark.slow
+def test_worker_does_not_exit_when_there_is_no_work(tmp_path):
+    run = make_tiny_run(tmp_path)
+    run.store().set_status("paused")
+    proc = start_worker(run, "patient")
+    try:
+        time.sleep(4)
+        assert proc.poll() is None
+    finally:
+        stop_processes([proc])
