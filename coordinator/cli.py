@@ -139,14 +139,21 @@ def _init(args: argparse.Namespace) -> int:
     plan = RunPlan(args.name, model, settings, check_dataset(args.dataset))
     path = sqlite_path(url)
     existed = path is not None and path.exists()
-    store = open_store(url, create=True)
+    # Folders open_store(create=True) is about to make, deepest first, to remove on failure.
+    new_dirs = [] if path is None else [d for d in path.absolute().parents if not d.exists()]
     try:
-        run = create_run(store, plan, progress=sys.stderr.isatty())
+        store = open_store(url, create=True)
+        try:
+            run = create_run(store, plan, progress=sys.stderr.isatty())
+        finally:
+            store.dispose()
     except BaseException:
-        store.dispose()
         if path is not None and not existed:  # leave nothing behind for a run that failed
             for suffix in ("", "-wal", "-shm"):
                 Path(str(path) + suffix).unlink(missing_ok=True)
+            for folder in new_dirs:
+                if folder.exists() and not any(folder.iterdir()):
+                    folder.rmdir()
         raise
     print(
         f"created run {run.name!r}: {run.dataset_size} images, version 0 published; start it with: ganfriends-coordinator serve --db {url}"

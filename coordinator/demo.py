@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from coordinator.admin import export_model
@@ -56,6 +57,9 @@ def run_demo(opts: DemoOptions) -> int:
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
     url = f"sqlite:///{path}"
+    # The workers take the cores; the coordinator's share of the work is small, and a second
+    # intra-op thread here would only wait for a core the workers are using.
+    torch.set_num_threads(1)
     store = _open_or_create(url)
     samples_dir = opts.out / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)

@@ -154,6 +154,12 @@ class Coordinator:
             self.store.resolve_result(row.id, "accepted")
             self._norms.append(global_norm(grads))
             self._last_accept_at = time.perf_counter()
+            if self._next < len(self._designated):
+                unit = self._designated[self._next]
+                if unit.unit_index == row.unit_index:  # next in unit order: sum it right away
+                    metrics = UnitMetrics(row.d_loss, row.g_loss, row.d_real, row.d_fake)
+                    self._sum.add(grads, metrics, unit.sample_count)
+                    self._next += 1
             return
         self._crosscheck(row, grads, accepted)
 

@@ -52,11 +52,18 @@ def read_config(path: Path | None) -> tuple[ModelConfig, RunSettings]:
         raise SettingsError(
             f"{path}: unknown section(s) {sorted(unknown)}; use [model] and [training]"
         )
+    for section in ("model", "training"):
+        if not isinstance(data.get(section, {}), dict):
+            raise SettingsError(f"{path}: {section} must be a [{section}] table of KEY = VALUE lines")
     try:
         model = ModelConfig.from_dict(data.get("model", {}))
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"{path} [model]: {exc}") from None
-    return model, RunSettings.from_dict(data.get("training", {}))
+    try:
+        settings = RunSettings.from_dict(data.get("training", {}))
+    except SettingsError as exc:
+        raise SettingsError(f"{path} [training]: {exc}") from None
+    return model, settings
 
 
 def check_dataset(spec: str) -> tuple[str, int | Path]:

@@ -20,7 +20,7 @@ from core.backoff import Backoff
 from core.cache import ShardCache
 from core.codec import decode_named, encode_tensors, sha256_hex
 from core.config import RunSettings
-from core.model import GAN, ModelConfig, gan_from_parameters
+from core.model import GAN, ModelConfig, gan_from_parameters, load_parameters
 from core.shards import ShardFetcher
 from core.store import (
     AlreadySubmitted,
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 IDLE_POLL_MIN_S = 0.05  # first wait when there is no work: a new version usually follows fast
 IDLE_POLL_MAX_S = 2.0  # longest wait between claims when the queue stays empty
 PROGRESS_EVERY_S = 0.5  # at most this often a progress event
+REPORT_EVERY_S = 15.0  # at most this often the worker's state is written to the database
 MAX_WEIGHTS_BYTES = 2 * 1024**3  # refuse published weights larger than this
 
 
@@ -101,6 +102,8 @@ class WorkerEngine:
         self._finish_then_pause = False
         self.units_done = 0
         self.state = "connecting"
+        self._last_report = 0.0
+        self._run_thread: threading.Thread | None = None
 
     # Controls (any thread) ------------------------------------------------------------------
     def pause(self, reason: str = "paused by you") -> None:
@@ -131,6 +134,7 @@ class WorkerEngine:
     # The loop -------------------------------------------------------------------------------
     def run(self) -> int:
         """Work until `stop()` or `max_units`; returns the number of units submitted."""
+        self._run_thread = threading.current_thread()
         reconnect = Backoff(initial_s=0.5, maximum_s=30.0)
         idle_wait = IDLE_POLL_MIN_S
         while not self._stop.is_set():
@@ -146,13 +150,13 @@ class WorkerEngine:
                 self._emit("state", "paused", "Waiting: the run is paused by its owner")
                 self._sleep(IDLE_POLL_MAX_S)
                 continue
-            except DatabaseUnavailable as exc:
+            except StoreError as exc:  # unreachable, or refused: either way wait and retry
                 self._drop_connection()
                 delay = reconnect.next_delay()
                 self._emit(
                     "error",
                     "error",
-                    f"Cannot reach the database ({exc}); retrying in {delay:.0f} s",
+                    f"Cannot use the database ({exc}); retrying in {delay:.0f} s",
                 )
                 self._sleep(delay)
                 continue
@@ -186,6 +190,12 @@ class WorkerEngine:
         except DatabaseUnavailable as exc:
             self._drop_connection()
             self._emit("error", "error", f"Lost the database while fetching data ({exc})", lease)
+            return
+        except StoreError as exc:  # e.g. the version closed and was pruned meanwhile
+            self._emit(
+                "unit_refused", "idle", f"Unit {lease.unit_index} cannot be computed: {exc}", lease
+            )
+            self._give_back(store, lease, lost=False)
             return
         heartbeat = _Heartbeat(
             store, lease, loaded.settings.lease_s * self.options.heartbeat_fraction
@@ -305,9 +315,12 @@ class WorkerEngine:
         if sha256_hex(weights) != sha256:
             raise DatabaseUnavailable(f"the weights of version {version} do not match their sha256")
         params, _ = decode_named(weights, MAX_WEIGHTS_BYTES)
-        gan = gan_from_parameters(ModelConfig.from_dict(model_config), params).to(
-            self.options.device
-        )
+        config = ModelConfig.from_dict(model_config)
+        if self._loaded is not None and self._loaded.gan.config == config:
+            gan = self._loaded.gan  # same architecture: copy the new weights in place
+            load_parameters(gan, params)
+        else:
+            gan = gan_from_parameters(config, params).to(self.options.device)
         settings = RunSettings.from_dict(store.get_run().settings)
         self._loaded = _Version(version, gan, settings)
         return self._loaded
@@ -337,7 +350,10 @@ class WorkerEngine:
     def _emit(
         self, kind: str, state: str, message: str, lease: Lease | None = None, **extra
     ) -> None:
+        changed = state != self.state
         self.state = state
+        if kind != "progress" and threading.current_thread() is self._run_thread:
+            self._report_state(state, changed and kind == "state")
         if lease is not None:
             extra.setdefault("version", lease.version)
             extra.setdefault("unit_index", lease.unit_index)
@@ -347,6 +363,20 @@ class WorkerEngine:
             self._on_event(event)
         except Exception:  # a broken subscriber must not stop the computing
             log.exception("event subscriber failed")
+
+    def _report_state(self, state: str, changed: bool) -> None:
+        """Tell the admin console what this worker does: on settling states, and every so often."""
+        now = time.monotonic()
+        settled = state in ("paused", "stopped", "error")
+        if self._store is None or self._worker_id is None:
+            return
+        if not (changed and settled) and now - self._last_report < REPORT_EVERY_S:
+            return
+        self._last_report = now
+        try:
+            self._store.touch_worker(self._worker_id, state)
+        except StoreError as exc:  # only bookkeeping: computing goes on
+            log.debug("could not report state: %s", exc)
 
 
 def _precision_of(loaded: _Version | None) -> str:

@@ -1,0 +1,1 @@
+"""Benchmarks of ganfriends; run each as `.venv/bin/python -m benchmarks.NAME`."""
