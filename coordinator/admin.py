@@ -39,7 +39,9 @@ def run_status(store: Store) -> dict[str, Any]:
         "name": run.name,
         "status": run.status,
         "version": run.version,
-        "epoch": run.cursor // units_per_epoch(run.dataset_size, settings.images_per_work_unit),
+        # The epoch being trained: units of closed versions, i.e. before this version's units.
+        "epoch": (run.cursor - counts.total)
+        // units_per_epoch(run.dataset_size, settings.images_per_work_unit),
         "dataset_images": run.dataset_size,
         "images_per_s": images_per_s,
         "quality_swd": quality[-1].swd if quality else None,

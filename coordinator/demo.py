@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from coordinator.admin import export_model
@@ -22,6 +21,7 @@ from core.config import RunSettings
 from core.model import ModelConfig
 from core.paths import data_dir
 from core.store import NoRun, Store, open_store
+from core.training import intra_op_threads
 
 DEMO_MODEL = ModelConfig(image_size=32, latent_dim=64, g_features=32, d_features=32)
 DEMO_SETTINGS = RunSettings(
@@ -52,14 +52,18 @@ def demo_db_path() -> Path:
 
 
 def run_demo(opts: DemoOptions) -> int:
+    # The workers take the cores; the coordinator's share of the work is small, and a second
+    # intra-op thread here would only wait for a core the workers are using.
+    with intra_op_threads(1):
+        return _run_demo(opts)
+
+
+def _run_demo(opts: DemoOptions) -> int:
     path = demo_db_path()
     if opts.fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
     url = f"sqlite:///{path}"
-    # The workers take the cores; the coordinator's share of the work is small, and a second
-    # intra-op thread here would only wait for a core the workers are using.
-    torch.set_num_threads(1)
     store = _open_or_create(url)
     samples_dir = opts.out / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)

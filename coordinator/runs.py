@@ -54,7 +54,9 @@ def read_config(path: Path | None) -> tuple[ModelConfig, RunSettings]:
         )
     for section in ("model", "training"):
         if not isinstance(data.get(section, {}), dict):
-            raise SettingsError(f"{path}: {section} must be a [{section}] table of KEY = VALUE lines")
+            raise SettingsError(
+                f"{path}: {section} must be a [{section}] table of KEY = VALUE lines"
+            )
     try:
         model = ModelConfig.from_dict(data.get("model", {}))
     except (TypeError, ValueError) as exc:

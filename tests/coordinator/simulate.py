@@ -44,7 +44,9 @@ class LocalWorker:
         settings = self.run.settings
         images = self._images[list(lease.sample_indices)]
         with intra_op_threads(settings.compute_threads):
-            return unit_gradients(self._gan_of(lease.version), images, lease.seed, settings.batch_size)
+            return unit_gradients(
+                self._gan_of(lease.version), images, lease.seed, settings.batch_size
+            )
 
     def submit(
         self,

@@ -11,19 +11,16 @@ from core.store import Store, open_store
 
 from .factories import FakeClock
 
-BACKENDS = ["sqlite"]  # the PostgreSQL issue adds "postgresql" here
-
-
-def database_url(backend: str, tmp_path: Path) -> str:
-    """A fresh, empty database of `backend` for one test."""
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'run.db'}"
-    raise NotImplementedError(backend)
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return database_url(request.param, tmp_path)
+    """A fresh, empty database of each backend for one test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'run.db'}"
+    server = request.getfixturevalue("postgres_server")
+    return str(server.database_url(request.getfixturevalue("pg_database")))
 
 
 @pytest.fixture

@@ -1,0 +1,192 @@
+"""A throwaway PostgreSQL cluster for the tests: initdb, pg_ctl, a free loopback port.
+
+The tests run against a real server, never a mock. By default the harness starts its own
+cluster from the installed server binaries (Debian's postgresql-15 here) in a temporary folder,
+as an unprivileged user when the tests run as root (initdb refuses to run as root), and removes
+it afterwards. To use an existing server instead, set GANFRIENDS_TEST_PG_URL to a superuser URL
+such as `postgresql+psycopg2://postgres:secret@127.0.0.1:5432/postgres`; each test then gets its
+own database on that server, dropped afterwards (restart tests are skipped on such a server).
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+from sqlalchemy.engine import make_url
+
+SUPERUSER = "postgres"
+PASSWORD = "ganfriends-test"  # loopback only, thrown away with the cluster
+UNPRIVILEGED_USER = "postgres"  # the account that owns the cluster when the tests run as root
+
+
+class PostgresUnavailable(RuntimeError):
+    """No server binaries and no GANFRIENDS_TEST_PG_URL: the message says how to get one."""
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
+    if found is None:
+        raise PostgresUnavailable(
+            f"PostgreSQL's {name} was not found: install the server (Debian: apt-get install "
+            "postgresql) or set GANFRIENDS_TEST_PG_URL to an existing server"
+        )
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PostgresServer:
+    """One cluster; `database_url(name)` gives SQLAlchemy URLs for the superuser."""
+
+    host: str
+    port: int
+    password: str
+    data_dir: Path | None  # None when the server is not ours (GANFRIENDS_TEST_PG_URL)
+    _counter: itertools.count = itertools.count()  # type: ignore[type-arg]
+
+    @classmethod
+    def start(cls) -> PostgresServer:
+        existing = os.environ.get("GANFRIENDS_TEST_PG_URL")
+        if existing:
+            url = make_url(existing)
+            return cls(url.host or "127.0.0.1", url.port or 5432, url.password or "", None)
+        root = Path(tempfile.mkdtemp(prefix="ganfriends-pg-"))
+        server = cls("127.0.0.1", _free_port(), PASSWORD, root / "data")
+        server._initdb(root)
+        server.pg_ctl(
+            "start", "-w", "-t", "60", "-l", str(root / "server.log"), "-o", server._options(root)
+        )
+        return server
+
+    def _options(self, root: Path) -> str:
+        settings = {
+            "port": self.port,
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(root),
+            "fsync": "off",  # a throwaway cluster: durability is not what is tested
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": 300,
+            "shared_buffers": "128MB",
+        }
+        return " ".join(f"-c {key}={value}" for key, value in settings.items())
+
+    def _initdb(self, root: Path) -> None:
+        pwfile = root / "pwfile"
+        pwfile.write_text(self.password)
+        if os.geteuid() == 0:
+            account = pwd.getpwnam(UNPRIVILEGED_USER)
+            for path in (root, pwfile):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        self._as_owner(
+            _binary("initdb"),
+            "-D", str(self.data_dir),
+            "-U", SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E", "UTF8",
+            "--no-instructions",
+        )  # fmt: skip
+
+    def _as_owner(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        if os.geteuid() == 0:
+            command = ("runuser", "-u", UNPRIVILEGED_USER, "--", *command)
+        return subprocess.run(command, check=check, capture_output=True, text=True, timeout=120)
+
+    def pg_ctl(self, action: str, *args: str) -> None:
+        if self.data_dir is None:
+            raise RuntimeError("this server is not ours to start or stop")
+        result = self._as_owner(
+            _binary("pg_ctl"), action, "-D", str(self.data_dir), *args, check=False
+        )
+        if result.returncode != 0:
+            log = self.data_dir.parent / "server.log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"pg_ctl {action} failed: {result.stderr}\n{tail}")
+
+    def restart(self, mode: str = "fast") -> None:
+        """Restart the server (`fast` or `immediate`, as pg_ctl's -m) on the same port."""
+        assert self.data_dir is not None
+        root = self.data_dir.parent
+        # -l: the server must not inherit our pipes, or waiting for pg_ctl would never end
+        self.pg_ctl(
+            "restart",
+            "-w",
+            "-m",
+            mode,
+            "-t",
+            "60",
+            "-l",
+            str(root / "server.log"),
+            "-o",
+            self._options(root),
+        )
+
+    def stop(self) -> None:
+        if self.data_dir is not None:
+            self.pg_ctl("stop", "-m", "immediate", "-w")
+            shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+    def database_url(
+        self, database: str, user: str = SUPERUSER, password: str | None = None
+    ) -> str:
+        secret = self.password if password is None else password
+        return f"postgresql+psycopg2://{user}:{secret}@{self.host}:{self.port}/{database}"
+
+    def connect(self, database: str = "postgres"):  # type: ignore[no-untyped-def]
+        conn = psycopg2.connect(
+            host=self.host, port=self.port, user=SUPERUSER, password=self.password, dbname=database
+        )
+        conn.autocommit = True
+        return conn
+
+    def create_database(self) -> str:
+        name = f"test_{os.getpid()}_{next(self._counter)}"
+        conn = self.connect()  # not `with conn`: psycopg2 would open a transaction block
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+        return name
+
+    def drop_database(self, name: str) -> None:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            conn.close()
+
+    def terminate_sessions(self, database: str) -> int:
+        """End every other session on `database`; returns how many were ended."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (database,),
+                )
+                row = cur.fetchone()
+                return int(row[0]) if row else 0
+        finally:
+            conn.close()
