@@ -18,7 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
@@ -59,7 +59,7 @@ class PostgresServer:
     port: int
     password: str
     data_dir: Path | None  # None when the server is not ours (GANFRIENDS_TEST_PG_URL)
-    _counter: itertools.count = itertools.count()  # type: ignore[type-arg]
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     @classmethod
     def start(cls) -> PostgresServer:
