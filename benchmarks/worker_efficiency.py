@@ -10,6 +10,13 @@ included) on the same model, micro-batch and thread count, in a child process at
 (lowered) OS priority, measured before and after the live run so that drift in the machine's
 load shows. Target: ratio ≥ 0.95.
 
+On a busy machine that direct ratio is dominated by load drift, so two more figures follow:
+the share of the window the worker spent computing × `unit_gradients`/textbook from interleaved
+rounds (load-robust), and a projection for a quiet machine (the fastest textbook round × that
+interleaved ratio, plus the seconds per version the worker did not compute). The non-computing time is split, from the store's
+claim and submit times: the bubble between versions, and per unit the fetch/encode/upload time
+and the gap to the next claim.
+
     .venv/bin/python -m benchmarks.worker_efficiency [--image-size 32|64] [--threads 2]
 """
 
@@ -25,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -45,6 +53,7 @@ from core.config import RunSettings
 from core.data import synthetic_images
 from core.device import lower_priority
 from core.model import ModelConfig, build_gan
+from core.store import ResultRow, Store
 from core.training import unit_gradients
 
 TARGET = 0.95
@@ -60,6 +69,11 @@ class Mark:
     images: int  # images whose gradients made this version's step
     close_s: float  # the coordinator's own close figure
     worker_compute_s: float  # the worker's credited compute seconds so far (all versions)
+    cpu_s: float  # this process's CPU seconds so far: the coordinator thread's, in effect
+    first_claim: float  # time.time() of the first claim of the version just closed
+    last_submit: float  # time.time() of the last submit of the version just closed
+    in_unit: list[float]  # per unit: claim → submit minus compute (fetch, encode, upload)
+    between_units: list[float]  # a unit's submit → the next unit's claim, inside the version
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,11 @@ class LiveResult:
     compute_s: float  # worker compute credited in the window
     close_s: float  # Σ Published.close_s in the window
     sample_s: float  # coordinator time spent rendering samples/quality in the window
+    coordinator_cpu_s: float  # CPU seconds of this process (the coordinator) in the window
+    version_rates: list[float]  # images/s of each version in the window, to show the noise
+    bubbles: list[float]  # per version: the previous version's last submit → its first claim
+    in_unit: list[float]  # per unit: claim → submit minus compute (fetch, encode, upload)
+    between_units: list[float]  # a unit's submit → the next unit's claim, inside a version
 
 
 def model_for(image_size: int, features: int | None) -> ModelConfig:
@@ -131,40 +150,78 @@ def measure_baseline(
 # Live run ------------------------------------------------------------------------------------
 
 
+class LiveRecorder:
+    """Wraps the coordinator's store and callbacks to note what each version cost."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.marks: list[Mark] = []
+        self.sample_times: list[tuple[float, float]] = []  # (end perf_counter, seconds)
+        self._results: dict[int, ResultRow] = {}  # unit copy id → its result
+        self._new_results = store.new_results
+        store.new_results = self._recorded_new_results  # type: ignore[method-assign]
+
+    def _recorded_new_results(self, limit: int) -> list[ResultRow]:
+        rows = self._new_results(limit)
+        self._results.update((row.unit_id, row) for row in rows)
+        return rows
+
+    def on_published(self, p: Published) -> None:
+        now, cpu = time.perf_counter(), time.process_time()
+        compute = sum(w.compute_s for w in self.store.workers())
+        # (claimed, submitted, compute seconds) of each unit copy of the version just closed
+        units = sorted(
+            (u.leased_at, self._results[u.id].submitted_at, self._results[u.id].compute_s)
+            for u in self.store.version_units(p.version - 1)
+            if u.leased_at is not None and u.id in self._results
+        )
+        self.marks.append(
+            Mark(
+                now,
+                p.version,
+                p.images,
+                p.close_s,
+                compute,
+                cpu,
+                first_claim=units[0][0],
+                last_submit=max(submitted for _, submitted, _ in units),
+                in_unit=[submitted - claimed - c for claimed, submitted, c in units],
+                between_units=[b[0] - a[1] for a, b in pairwise(units)],
+            )
+        )
+
+    def timing(self, take_sample: Callable[[], Sampled]) -> Callable[[], Sampled]:
+        """`take_sample`, timed."""
+
+        def timed_sample() -> Sampled:
+            start = time.perf_counter()
+            sampled = take_sample()
+            self.sample_times.append((time.perf_counter(), time.perf_counter() - start))
+            return sampled
+
+        return timed_sample
+
+
 def live_run(
     cfg: ModelConfig, settings: RunSettings, args: argparse.Namespace, device: str
 ) -> LiveResult:
     """One worker process and an in-process coordinator; images/s over the steady window."""
-    marks: list[Mark] = []
-    sample_times: list[tuple[float, float]] = []  # (end perf_counter, seconds)
     with tempfile.TemporaryDirectory(prefix="ganfriends-bench-") as tmp:
         run = create_bench_run(Path(tmp), cfg, settings, args.dataset_images)
         store = run.store()
+        recorder = LiveRecorder(store)
         with temp_environment(
             GANFRIENDS_CACHE_DIR=str(Path(tmp) / "cache-coordinator"),
             GANFRIENDS_LOG_DIR=str(Path(tmp) / "logs-coordinator"),
         ):
-
-            def on_published(p: Published) -> None:
-                compute = sum(w.compute_s for w in store.workers())
-                marks.append(Mark(time.perf_counter(), p.version, p.images, p.close_s, compute))
-
-            coordinator = Coordinator(store, on_published=on_published)
-            take_sample = coordinator.take_sample
-
-            def timed_sample() -> Sampled:
-                start = time.perf_counter()
-                sampled = take_sample()
-                sample_times.append((time.perf_counter(), time.perf_counter() - start))
-                return sampled
-
-            coordinator.take_sample = timed_sample  # type: ignore[method-assign]
+            coordinator = Coordinator(store, on_published=recorder.on_published)
+            coordinator.take_sample = recorder.timing(coordinator.take_sample)  # type: ignore[method-assign]
             wanted = args.warmup + args.versions
             worker = start_worker(run, "bench", threads=args.threads, device=device)
             try:
                 with ServingCoordinator(coordinator, args.poll) as serving:
                     wait_until(
-                        lambda: len(marks) >= wanted,
+                        lambda: len(recorder.marks) >= wanted,
                         timeout_s=VERSION_TIMEOUT_S * wanted,
                         what=f"{wanted} versions",
                         procs=[worker],
@@ -173,7 +230,7 @@ def live_run(
             finally:
                 stop_workers([worker])
                 store.close()
-    return _window(marks, sample_times, args.warmup)
+    return _window(recorder.marks, recorder.sample_times, args.warmup)
 
 
 def _window(
@@ -196,6 +253,16 @@ def _window(
         end.worker_compute_s - start.worker_compute_s,
         sum(m.close_s for m in inside),
         sample_s,
+        end.cpu_s - start.cpu_s,
+        [m.images / (m.at - prev.at) for prev, m in zip([start, *inside], inside, strict=False)],
+        # The mark of version k closed version k - 1: the previous mark's version was closed
+        # right before it, so this difference is the wait between two versions' units.
+        [
+            m.first_claim - prev.last_submit
+            for prev, m in zip([start, *inside], inside, strict=False)
+        ],
+        [t for m in inside for t in m.in_unit],
+        [t for m in inside for t in m.between_units],
     )
 
 
@@ -223,7 +290,8 @@ def bench_device(args: argparse.Namespace, device: str) -> float:
     ratio = live.images_per_s / base
     print(
         f"live run, versions {live.first_version}-{live.last_version} "
-        f"({live.images} images in {live.window_s:.1f} s): {live.images_per_s:.1f} images/s"
+        f"({live.images} images in {live.window_s:.1f} s): {live.images_per_s:.1f} images/s; "
+        f"per version {spread(live.version_rates)} images/s"
     )
     verdict = "meets" if ratio >= TARGET else "MISSES"
     print(
@@ -231,19 +299,42 @@ def bench_device(args: argparse.Namespace, device: str) -> float:
         f"{ratio:.3f}  ({verdict} target >= {TARGET}; load drift between phases shows here)"
     )
     share = live.compute_s / live.window_s
-    speed = statistics.median(
-        [u / t for u, t in zip(before["unit_gradients"], before["textbook"], strict=True)]
-        + [u / t for u, t in zip(after["unit_gradients"], after["textbook"], strict=True)]
-    )
+    pairs = [
+        u / t
+        for rates in (before, after)
+        for u, t in zip(rates["unit_gradients"], rates["textbook"], strict=True)
+    ]
+    speed = statistics.median(pairs)
     print(
         f"load-robust estimate: worker computing {share:.1%} of the window x unit_gradients / "
-        f"textbook {speed:.3f} (interleaved rounds) = {share * speed:.3f}"
+        f"textbook {speed:.3f} (per interleaved round pair: {spread(pairs)}) = {share * speed:.3f}"
+    )
+    # The fastest textbook round is the least disturbed one; unit_gradients runs `speed` × it.
+    best_textbook = max(before["textbook"] + after["textbook"])
+    versions = len(live.version_rates)
+    per_version_images = live.images / versions
+    idle_s = (live.window_s - live.compute_s) / versions
+    projected = per_version_images / (per_version_images / (best_textbook * speed) + idle_s)
+    print(
+        f"projection for a quiet machine: a version's {per_version_images:.0f} images at the "
+        f"best textbook round ({best_textbook:.0f} images/s) x {speed:.3f}, plus the "
+        f"{idle_s:.2f} s per version the worker did not compute: {projected:.0f} images/s = "
+        f"{projected / best_textbook:.3f} of the best textbook round"
+    )
+    per_version = live.window_s / len(live.version_rates)
+    print(
+        f"not computing, per version ({per_version:.2f} s each on average): the synchronous-update "
+        f"bubble from the last submit of a version to the first claim of the next "
+        f"{spread(live.bubbles)} s; per unit: claim -> submit minus compute (fetch, encode, "
+        f"upload) {spread(live.in_unit)} s, submit -> next claim {spread(live.between_units)} s"
     )
     other = live.window_s - live.compute_s
     print(
-        f"the window's other {other:.1f} s: claims, downloads, uploads, waiting for closes "
-        f"(coordinator closes took {live.close_s:.2f} s in all; sample grids "
-        f"{live.sample_s:.2f} s, overlapping the worker's next units)"
+        f"the window's other {other:.1f} s: claims, downloads, uploads, waiting for closes; "
+        f"coordinator: closes {live.close_s:.2f} s, sample grids {live.sample_s:.2f} s (they "
+        f"overlap the worker's next units), CPU {live.coordinator_cpu_s:.1f} s in all "
+        f"({live.coordinator_cpu_s / live.window_s:.0%} of one core, taken from the worker's "
+        f"cores on a machine as small as this one: not in the estimate above)"
     )
     return ratio
 
@@ -275,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="both (default): CPU, then CUDA if this machine has a CUDA GPU",
     )
     parser.add_argument("--warmup", type=int, default=2, help="first versions not measured")
-    parser.add_argument("--versions", type=int, default=6, help="versions in the measured window")
-    parser.add_argument("--rounds", type=int, default=3, help="baseline rounds before and after")
+    parser.add_argument("--versions", type=int, default=8, help="versions in the measured window")
+    parser.add_argument("--rounds", type=int, default=5, help="baseline rounds before and after")
     parser.add_argument(
         "--dataset-images", type=int, default=2048, help="synthetic images in the run"
     )

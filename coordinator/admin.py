@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coordinator import volunteers
 from core.cache import ShardCache
 from core.codec import decode_named
 from core.config import RunSettings
@@ -82,6 +83,50 @@ def worker_table(store: Store) -> list[dict[str, Any]]:
         }
         for w in store.workers()
     ]
+
+
+def volunteer_table(store: Store) -> list[dict[str, Any]]:
+    """Every invited volunteer as plain data (times in seconds since the epoch)."""
+    return [
+        {
+            "name": v.name,
+            "role": v.role,
+            "created_at": v.created_at,
+            "expires_at": v.expires_at,
+            "revoked_at": v.revoked_at,
+            "status": _volunteer_status(v),
+            "sessions": v.sessions,
+            "workers": v.workers,
+            "units": v.units,
+            "images": v.images,
+            "rejected": v.rejected,
+        }
+        for v in volunteers.list_volunteers(store)
+    ]
+
+
+def readable_volunteer(row: dict[str, Any]) -> dict[str, Any]:
+    """A `volunteer_table` row for people: dates instead of epoch seconds."""
+
+    def day(seconds: float | None) -> str:
+        return "—" if seconds is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+    shown = {k: v for k, v in row.items() if k not in ("created_at", "expires_at", "revoked_at")}
+    return {
+        "name": shown.pop("name"),
+        "role": shown.pop("role"),
+        "created": day(row["created_at"]),
+        "expires": day(row["expires_at"]),
+        **shown,
+    }
+
+
+def _volunteer_status(v: volunteers.VolunteerRow) -> str:
+    if v.revoked_at is not None:
+        return "revoked"
+    if v.expires_at is not None and v.expires_at < time.time():
+        return "expired"
+    return "active"
 
 
 def set_settings(store: Store, changes: dict[str, str]) -> RunSettings:

@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinator import admin
+from coordinator import admin, volunteers
 from coordinator.runs import RunPlan, check_dataset, create_run, read_config
 from core.config import SettingsError
 from core.data import DatasetError
+from core.invite import SSLMODES, InviteError, encode_invite
 from core.logs import configure_logging
 from core.store import StoreError, open_store, sqlite_path
 
@@ -101,6 +102,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
     p.set_defaults(handler=_set)
 
+    p = sub.add_parser(
+        "invite", help="create a volunteer's login and print its invite code (PostgreSQL runs)"
+    )
+    _db_arg(p)
+    p.add_argument("name", help="the volunteer's name: 1-20 lowercase letters, digits or _")
+    p.add_argument(
+        "--expires", type=float, metavar="DAYS", help="the code stops working after DAYS days"
+    )
+    p.add_argument(
+        "--host", help="address volunteers reach the server at (default: the --db URL's host)"
+    )
+    p.add_argument("--port", type=int, help="server port (default: the --db URL's, or 5432)")
+    p.add_argument(
+        "--sslmode",
+        choices=SSLMODES,
+        default="require",
+        help="TLS the volunteer's connection insists on (default require; verify-full also "
+        "checks the server's certificate)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=volunteers.CONNECTION_LIMIT,
+        help=f"most sessions at once (default {volunteers.CONNECTION_LIMIT}; a worker uses ~3)",
+    )
+    p.set_defaults(handler=_invite)
+
+    p = sub.add_parser("volunteers", help="every invited volunteer, with sessions and work")
+    _db_arg(p)
+    _json_arg(p)
+    p.set_defaults(handler=_volunteers)
+
+    p = sub.add_parser(
+        "revoke", help="lock a volunteer out now: no login, sessions ended, leases released"
+    )
+    _db_arg(p)
+    p.add_argument("name", help="the volunteer's name, as given to invite")
+    p.set_defaults(handler=_revoke)
+
     p = sub.add_parser("export", help="write the latest model (weights + config) to a file")
     _db_arg(p)
     p.add_argument("--out", type=Path, required=True, help="file to write (safetensors)")
@@ -119,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (UsageError, StoreError, SettingsError, DatasetError) as exc:
+    except (UsageError, StoreError, SettingsError, DatasetError, InviteError) as exc:
         print(f"ganfriends-coordinator {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -249,6 +289,74 @@ def _set(args: argparse.Namespace) -> int:
         "set "
         + ", ".join(f"{k}={getattr(updated, k)}" for k in changes)
         + " (applies from the next version)"
+    )
+    return 0
+
+
+def _invite(args: argparse.Namespace) -> int:
+    store = open_store(_need_db(args))
+    try:
+        url = store.engine.url
+        host = args.host or url.host or "localhost"
+        invite = volunteers.invite(
+            store,
+            args.name,
+            host=host,
+            port=args.port or url.port or 5432,
+            sslmode=args.sslmode,
+            expires_days=args.expires,
+            connections=args.connections,
+        )
+        hardening = volunteers.missing_hardening(store)
+    finally:
+        store.dispose()
+    until = f", valid for {args.expires:g} days" if args.expires else ""
+    print(
+        f"invited {args.name} as role {invite.role} (up to {args.connections} connections"
+        f"{until}). Send them this code; whoever holds it joins as {args.name}:",
+        file=sys.stderr,
+    )
+    if host in ("localhost", "127.0.0.1", "::1"):
+        print(
+            f"note: the code points at {host}, which only works on this computer; "
+            "give --host with the address volunteers reach the server at",
+            file=sys.stderr,
+        )
+    if hardening:
+        print(
+            "note: volunteers can still create large objects in this database; as a "
+            f"superuser, connect to it and run: {hardening}",
+            file=sys.stderr,
+        )
+    print(encode_invite(invite))
+    return 0
+
+
+def _volunteers(args: argparse.Namespace) -> int:
+    store = open_store(_need_db(args))
+    try:
+        rows = admin.volunteer_table(store)
+        group = volunteers.group_role(store)
+    finally:
+        store.dispose()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_table([admin.readable_volunteer(row) for row in rows])
+        print(f"\nvolunteer group role: {group} (in pg_hba.conf: +{group})")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    store = open_store(_need_db(args))
+    try:
+        done = volunteers.revoke(store, args.name)
+    finally:
+        store.dispose()
+    print(
+        f"revoked {done.name} (role {done.role}) in {done.seconds:.2f} s: "
+        f"{done.sessions_ended} session(s) ended, {done.leases_released} lease(s) released, "
+        f"{done.results_dropped} unjudged result(s) dropped"
     )
     return 0
 

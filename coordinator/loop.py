@@ -11,12 +11,15 @@ import logging
 import statistics
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from coordinator.volunteers import Watchdog
+from core.backoff import Backoff
 from core.cache import ShardCache
 from core.codec import (
     PayloadError,
@@ -32,7 +35,7 @@ from core.paths import cache_dir
 from core.quality import fixed_noise, sample_grid_png, sliced_wasserstein
 from core.schedule import plan_version
 from core.shards import ShardFetcher
-from core.store import ResultRow, Store, UnitSpec
+from core.store import DatabaseUnavailable, ResultRow, Store, UnitSpec
 from core.training import AdamState, GradientSum, UnitMetrics, adam_step, calibrate_gan
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,8 @@ CROSSCHECK_RTOL = 5e-2  # two computations of one unit must agree this closely (
 SAMPLE_GRID_IMAGES = 64  # images in a sample grid
 QUALITY_IMAGES = 512  # real and generated images compared by the quality figure
 VALIDATE_BATCH = 32  # results validated per pass
+RECONNECT_INITIAL_S = 0.5  # first wait after the database was lost (then doubling, with jitter)
+RECONNECT_MAX_S = 15.0  # longest wait between attempts to reach a lost database
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class Coordinator:
         self.on_sampled = on_sampled or (lambda s: None)
         self._norms: deque[float] = deque(maxlen=NORM_HISTORY)
         self._real_for_quality: torch.Tensor | None = None
+        # Ends volunteer sessions holding transactions open (PostgreSQL); own thread, see poll.
+        self.watchdog = Watchdog(store)
+        weakref.finalize(self, self.watchdog.stop)
         self._load()
 
     # State ----------------------------------------------------------------------------------
@@ -109,14 +117,34 @@ class Coordinator:
 
     # The loop -------------------------------------------------------------------------------
     def serve(self, stop: threading.Event, poll_s: float = 0.05) -> None:
-        """Run until `stop` is set; idle passes wait `poll_s` seconds."""
+        """Run until `stop` is set; idle passes wait `poll_s` seconds.
+
+        A lost database (restart, terminated session, network) does not end it: it waits with
+        backoff and jitter, then rebuilds its state from the committed database and goes on.
+        """
         log.info("coordinator serving version %d", self.version)
+        retry = Backoff(initial_s=RECONNECT_INITIAL_S, maximum_s=RECONNECT_MAX_S)
+        lost = False
         while not stop.is_set():
-            if not self.step():
+            try:
+                if lost:
+                    self._load()  # whatever was half done in memory is rebuilt from the database
+                    log.info("database reachable again; continuing at version %d", self.version)
+                    lost = False
+                busy = self.step()
+            except DatabaseUnavailable as exc:
+                lost = True
+                delay = retry.next_delay()
+                log.warning("lost the database (%s); retrying in %.1f s", exc, delay)
+                stop.wait(delay)
+                continue
+            retry.reset()
+            if not busy:
                 stop.wait(poll_s)
 
     def step(self) -> bool:
         """One pass: expire leases, validate new results, close the version if complete."""
+        self.watchdog.poll()
         busy = self.store.expire_leases() > 0
         results = self.store.new_results(VALIDATE_BATCH)
         for row in results:
@@ -253,7 +281,10 @@ class Coordinator:
             settings.seed, self.dataset_size, settings.images_per_work_unit, self.cursor, units
         )
         next_units = [UnitSpec(p.unit_index, p.seed, p.sample_indices) for p in plans]
-        close_s = time.perf_counter() - (self._last_accept_at or started)
+        accepted_at = self._last_accept_at or started
+        # Stored with the metrics, so it can only cover the time until the close's own
+        # transaction starts; `Published.close_s` below includes the commit.
+        close_s = time.perf_counter() - accepted_at
         self.store.close_version(
             self.version,
             weights=weights,
@@ -270,11 +301,12 @@ class Coordinator:
             next_units=next_units,
             new_cursor=self.cursor + units,
         )
+        committed_s = time.perf_counter() - accepted_at
         images = self._sum.samples
         self.version, self.cursor, self.settings = new_version, self.cursor + units, settings
         self.params, self.adam = params, adam
         self._start_version()
-        self.on_published(Published(new_version, metrics, images, parked, close_s))
+        self.on_published(Published(new_version, metrics, images, parked, committed_s))
         if new_version % settings.sample_every == 0:
             self.take_sample()
 

@@ -25,7 +25,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
             raise ValueError(
-                f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, not {self.image_size}"
+                f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, not {self.image_size!r}"
             )
         for name in ("latent_dim", "g_features", "d_features", "channels"):
             value = getattr(self, name)

@@ -66,6 +66,9 @@ class WorkerOptions:
     threads: int  # intra-op CPU threads per unit
     max_units: int | None = None  # stop after this many accepted submits
     heartbeat_fraction: float = 1 / 3  # heartbeat every lease_s × this
+    # Given a unit's wall seconds (fetch, compute, upload), the seconds to rest before the next
+    # claim: a duty-cycle cap (core.throttle.rest_after_unit). Called on the engine's thread.
+    after_unit: Callable[[float], float] | None = None
 
 
 class _Version:
@@ -95,7 +98,7 @@ class WorkerEngine:
         self._worker_id: int | None = None
         self._fetcher: ShardFetcher | None = None
         self._loaded: _Version | None = None
-        self._wake = threading.Event()
+        self._wake = _WakeUp()  # controls set it; it also ends an idle wait_for_work
         self._stop = threading.Event()
         self._abandon = threading.Event()  # abandon the unit being computed
         self._pause_reason: str | None = None
@@ -151,7 +154,9 @@ class WorkerEngine:
                 self._sleep(IDLE_POLL_MAX_S)
                 continue
             except StoreError as exc:  # unreachable, or refused: either way wait and retry
-                self._drop_connection()
+                if not isinstance(exc, DatabaseUnavailable):
+                    self._drop_connection()  # refused (e.g. unknown worker): register afresh
+                # Unreachable: keep the store and this worker's identity; its pool reconnects.
                 delay = reconnect.next_delay()
                 self._emit(
                     "error",
@@ -163,33 +168,39 @@ class WorkerEngine:
             if lease is None:
                 if self.state != "idle":
                     self._emit("state", "idle", "Waiting: no work right now")
-                self._sleep(idle_wait)
+                self._wait_for_work(store, idle_wait)
                 idle_wait = min(IDLE_POLL_MAX_S, idle_wait * 1.5)
                 continue
             idle_wait = IDLE_POLL_MIN_S
+            work_started = time.monotonic()
             self._work(lease)
             if self.options.max_units is not None and self.units_done >= self.options.max_units:
                 break
             if self._finish_then_pause:
                 self._finish_then_pause = False
                 self._pause_reason = "paused after finishing a unit"
+            self._rest_after_unit(time.monotonic() - work_started)
         self._emit("state", "stopped", "Stopped")
         return self.units_done
+
+    def _rest_after_unit(self, work_s: float) -> None:
+        """Rest as long as `options.after_unit` asks; pause, resume and stop cut the rest short."""
+        if self.options.after_unit is None:
+            return
+        rest_s = self.options.after_unit(work_s)
+        if rest_s > 0 and self._pause_reason is None and not self._stop.is_set():
+            self._emit("state", "idle", f"Resting {rest_s:.1f} s to stay within your usage cap")
+            self._sleep(rest_s)
 
     def _work(self, lease: Lease) -> None:
         store = self._store
         assert store is not None
         self._abandon.clear()
         try:
-            loaded = self._load_version(store, lease.version)
-            self._emit(
-                "state", "downloading", f"Fetching images for unit {lease.unit_index}", lease
-            )
-            assert self._fetcher is not None
-            images = self._fetcher.images(lease.sample_indices)
+            loaded, images = self._fetch(store, lease)
         except DatabaseUnavailable as exc:
-            self._drop_connection()
             self._emit("error", "error", f"Lost the database while fetching data ({exc})", lease)
+            self._give_back(store, lease, lost=False)
             return
         except StoreError as exc:  # e.g. the version closed and was pruned meanwhile
             self._emit(
@@ -224,6 +235,24 @@ class WorkerEngine:
                 compute_s=compute_s,
                 metrics=result.metrics.as_dict(),
             )
+
+    def _fetch(self, store: Store, lease: Lease) -> tuple[_Version, torch.Tensor]:
+        """The unit's model and images; retries a lost database while the lease lasts."""
+        retry = Backoff(initial_s=0.2, maximum_s=5.0)
+        while True:
+            try:
+                loaded = self._load_version(store, lease.version)
+                self._emit(
+                    "state", "downloading", f"Fetching images for unit {lease.unit_index}", lease
+                )
+                assert self._fetcher is not None
+                return loaded, self._fetcher.images(lease.sample_indices)
+            except DatabaseUnavailable as exc:
+                delay = retry.next_delay()
+                if self._stop.is_set() or time.time() + delay > lease.expires_at:
+                    raise
+                self._emit("error", "downloading", f"Download interrupted ({exc}); retrying", lease)
+                self._stop.wait(delay)
 
     def _compute(self, lease: Lease, loaded: _Version, images: torch.Tensor):
         last_emit = 0.0
@@ -281,14 +310,23 @@ class WorkerEngine:
                 )
                 return False
             except DatabaseUnavailable as exc:
+                # Ambiguous (the commit may have happened): retrying is safe, a stored result
+                # answers AlreadySubmitted and is counted once.
                 if self._stop.is_set() or time.time() > lease.expires_at:
                     self._emit(
                         "error", "error", f"Could not upload unit {lease.unit_index}: {exc}", lease
                     )
-                    self._drop_connection()
                     return False
                 self._emit("error", "uploading", f"Upload interrupted ({exc}); retrying", lease)
-                time.sleep(retry.next_delay())
+                self._stop.wait(retry.next_delay())
+            except StoreError as exc:  # refused for another reason: the result cannot count
+                self._emit(
+                    "unit_refused",
+                    "idle",
+                    f"Result for unit {lease.unit_index} refused: {exc}",
+                    lease,
+                )
+                return False
 
     def _give_back(self, store: Store, lease: Lease, *, lost: bool) -> None:
         if lost:
@@ -326,18 +364,25 @@ class WorkerEngine:
         return self._loaded
 
     def _ensure_connected(self) -> Store:
+        # Step by step, so a step that failed (database unreachable) is all that is retried.
         if self._store is None:
             self._emit("state", "connecting", "Connecting to the run")
-            store = self._connect_fn()
-            self._worker_id = store.register_worker(
+            self._store = self._connect_fn()
+        if self._worker_id is None:
+            self._worker_id = self._store.register_worker(
                 self.options.name, self.options.hostname, str(self.options.device)
             )
-            self._fetcher = ShardFetcher(store, self._cache)
-            self._store = store
+        if self._fetcher is None:
+            self._fetcher = ShardFetcher(self._store, self._cache)
         return self._store
 
     def _drop_connection(self) -> None:
-        self._store = None
+        """Forget the store and this worker's registration; the next claim starts afresh."""
+        store, self._store = self._store, None
+        self._worker_id = None
+        self._fetcher = None
+        if store is not None:
+            store.dispose()
 
     def _worker_id_or_fail(self) -> int:
         assert self._worker_id is not None
@@ -345,6 +390,18 @@ class WorkerEngine:
 
     def _sleep(self, seconds: float) -> None:
         self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _wait_for_work(self, store: Store, seconds: float) -> None:
+        """Idle: until the store announces work (PostgreSQL NOTIFY), a control, or `seconds`."""
+        # Publish the store before looking at the flag; a control sets the flag before it
+        # looks for the store. So either we see its flag, or it ends our wait.
+        self._wake.waiting_on = store
+        try:
+            if not self._wake.is_set():
+                store.wait_for_work(seconds)
+        finally:
+            self._wake.waiting_on = None
         self._wake.clear()
 
     def _emit(
@@ -379,6 +436,20 @@ class WorkerEngine:
             log.debug("could not report state: %s", exc)
 
 
+class _WakeUp(threading.Event):
+    """The engine's wake-up flag; setting it also ends the store wait the engine idles in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting_on: Store | None = None  # the store whose wait_for_work the engine is in
+
+    def set(self) -> None:
+        super().set()
+        store = self.waiting_on
+        if store is not None:
+            store.interrupt_wait()
+
+
 def _precision_of(loaded: _Version | None) -> str:
     assert loaded is not None
     return loaded.settings.precision
@@ -411,5 +482,5 @@ class _Heartbeat:
                 self.lost = True
                 self.on_lost()
                 return
-            except DatabaseUnavailable as exc:  # transient: try again at the next beat
+            except StoreError as exc:  # e.g. database unreachable: try again at the next beat
                 log.warning("heartbeat failed: %s", exc)

@@ -17,6 +17,7 @@ from core.device import (
     register_local_worker,
     select_device,
 )
+from core.invite import InviteError, decode_invite
 from core.logs import configure_logging
 from core.paths import cache_dir
 from core.store import StoreError, open_store
@@ -44,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("GANFRIENDS_DB"),
         help="database URL of the run (or set GANFRIENDS_DB), e.g. sqlite:///path/run.db",
     )
-    parser.add_argument("--invite", help="invite code from the run's owner (PostgreSQL runs)")
+    parser.add_argument(
+        "--invite",
+        default=os.environ.get("GANFRIENDS_INVITE"),
+        help="invite code from the run's owner (or set GANFRIENDS_INVITE); replaces --db",
+    )
     parser.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
     )
@@ -72,9 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.invite:
-        parser.error("invite codes need a PostgreSQL run; this version accepts --db URL only")
+        try:
+            args.db = decode_invite(args.invite).url()
+        except InviteError as exc:
+            print(f"ganfriends-worker: {exc}", file=sys.stderr)
+            return 2
     if not args.db:
-        parser.error("say which run to join: --db URL (or set GANFRIENDS_DB)")
+        parser.error("say which run to join: --invite CODE or --db URL (or set GANFRIENDS_DB)")
     configure_logging("ganfriends-worker", verbose=args.verbose)
     try:
         device = select_device(args.device)

@@ -2,7 +2,9 @@
 
 Every function here runs inside a transaction the caller (`Store`) holds and takes `now`
 from the store's clock. On SQLite that transaction began with BEGIN IMMEDIATE, so each one
-sees and changes the queue alone; the claim statement is the only dialect-specific part.
+sees and changes the queue alone. On PostgreSQL (READ COMMITTED) many run at once: the rows a
+function reads and then changes are locked as they are read (FOR UPDATE, SKIP LOCKED where
+another claimer's rows may simply be passed over), and result payloads arrive by binary COPY.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Update, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, Update, and_, delete, exists, func, insert, select, update
 
+from core.store.binary_copy import insert_bytes
 from core.store.errors import AlreadySubmitted, LeaseLost, StoreError
+from core.store.notify import announce_work
 from core.store.rows import Lease, StoreSettings
-from core.store.schema import events, results, work_units
+from core.store.schema import events, result_uploads, results, work_units
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +177,13 @@ def claim_backup(
         )
         .order_by(work_units.c.leased_at, work_units.c.unit_index)
         .limit(1)
+        # PostgreSQL: a straggler another idle worker is backing up right now is passed over.
+        .with_for_update(skip_locked=True, of=work_units)
     ).first()
     if straggler is None:
         return None
-    # Serialised by BEGIN IMMEDIATE on SQLite; on PostgreSQL two racing backups of one unit
-    # collide on the (version, unit_index, copy) key and the loser's claim fails cleanly.
+    # Serialised by BEGIN IMMEDIATE on SQLite and by the straggler's row lock on PostgreSQL;
+    # were two backups of one unit ever to race, the (version, unit_index, copy) key refuses one.
     next_copy = conn.execute(
         select(func.max(work_units.c.copy) + 1).where(
             work_units.c.version == version, work_units.c.unit_index == straggler.unit_index
@@ -289,25 +295,49 @@ def submit(
     ).first()
     if row is None:
         raise lease_refusal(conn, lease, now, submitting=True)
-    return int(
-        conn.execute(
-            insert(results)
-            .values(
-                unit_id=lease.unit_id,
-                version=row.version,
-                unit_index=row.unit_index,
-                worker_id=lease.worker_id,
-                payload=payload,
-                precision=precision,
-                claimed_samples=int(claimed_samples),
-                compute_s=float(compute_s),
-                status="new",
-                submitted_at=now,
-                **{key: nan_to_null(metrics[key]) for key in METRIC_KEYS},
-            )
-            .returning(results.c.id)
-        ).scalar_one()
+    values = {
+        "unit_id": lease.unit_id,
+        "version": row.version,
+        "unit_index": row.unit_index,
+        "worker_id": lease.worker_id,
+        "precision": precision,
+        "claimed_samples": int(claimed_samples),
+        "compute_s": float(compute_s),
+        "status": "new",
+        "submitted_at": now,
+        **{key: nan_to_null(metrics[key]) for key in METRIC_KEYS},
+    }
+    if conn.dialect.name != "postgresql":
+        statement = insert(results).values(payload=payload, **values)
+    else:
+        upload_payload(conn, lease.token, payload)
+        statement = insert(results).values(payload=_uploaded(lease.token), **values)
+    result_id = int(conn.execute(statement.returning(results.c.id)).scalar_one())
+    if conn.dialect.name == "postgresql":
+        conn.execute(delete(result_uploads).where(_staged(lease.token)))
+    return result_id
+
+
+def upload_payload(conn: Connection, lease_token: str, payload: bytes) -> None:
+    """Stage a result payload for `lease_token` in result_uploads by binary COPY (PostgreSQL).
+
+    The payload's bytes cross the wire once (a bytea parameter would send them as hex, twice
+    the size). The staged row's owner is the session's role (the column's default), so a
+    volunteer role needs INSERT on (lease_token, payload) of result_uploads and nothing more;
+    `submit` then moves the payload into results in the same transaction.
+    """
+    insert_bytes(conn, result_uploads, {"lease_token": lease_token}, "payload", payload)
+
+
+def _staged(lease_token: str) -> Any:
+    return and_(
+        result_uploads.c.lease_token == lease_token,
+        result_uploads.c.owner == func.session_user(),
     )
+
+
+def _uploaded(lease_token: str) -> Any:
+    return select(result_uploads.c.payload).where(_staged(lease_token)).scalar_subquery()
 
 
 def return_copy(
@@ -373,30 +403,41 @@ def return_copy(
 
 
 def expire_leases(conn: Connection, now: float, max_attempts: int) -> int:
-    """Return every lease that expired before `now` to the queue; how many there were."""
+    """Return every lease that expired before `now` to the queue; how many there were.
+
+    On PostgreSQL, rows another transaction is expiring (or claiming) at this moment are
+    skipped rather than waited for: that transaction returns them, and no row is returned
+    twice (which would take back the lease a concurrent claim had just been given).
+    """
     expired = conn.execute(
         select(work_units)
         .where(work_units.c.status == "leased", work_units.c.lease_expires_at < now)
         .order_by(work_units.c.id)
+        .with_for_update(skip_locked=True)
     ).all()
-    for unit in expired:
-        return_copy(conn, unit, now, max_attempts, "lease expired")
+    statuses = [return_copy(conn, unit, now, max_attempts, "lease expired") for unit in expired]
+    if "pending" in statuses:
+        announce_work(conn)
     return len(expired)
 
 
 def release(conn: Connection, lease: Lease, now: float, max_attempts: int) -> bool:
     """Give a held unit back at once without counting an attempt; False if already gone."""
     unit = conn.execute(
-        select(work_units).where(
+        select(work_units)
+        .where(
             work_units.c.id == lease.unit_id,
             work_units.c.status == "leased",
             work_units.c.lease_token == lease.token,
         )
+        .with_for_update()  # PostgreSQL: wait out a concurrent expiry, then read its outcome
     ).first()
     if unit is None:
         return False
     # A release is not a failure: give back the attempt its claim took.
-    return_copy(conn, unit, now, max_attempts, "released", attempts=max(unit.attempts - 1, 0))
+    attempts = max(unit.attempts - 1, 0)
+    if return_copy(conn, unit, now, max_attempts, "released", attempts=attempts) == "pending":
+        announce_work(conn)
     return True
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
+from core.store.binary_copy import read_bytes
 from core.store.errors import StoreError
 from core.store.queue import METRIC_KEYS, null_to_nan
 from core.store.rows import (
@@ -39,13 +40,17 @@ STATUS_RANK = ("done", "submitted", "leased", "pending", "parked", "cancelled")
 
 def version_weights(conn: Connection, version: int) -> tuple[bytes, str, dict[str, object]]:
     """(safetensors bytes, sha256, model config) of a kept version."""
-    row = conn.execute(select(model_versions).where(model_versions.c.version == version)).first()
-    if row is None:
+    where = model_versions.c.version == version
+    row = conn.execute(
+        select(model_versions.c.sha256, model_versions.c.model_config).where(where)
+    ).first()
+    weights = None if row is None else read_bytes(conn, model_versions.c.weights, where)
+    if row is None or weights is None:
         raise StoreError(
             f"version {version} is not stored (never published or pruned by retention); "
             "fetch the latest version instead"
         )
-    return bytes(row.weights), row.sha256, from_json(row.model_config)
+    return weights, row.sha256, from_json(row.model_config)
 
 
 def versions(conn: Connection) -> list[VersionRow]:
@@ -80,10 +85,13 @@ def shard_index(conn: Connection) -> list[ShardRow]:
 
 def shard(conn: Connection, index: int) -> ShardData:
     """One dataset shard with its bytes."""
-    row = conn.execute(select(dataset_shards).where(dataset_shards.c.idx == index)).first()
-    if row is None:
+    where = dataset_shards.c.idx == index
+    columns = [c for c in dataset_shards.c if c.name != "data"]
+    row = conn.execute(select(*columns).where(where)).first()
+    data = None if row is None else read_bytes(conn, dataset_shards.c.data, where)
+    if row is None or data is None:
         raise StoreError(f"no dataset shard {index}; shard_index() lists the stored ones")
-    return ShardData(row.idx, row._mapping["count"], row.image_size, bytes(row.data), row.sha256)
+    return ShardData(row.idx, row._mapping["count"], row.image_size, data, row.sha256)
 
 
 def results_where(conn: Connection, *where: Any, limit: int | None = None) -> list[ResultRow]:
@@ -101,13 +109,13 @@ def results_where(conn: Connection, *where: Any, limit: int | None = None) -> li
 
 def result_payload(conn: Connection, result_id: int) -> bytes:
     """The payload of a result (StoreError once it is resolved and dropped)."""
-    payload = conn.execute(select(results.c.payload).where(results.c.id == result_id)).scalar()
+    payload = read_bytes(conn, results.c.payload, results.c.id == result_id)
     if payload is None:
         raise StoreError(
             f"result {result_id} has no payload: it was rejected, cross-checked or its "
             "version was closed"
         )
-    return bytes(payload)
+    return payload
 
 
 def accepted_ids(conn: Connection, version: int) -> list[tuple[int, int, int]]:

@@ -161,6 +161,17 @@ results = Table(
     sqlite_autoincrement=True,
 )
 
+# A result payload on its way into `results` (PostgreSQL): it arrives by binary COPY, so its
+# bytes cross the wire once instead of as hex text, and the submit's own transaction moves it
+# into `results` and deletes it. `owner` defaults to session_user on PostgreSQL (migration 0003).
+result_uploads = Table(
+    "result_uploads",
+    metadata,
+    Column("lease_token", String(64), primary_key=True),  # the lease the payload answers
+    Column("owner", String(63), primary_key=True),  # the role that uploaded it
+    Column("payload", LargeBinary, nullable=False),
+)
+
 metrics = Table(
     "metrics",
     metadata,

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy import exc as sa_exc
 
-from core.store import queue, reads, runs, verdicts
+from core.store import notify, queue, reads, runs, verdicts, volunteer
 from core.store.errors import NoRun, RunPaused, StoreError, UnknownWorker, translate_db_error
 from core.store.rows import (
     RUN_STATUSES,
@@ -51,14 +51,35 @@ class Store:
         self.engine = engine
         self.clock = clock  # seconds since the epoch; tests pass a clock they can move
         self._local = threading.local()
+        self._work_waiter = notify.WorkWaiter(engine)
+        # Volunteer login (PostgreSQL)? Decided by the first session; see `volunteer_login`.
+        self._volunteer: bool | None = None
 
     @property
     def dialect(self) -> str:
         """The backend's name: 'sqlite' or 'postgresql'."""
         return str(self.engine.dialect.name)
 
+    @property
+    def volunteer_login(self) -> bool:
+        """True for a volunteer's login (PostgreSQL): worker calls go through the volunteer API.
+
+        Such a login reads only the volunteer views (the published run, versions, shards,
+        samples, metrics, its own workers) and cannot read results, events or other workers.
+        """
+        if self._volunteer is None:
+            with self.session():
+                pass  # the first session decides
+        return bool(self._volunteer)
+
+    def leaderboard(self) -> list[volunteer.LeaderRow]:
+        """Every worker's name and contribution, most images first (readable by volunteers)."""
+        with self.session() as conn:
+            return volunteer.leaderboard(conn, through_views=self.volunteer_login)
+
     def dispose(self) -> None:
         """Close the pooled connections (the store can still be used; it reconnects)."""
+        self._work_waiter.close()
         self.engine.dispose()
 
     def close(self) -> None:
@@ -81,6 +102,12 @@ class Store:
             return
         try:
             with self.engine.connect() as connection, connection.begin():
+                # --- volunteer logins: reads go to the volunteer views of the same names
+                if self._volunteer is None:
+                    self._volunteer = volunteer.is_volunteer(connection)
+                if self._volunteer:
+                    connection.execution_options(schema_translate_map=volunteer.READ_VIEWS)
+                # ---
                 self._local.connection = connection
                 try:
                     yield connection
@@ -141,6 +168,8 @@ class Store:
                 conn.execute(update(run).values(status=status, updated_at=now))
                 kind = "paused" if status == "paused" else "resumed"
                 queue.add_event(conn, now, kind, f"run {kind}", version=current.version)
+                if status == "active":
+                    notify.announce_work(conn)
             return runs.read_run(conn)
 
     def update_settings(self, changes: Mapping[str, object]) -> RunRow:
@@ -185,6 +214,7 @@ class Store:
                 next_units,
                 new_cursor,
             )
+            notify.announce_work(conn)
 
     # ------------------------------------------------------ versions, data
     def version_weights(self, version: int) -> tuple[bytes, str, dict[str, object]]:
@@ -217,7 +247,10 @@ class Store:
 
     # ------------------------------------------------------------- workers
     def register_worker(self, name: str, hostname: str, device: str) -> int:
-        """Add a worker and return its id."""
+        """Add a worker and return its id (a volunteer's worker of that name is reused)."""
+        if self.volunteer_login:
+            with self.session() as conn:
+                return volunteer.register(conn, name, hostname, device)
         with self.session() as conn:
             now = self.clock()
             worker_id = int(
@@ -242,6 +275,9 @@ class Store:
     def touch_worker(self, worker_id: int, state: str) -> None:
         """Record that the worker is alive and what it is doing."""
         with self.session() as conn:
+            if self.volunteer_login:
+                volunteer.touch(conn, worker_id, state)
+                return
             self._touch(conn, worker_id, state)
 
     def _touch(self, conn: Connection, worker_id: int, state: str | None = None) -> None:
@@ -265,8 +301,11 @@ class Store:
 
         Order: the first pending unit; else, after returning expired leases, the first
         pending one again; else a backup copy of a straggler. RunPaused while paused.
+        A volunteer login holds at most one live lease per worker (ShareExceeded).
         """
         with self.session() as conn:
+            if self.volunteer_login:
+                return volunteer.claim(conn, worker_id)
             current = runs.read_run(conn)
             if current.status == "paused":
                 raise RunPaused()
@@ -284,6 +323,8 @@ class Store:
     def heartbeat(self, lease: Lease) -> Lease:
         """Extend the lease by lease_s; LeaseLost if it no longer holds."""
         with self.session() as conn:
+            if self.volunteer_login:
+                return dataclasses.replace(lease, expires_at=volunteer.heartbeat(conn, lease))
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
             expires = queue.heartbeat(conn, lease, self.clock(), settings.lease_s)
             self._touch(conn, lease.worker_id)
@@ -304,6 +345,10 @@ class Store:
         lease's result is already stored. Never two results for one lease.
         """
         with self.session() as conn:
+            if self.volunteer_login:
+                return volunteer.submit(
+                    conn, lease, payload, precision, claimed_samples, metrics, compute_s
+                )
             result_id = queue.submit(
                 conn,
                 lease,
@@ -320,8 +365,23 @@ class Store:
     def release(self, lease: Lease) -> None:
         """Give the unit back at once (shutdown); a no-op if the lease is already gone."""
         with self.session() as conn:
+            if self.volunteer_login:
+                volunteer.release(conn, lease)
+                return
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
             queue.release(conn, lease, self.clock(), settings.max_attempts)
+
+    def wait_for_work(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` s for claimable work; True when it was announced meanwhile.
+
+        On PostgreSQL a version close, release or expiry (NOTIFY) ends the wait early; on
+        SQLite it lasts the timeout. A hint only: claim after it returns, whatever it says.
+        """
+        return self._work_waiter.wait(timeout_s)
+
+    def interrupt_wait(self) -> None:
+        """End a `wait_for_work` at once (or the next one, if none runs); from any thread."""
+        self._work_waiter.interrupt()
 
     # ---------------------------------------------------- coordinator side
     def expire_leases(self) -> int:

@@ -28,10 +28,17 @@ def test_database_size_does_not_grow_with_versions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path / "cache"))
-    # Every retention cap is reached well before EARLY, so both sizes are steady-state sizes;
+    # Every retention cap is reached by EARLY, so both sizes are steady-state sizes;
     # checkpoint_every=50 makes checkpoints 0, 50, 100 … that only keep_checkpoints bounds.
+    # One small unit per version keeps 200 versions fast; retention is per version, not unit.
     run = make_tiny_run(
-        tmp_path, sample_every=5, keep_samples=2, checkpoint_every=50, keep_checkpoints=2
+        tmp_path,
+        images_per_work_unit=4,
+        num_workunits_per_update=1,
+        sample_every=10,
+        keep_samples=2,
+        checkpoint_every=50,
+        keep_checkpoints=2,
     )
     store = run.store()
     coordinator = Coordinator(store)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import time
 import zipfile
 from pathlib import Path
 
@@ -128,13 +127,6 @@ def test_synthetic_shards_boundaries_and_checksums() -> None:
         verify_shard(shard)
     joined = torch.cat([shard_images(s) for s in shards])
     assert torch.equal(joined, synthetic_images(2500, 8, seed=5))
-
-
-def test_synthetic_is_fast() -> None:
-    """Guards against per-pixel Python loops; the real budget (10k at 32×32 < 2 s) is looser here."""
-    begin = time.perf_counter()
-    synthetic_images(10_000, 32, seed=0)
-    assert time.perf_counter() - begin < 8.0
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable
 
 import pytest
@@ -103,14 +102,6 @@ def test_sets_of_different_sizes_and_64_pixel_images() -> None:
 def test_bad_inputs_are_refused(real: Tensor, fake: Tensor, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         sliced_wasserstein(real, fake)
-
-
-def test_512_against_512_small_images_is_fast() -> None:
-    images = synthetic_images(1024, 32, seed=SEED)
-    start = time.perf_counter()
-    sliced_wasserstein(images[:512], images[512:])
-    # the target is < 2 s on 2 idle cores; the margin absorbs a busy CI machine
-    assert time.perf_counter() - start < 5.0
 
 
 # ---------------------------------------------------------------- sample grids

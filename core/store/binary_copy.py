@@ -1,0 +1,155 @@
+"""bytea values in and out of PostgreSQL by binary COPY, so their bytes cross the wire once.
+
+psycopg2 sends and receives `bytea` as hex text: every payload byte costs two on the wire.
+COPY … WITH (FORMAT binary) carries the raw bytes plus a few bytes of framing per row. On
+SQLite (no wire) the same helpers run plain statements.
+
+Binary COPY format (PostgreSQL docs, "COPY", binary format): an 11-byte signature, an int32
+flags field and an int32 header-extension length (then that many bytes); per row an int16
+field count and per field an int32 byte length (-1 for NULL) then the bytes; an int16 -1
+trailer. Integers are big-endian.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Select, Table, insert, select
+from sqlalchemy import exc as sa_exc
+
+SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_HEADER = SIGNATURE + struct.pack("!ii", 0, 0)  # no OIDs, no header extension
+_TRAILER = struct.pack("!h", -1)
+CHUNK_BYTES = 1 << 20  # bytes handed to libpq per CopyData message on upload
+
+
+class CopyFormatError(ValueError):
+    """The server's binary COPY stream was not what this module expects (a bug, not bad data)."""
+
+
+def read_bytes(conn: Connection, column: Any, *where: Any) -> bytes | None:
+    """The bytea `column` of the one row matching `where`; None if no row or NULL."""
+    query = select(column).where(*where)
+    if conn.dialect.name != "postgresql":
+        value = conn.execute(query).scalar()
+        return None if value is None else bytes(value)
+    sink = io.BytesIO()
+    with _raw_cursor(conn) as cursor:
+        inner = cursor.mogrify(*_compiled(conn, query)).decode()
+        cursor.copy_expert(f"COPY ({inner}) TO STDOUT WITH (FORMAT binary)", sink)
+    return parse_single_value(sink.getbuffer())
+
+
+def insert_bytes(
+    conn: Connection, table: Table, text_values: Mapping[str, str], column: str, data: bytes
+) -> None:
+    """Insert one row: text columns from `text_values` and the bytea `column` holding `data`.
+
+    Columns not named take their server defaults. On PostgreSQL this is one binary COPY, which
+    needs only INSERT on the named columns (no SELECT), so it also works for a role that may
+    insert into a staging table and nothing else.
+    """
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table).values(**text_values, **{column: data}))
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    names = [*text_values, column]
+    statement = (
+        f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        "FROM STDIN WITH (FORMAT binary)"
+    )
+    fields = [value.encode() for value in text_values.values()]
+    with _raw_cursor(conn) as cursor:
+        cursor.copy_expert(statement, _RowReader(fields, data), CHUNK_BYTES)
+
+
+def encode_row(fields: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    """A whole binary COPY stream holding one row of `fields`, as chunks to send in order."""
+    chunks: list[bytes | memoryview] = [_HEADER, struct.pack("!h", len(fields))]
+    for field in fields:
+        chunks += [struct.pack("!i", len(field)), field]
+    chunks.append(_TRAILER)
+    return chunks
+
+
+def parse_single_value(stream: memoryview | bytes) -> bytes | None:
+    """The one field of the at most one row in a binary COPY stream; None if no row or NULL."""
+    view = memoryview(stream)
+    if bytes(view[: len(SIGNATURE)]) != SIGNATURE:
+        raise CopyFormatError("the COPY stream does not start with the binary signature")
+    (extension,) = struct.unpack_from("!i", view, len(SIGNATURE) + 4)
+    offset = len(SIGNATURE) + 8 + extension
+    (fields,) = struct.unpack_from("!h", view, offset)
+    if fields == -1:
+        return None  # no row
+    if fields != 1:
+        raise CopyFormatError(f"expected one column per row, got {fields}")
+    (length,) = struct.unpack_from("!i", view, offset + 2)
+    start = offset + 6
+    value = None if length == -1 else bytes(view[start : start + length])
+    end = start + max(length, 0)
+    (trailer,) = struct.unpack_from("!h", view, end)
+    if trailer != -1:
+        raise CopyFormatError("expected at most one row in the COPY stream")
+    return value
+
+
+class _RowReader:
+    """A file-like `read` over `encode_row`'s chunks, without joining them into one copy."""
+
+    def __init__(self, text_fields: list[bytes], data: bytes) -> None:
+        self._chunks = encode_row([*text_fields, memoryview(data)])
+        self._index = 0
+        self._offset = 0
+
+    def read(self, size: int = -1) -> bytes:
+        size = CHUNK_BYTES if size is None or size < 0 else size
+        out = bytearray()
+        while len(out) < size and self._index < len(self._chunks):
+            chunk = self._chunks[self._index]
+            piece = chunk[self._offset : self._offset + size - len(out)]
+            out += piece
+            self._offset += len(piece)
+            if self._offset >= len(chunk):
+                self._index, self._offset = self._index + 1, 0
+        return bytes(out)
+
+
+def _compiled(conn: Connection, query: Select[Any]) -> tuple[str, dict[str, Any]]:
+    # A volunteer login's connection maps table names to its views (core.store.volunteer).
+    translate = conn.get_execution_options().get("schema_translate_map")
+    compiled = query.compile(
+        dialect=conn.dialect,
+        schema_translate_map=translate,
+        render_schema_translate=translate is not None,
+    )
+    return str(compiled), dict(compiled.params)
+
+
+@contextmanager
+def _raw_cursor(conn: Connection) -> Iterator[Any]:
+    """A DBAPI cursor on the connection's transaction; driver errors leave as SQLAlchemy's.
+
+    COPY is not a statement SQLAlchemy can run, so its errors are wrapped here the way
+    SQLAlchemy wraps its own (a dropped connection is invalidated), for the store to translate.
+    """
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None, "a connection inside a transaction has a DBAPI one"
+    driver_error = conn.dialect.loaded_dbapi.Error
+    cursor = dbapi_connection.cursor()
+    try:
+        yield cursor
+    except driver_error as error:
+        lost = conn.dialect.is_disconnect(error, dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(error)
+        raise sa_exc.DBAPIError.instance(
+            "COPY", None, error, driver_error, connection_invalidated=lost
+        ) from error
+    finally:
+        if not cursor.closed and not dbapi_connection.closed:
+            cursor.close()
