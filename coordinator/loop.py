@@ -22,6 +22,7 @@ from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
 from core.cache import ShardCache
 from core.codec import (
+    NormTooLarge,
     PayloadError,
     decode_named,
     decode_tensors,
@@ -170,8 +171,12 @@ class Coordinator:
                 self.manifest,
                 precision=self.settings.precision,
                 max_bytes=int(self.settings.max_payload_mb * 1024**2),
-                max_norm=self._norm_bound(),
             )
+            norm = global_norm(grads)  # once: it is both checked and remembered
+            if not norm <= self._norm_bound():
+                raise NormTooLarge(
+                    f"global L2 norm {norm:.6g} exceeds the bound {self._norm_bound():.6g}"
+                )
             _check_metrics(row)
         except PayloadError as exc:
             log.warning("rejected result %d of unit %d: %s", row.id, row.unit_index, exc)
@@ -180,7 +185,7 @@ class Coordinator:
         accepted = self.store.accepted_result(row.version, row.unit_index)
         if accepted is None:
             self.store.resolve_result(row.id, "accepted")
-            self._norms.append(global_norm(grads))
+            self._norms.append(norm)
             self._last_accept_at = time.perf_counter()
             if self._next < len(self._designated):
                 unit = self._designated[self._next]
