@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -20,6 +20,7 @@ from core.backoff import Backoff
 from core.cache import ShardCache
 from core.codec import decode_named, encode_tensors, sha256_hex
 from core.config import RunSettings
+from core.events import WorkerEvent
 from core.model import GAN, ModelConfig, gan_from_parameters, load_parameters
 from core.shards import ShardFetcher
 from core.store import (
@@ -40,22 +41,6 @@ IDLE_POLL_MAX_S = 2.0  # longest wait between claims when the queue stays empty
 PROGRESS_EVERY_S = 0.5  # at most this often a progress event
 REPORT_EVERY_S = 15.0  # at most this often the worker's state is written to the database
 MAX_WEIGHTS_BYTES = 2 * 1024**3  # refuse published weights larger than this
-
-
-@dataclass(frozen=True)
-class WorkerEvent:
-    """Something the engine did, as plain data."""
-
-    kind: str  # "state" | "progress" | "unit_finished" | "unit_refused" | "error"
-    state: str  # connecting | idle | downloading | computing | uploading | paused | error | stopped
-    message: str  # one human sentence: what and why
-    at: float = field(default_factory=time.time)
-    version: int | None = None
-    unit_index: int | None = None
-    progress: float | None = None  # 0..1 within the current unit
-    images: int | None = None
-    compute_s: float | None = None
-    metrics: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

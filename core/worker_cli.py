@@ -7,8 +7,10 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 
+from core.backoff import Backoff
 from core.cache import DEFAULT_CAP_BYTES, ShardCache
 from core.device import (
     DeviceError,
@@ -20,8 +22,10 @@ from core.device import (
 from core.invite import InviteError, decode_invite
 from core.logs import configure_logging
 from core.paths import cache_dir
-from core.store import StoreError, open_store
+from core.store import DatabaseUnavailable, StoreError, open_store
 from core.worker import WorkerEngine, WorkerEvent, WorkerOptions
+
+STARTUP_PATIENCE_S = 30.0  # seconds an unreachable database is waited for at start-up
 
 
 def _positive_int(text: str) -> int:
@@ -87,8 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("ganfriends-worker", verbose=args.verbose)
     try:
         device = select_device(args.device)
-        store = open_store(args.db)
-        store.get_run()
+        _check_run(args.db)
     except (DeviceError, StoreError) as exc:
         print(f"ganfriends-worker: {exc}", file=sys.stderr)
         return 2
@@ -118,6 +121,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     done = engine.run()
     print(f"ganfriends-worker: stopped after {done} unit(s)", file=sys.stderr)
     return 0
+
+
+def _check_run(url: str) -> None:
+    """Refuse a wrong URL or a database without a run at once; wait out a short outage."""
+    backoff = Backoff(initial_s=0.5, maximum_s=5.0)
+    deadline = time.monotonic() + STARTUP_PATIENCE_S
+    while True:
+        try:
+            store = open_store(url)
+            try:
+                store.get_run()
+            finally:
+                store.dispose()
+            return
+        except DatabaseUnavailable:
+            # A server restarting looks the same as a wrong host: retry for a while, then say so.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(backoff.next_delay())
 
 
 def _printer():

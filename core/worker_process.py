@@ -28,21 +28,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
-
 from core.cache import ShardCache
-from core.device import (
-    DeviceError,
-    default_threads,
-    lower_priority,
-    register_local_worker,
-    select_device,
-)
+from core.events import WorkerEvent
 from core.logs import configure_logging
 from core.paths import cache_dir
 from core.store import open_store
 from core.throttle import DonationPolicy, pause_reason, rest_after_unit
-from core.worker import WorkerEngine, WorkerEvent, WorkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +367,9 @@ class Controller:
 
 def child_main(config_json: str, commands: Any, events: Any) -> None:
     """Entry point of the spawned process: set up, run the engine, say goodbye."""
+    # torch is imported here, in the child, never in the app that starts it.
+    from core.device import DeviceError, lower_priority
+
     config = json.loads(config_json)
     if config["log_dir"] is not None:
         os.environ["GANFRIENDS_LOG_DIR"] = config["log_dir"]  # read by configure_logging
@@ -399,6 +393,11 @@ def child_main(config_json: str, commands: Any, events: Any) -> None:
 
 
 def _run_engine(config: dict[str, Any], commands: Any, send: Callable[[WorkerEvent], None]) -> None:
+    import torch
+
+    from core.device import default_threads, register_local_worker, select_device
+    from core.worker import WorkerEngine, WorkerOptions
+
     device = select_device(config["device"])
     root = Path(config["cache_dir"]) if config["cache_dir"] is not None else cache_dir()
     registry = root / "workers"

@@ -1,0 +1,124 @@
+"""Connect: paste an invite code or a database URL, or try the whole thing locally."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from client_gui.connection import RunTarget
+
+INTRO = (
+    "<h2>Join a training run</h2>"
+    "<p>Friends, a class or a lab train one shared GAN together: each computer computes small "
+    "pieces of the work while nobody needs it. Paste the invite code you were sent by the "
+    "run's owner, or try everything on this computer first.</p>"
+)
+
+
+class ConnectPage(QWidget):
+    """Asks for an invite code or URL; shows checking, the failure, or the run joined."""
+
+    connect_requested = Signal(str)
+    local_requested = Signal()
+    disconnect_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        intro = QLabel(INTRO)
+        intro.setWordWrap(True)
+        intro.setTextFormat(Qt.TextFormat.RichText)
+        self.code_edit = QLineEdit()
+        self.code_edit.setPlaceholderText("gf1-…  or  sqlite:///path/run.db  or  postgresql://…")
+        self.code_edit.setAccessibleName("Invite code or database URL")
+        self.code_edit.setClearButtonEnabled(True)
+        self.code_edit.returnPressed.connect(self._connect)
+        code_label = QLabel("&Invite code or database URL:")
+        code_label.setBuddy(self.code_edit)
+        form = QFormLayout()
+        form.addRow(code_label, self.code_edit)
+        self.connect_button = QPushButton("&Connect")
+        self.connect_button.setDefault(True)
+        self.connect_button.clicked.connect(self._connect)
+        self.local_button = QPushButton("Try it &locally")
+        self.local_button.setToolTip(
+            "Start a small demo run on this computer: a coordinator in the background and this "
+            "app as its volunteer, so you can see everything work before joining a real run"
+        )
+        self.local_button.clicked.connect(self.local_requested)
+        self.disconnect_button = QPushButton("&Disconnect")
+        self.disconnect_button.clicked.connect(self.disconnect_requested)
+        self.disconnect_button.setVisible(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.connect_button)
+        buttons.addWidget(self.local_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.disconnect_button)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setAccessibleName("Connection message")
+        self.message.setMinimumHeight(48)
+        self.message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addSpacing(8)
+        layout.addWidget(self.message)
+        layout.addStretch(1)
+
+    def set_code(self, text: str) -> None:
+        self.code_edit.setText(text)
+
+    def show_phase(self, phase: str) -> None:
+        busy = phase in ("checking", "starting_local")
+        self.connect_button.setEnabled(not busy)
+        self.local_button.setEnabled(not busy)
+        self.code_edit.setEnabled(not busy)
+        if phase == "checking":
+            self._say("Checking the connection…", problem=False)
+        elif phase == "starting_local":
+            self._say(
+                "Starting the local demo: creating its run the first time takes a few seconds…",
+                problem=False,
+            )
+        elif phase == "none":
+            self._say("", problem=False)
+            self.disconnect_button.setVisible(False)
+
+    def show_problem(self, message: str) -> None:
+        self.disconnect_button.setVisible(False)
+        self._say(message, problem=True)
+
+    def show_connected(self, target: RunTarget) -> None:
+        paused = (
+            " Its owner has paused it for now: you can press Start anyway, and computing "
+            "begins when they resume it."
+            if target.paused
+            else ""
+        )
+        where = "the local demo run on this computer" if target.local else target.shown
+        self._say(
+            f"Connected to the run “{target.run_name}” ({where}).{paused} "
+            "Next: press Start on the Donate page (Ctrl+3); the Watch page (Ctrl+4) shows how "
+            "the GAN learns.",
+            problem=False,
+        )
+        self.disconnect_button.setVisible(True)
+
+    def _connect(self) -> None:
+        self.connect_requested.emit(self.code_edit.text())
+
+    def _say(self, text: str, *, problem: bool) -> None:
+        self.message.setText(text)
+        self.message.setProperty("problem", problem)
+        # A problem is drawn in the palette's error colour; Fusion and native styles both honour it.
+        self.message.setStyleSheet("color: #c0392b; font-weight: bold;" if problem else "")

@@ -1,0 +1,68 @@
+"""The run's leaderboard as a Qt table model (this volunteer's row in bold)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QFont
+
+from client_gui.run_state import LeaderboardRow, format_duration_s
+
+_COLUMNS = ("#", "Volunteer", "Units", "Images", "Compute time")
+_Index = QModelIndex | QPersistentModelIndex
+
+
+class LeaderboardModel(QAbstractTableModel):
+    """Rows of `LeaderboardRow`, most images first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[LeaderboardRow] = []
+
+    def set_rows(self, rows: Sequence[LeaderboardRow]) -> None:
+        if list(rows) == self._rows:
+            return
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def row_at(self, row: int) -> LeaderboardRow:
+        return self._rows[row]
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(_COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return _COLUMNS[section]
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row = self._rows[index.row()]
+        column = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            name = f"{row.name} (you)" if row.is_me else row.name
+            values = (
+                index.row() + 1,
+                name,
+                f"{row.units:,}",
+                f"{row.images:,}",
+                format_duration_s(row.compute_s),
+            )
+            return values[column]
+        if role == Qt.ItemDataRole.FontRole and row.is_me:
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.TextAlignmentRole and column != 1:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None

@@ -1,0 +1,209 @@
+"""Try it locally: the demo run in the user data folder, served by a background coordinator.
+
+The coordinator runs as its own process (`python -m coordinator.cli serve`): a process
+boundary, so the desktop app never imports the coordinator package. The database is the one
+`ganfriends-coordinator demo` uses, so either can carry on a run the other started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from core.paths import data_dir, demo_db_url, log_dir
+from core.store import NoRun, StoreError, open_store, sqlite_path
+
+log = logging.getLogger(__name__)
+
+INIT_TIMEOUT_S = 600.0  # creating the demo run generates 10,000 images: seconds, not minutes
+STOP_TIMEOUT_S = 10.0  # seconds the coordinator gets to stop cleanly before it is killed
+DEMO_IMAGES = 10_000
+PID_FILE = "local-coordinator.pid"
+
+# The demo run's recipe, as `ganfriends-coordinator demo` creates it (coordinator/demo.py),
+# except for more frequent sample grids so the Watch page changes while someone looks.
+DEMO_CONFIG_TOML = """\
+[model]
+image_size = 32
+latent_dim = 64
+g_features = 32
+d_features = 32
+
+[training]
+images_per_work_unit = 128
+num_workunits_per_update = 2
+batch_size = 64
+lr = 0.0005
+compute_threads = 1
+lease_s = 30.0
+backup_after_s = 10.0
+sample_every = 10
+"""
+
+
+class LocalDemoError(Exception):
+    """The local demo could not be prepared or started; the message says what happened."""
+
+
+class LocalDemo:
+    """The local demo run and the coordinator process that serves it."""
+
+    def __init__(self, url: str | None = None, python: str = sys.executable) -> None:
+        self.url = url or demo_db_url()
+        self._python = python
+        self._process: subprocess.Popen[bytes] | None = None
+        self._adopted_pid: int | None = None  # a coordinator an earlier app session left running
+        path = sqlite_path(self.url)
+        assert path is not None, "the local demo is an SQLite database"
+        self.path = path
+
+    def ensure_run(self) -> None:
+        """Create the demo run unless the database already holds one (blocks for seconds)."""
+        if self._has_run():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as folder:
+            config = Path(folder) / "demo.toml"
+            config.write_text(DEMO_CONFIG_TOML, encoding="utf-8")
+            command = [
+                *self._coordinator(),
+                "init",
+                "--db",
+                self.url,
+                "--dataset",
+                f"synthetic:{DEMO_IMAGES}",
+                "--config",
+                str(config),
+                "--name",
+                "local demo",
+            ]
+            log.info("creating the local demo run: %s", " ".join(command))
+            try:
+                done = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    timeout=INIT_TIMEOUT_S,
+                    env=_quiet_env(),
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise LocalDemoError(f"Could not create the local demo run: {exc}") from None
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise LocalDemoError(f"Could not create the local demo run: {last}")
+
+    def _has_run(self) -> bool:
+        if not self.path.is_file():
+            return False
+        try:
+            # create=True migrates a demo database an older release made: it is ours to upgrade.
+            store = open_store(self.url, create=True)
+        except StoreError as exc:
+            raise LocalDemoError(
+                f"The local demo database at {self.path} cannot be used ({exc}); "
+                "delete it to start a new demo."
+            ) from None
+        try:
+            store.get_run()
+            return True
+        except NoRun:
+            return False
+        finally:
+            store.dispose()
+
+    def start(self) -> None:
+        """Start the coordinator (or adopt the one an earlier session left running)."""
+        if self.alive:
+            return
+        previous = _read_pid(self._pid_path())
+        if previous is not None and _is_our_coordinator(previous):
+            log.info("adopting the local coordinator left running (pid %d)", previous)
+            self._adopted_pid = previous
+            return
+        directory = log_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "local-coordinator.log", "ab") as output:
+            self._process = subprocess.Popen(
+                [*self._coordinator(), "serve", "--db", self.url],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=_quiet_env(),
+            )
+        self._pid_path().write_text(str(self._process.pid))
+        log.info("local coordinator started (pid %d)", self._process.pid)
+
+    @property
+    def alive(self) -> bool:
+        if self._process is not None:
+            return self._process.poll() is None
+        return self._adopted_pid is not None and _pid_alive(self._adopted_pid)
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self._process is None else self._process.poll()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the coordinator: SIGTERM (it finishes its step), then a kill after timeout_s."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.send_signal(signal.SIGTERM)
+                try:
+                    self._process.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    log.warning("local coordinator did not stop in %.0f s; killing it", timeout_s)
+                    self._process.kill()
+                    self._process.wait()
+            self._process = None
+        elif self._adopted_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._adopted_pid, signal.SIGTERM)
+            self._adopted_pid = None
+        self._pid_path().unlink(missing_ok=True)
+
+    def _coordinator(self) -> list[str]:
+        return [self._python, "-m", "coordinator.cli"]
+
+    def _pid_path(self) -> Path:
+        return (self.path.parent if self.path.parent.exists() else data_dir()) / PID_FILE
+
+
+def _quiet_env() -> dict[str, str]:
+    # One intra-op thread: the coordinator's share of the work is small, and the cores belong
+    # to the worker (and to the volunteer's own programs).
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: never adopt
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's: not ours
+        return False
+    return True
+
+
+def _is_our_coordinator(pid: int) -> bool:
+    if not _pid_alive(pid):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.exists():  # no /proc (Windows, macOS): a live pid from our file is trusted
+        return sys.platform != "linux"
+    return b"coordinator.cli" in cmdline.read_bytes() and b"serve" in cmdline.read_bytes()

@@ -1,0 +1,499 @@
+"""The app's state and what it does, without widgets: connect, donate, watch, remember.
+
+`AppSession` owns the settings, the connection, the local demo, the worker process (through
+`WorkerBridge`), the run watcher and the idle monitor, and says what is going on through
+signals carrying plain data. Every blocking call goes to the background runner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from client_gui import status
+from client_gui.autostart import AutostartError, set_start_at_login
+from client_gui.background import BackgroundRunner
+from client_gui.connection import ConnectionProblem, RunTarget, check_connection
+from client_gui.device_probe import DeviceChoice, auto_device, probe_devices
+from client_gui.event_log import LogEntry, entry_from_run, entry_from_worker
+from client_gui.idle import IdleProbe, detect_idle_probe
+from client_gui.idle_monitor import IdleMonitor
+from client_gui.local_demo import LocalDemo, LocalDemoError
+from client_gui.run_state import (
+    Contribution,
+    LeaderboardRow,
+    RunSnapshot,
+    RunSummary,
+    contribution,
+    leaderboard,
+    summarize_run,
+)
+from client_gui.run_watcher import RunWatcher
+from client_gui.settings import (
+    donation_policy,
+    load_settings,
+    save_settings,
+    settings_path,
+)
+from client_gui.worker_bridge import (
+    WorkerBridge,
+    WorkerConfig,
+    WorkerProcessLike,
+    start_worker_process,
+)
+from core.store import MetricsRow, RunRow, WorkerRow
+from core.throttle import pause_reason
+
+if TYPE_CHECKING:  # importing core.worker loads torch: the GUI process does not need it
+    from core.events import WorkerEvent
+
+log = logging.getLogger(__name__)
+
+TICK_MS = 1000  # the status line and snooze countdown are recomputed this often
+RESTART_AFTER_S = (15.0, 60.0, 300.0)  # waits before restarting a worker that died, in turn
+DEMO_RESTART_EVERY_S = 30.0  # a local coordinator that died is started again at most this often
+_WORKER_FIELDS = ("device", "threads", "name")  # changing these restarts the worker
+_POLICY_FIELDS = ("snooze_until", "duty_cycle", "idle_only", "idle_after_s", "schedule")
+
+
+class AppSession(QObject):
+    """Everything the app does, as signals with plain data for the window and the tray."""
+
+    status_changed = Signal(str, str)  # the status line, the tray state
+    phase_changed = Signal(str)  # none | checking | starting_local | connected | failed
+    connected = Signal(object)  # RunTarget
+    connection_failed = Signal(str)  # a plain sentence
+    settings_changed = Signal(object)  # AppSettings
+    devices_found = Signal(object)  # list[DeviceChoice]
+    snapshot_read = Signal(object)  # RunSnapshot
+    figures_changed = Signal(object, object, object)  # RunSummary, Contribution, leaderboard
+    unit_finished = Signal(object)  # WorkerEvent
+    progress_changed = Signal(object)  # 0..1 while a unit computes, else None
+    log_added = Signal(object)  # list[LogEntry]
+    idle_measured = Signal(object, str)  # seconds or None, method
+    notified = Signal(str, str, str)  # kind, title, message: failures worth a notification
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        worker_factory: Callable[[WorkerConfig], WorkerProcessLike] = start_worker_process,
+        local_demo_factory: Callable[[], LocalDemo] = LocalDemo,
+        detect_idle: Callable[[], IdleProbe] = detect_idle_probe,
+        find_devices: Callable[[], list[DeviceChoice]] = probe_devices,
+        read_every_ms: int | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.path = path or settings_path()
+        self.settings = load_settings(self.path)
+        self.runner = BackgroundRunner(self)
+        self.bridge = WorkerBridge(self.runner, worker_factory, self)
+        watcher_args = {} if read_every_ms is None else {"interval_ms": read_every_ms}
+        self.watcher = RunWatcher(self.runner, parent=self, **watcher_args)
+        self.idle = IdleMonitor(self.runner, detect_idle, parent=self)
+        self._local_demo_factory = local_demo_factory
+        self._find_devices = find_devices
+        self.phase = "none"
+        self.problem: str | None = None
+        self.target: RunTarget | None = None
+        self.devices: list[DeviceChoice] = []
+        self.demo: LocalDemo | None = None
+        self.finishing = False
+        self.status = ("", status.OFF)
+        self.start_pressed_at: float | None = None
+        self.first_unit_s: float | None = None  # Start → first unit computing, this session
+        self._my_units: list[tuple[float, int]] = []  # (finished at, images), this session
+        self._metrics: dict[int, MetricsRow] = {}
+        self._workers: tuple[WorkerRow, ...] | None = None
+        self._run_row: RunRow | None = None
+        self._restarts = 0
+        self._connect_generation = 0
+        self._restoring = False  # reconnecting at launch: a failure deserves a notification
+        self._last_read_problem: str | None = None
+        self._demo_restarted_at = -DEMO_RESTART_EVERY_S  # monotonic seconds
+
+        self.bridge.set_policy(donation_policy(self.settings))
+        self.bridge.state_changed.connect(self._worker_state)
+        self.bridge.progress_changed.connect(lambda *_: self._refresh())
+        self.bridge.unit_finished.connect(self._unit_finished)
+        self.bridge.event_logged.connect(lambda e: self.log_added.emit([entry_from_worker(e)]))
+        self.bridge.connection_lost.connect(self._connection_lost)
+        self.bridge.worker_stopped.connect(self._worker_stopped)
+        self.watcher.snapshot_read.connect(self._snapshot)
+        self.watcher.read_failed.connect(self._read_failed)
+        self.idle.idle_measured.connect(self._idle)
+        self._tick = QTimer(self)
+        self._tick.setInterval(TICK_MS)
+        self._tick.timeout.connect(self._on_tick)
+
+    # Start-up and shut-down ----------------------------------------------------------------
+    def begin(self) -> None:
+        """Detect devices and idle time, and reconnect (and donate) as when the app last ran."""
+        self._tick.start()
+        self.idle.start()
+        self.runner.submit(self._find_devices, self._devices_found)
+        self.settings_changed.emit(self.settings)
+        self._restoring = True
+        if self.settings.local_demo:
+            self.try_locally(resume=True)
+        elif self.settings.connection:
+            self.connect_to(self.settings.connection, resume=True)
+        self._refresh()
+
+    def shutdown(self, on_done: Callable[[], None] | None = None) -> None:
+        """Stop the worker (its unit is given back) and the local coordinator; then `on_done`."""
+        self._tick.stop()
+        self.idle.stop()
+        self.watcher.stop()
+        demo, self.demo = self.demo, None
+
+        def worker_stopped() -> None:
+            if demo is None:
+                self._finished(on_done)
+                return
+            self.runner.submit(
+                demo.stop, lambda _: self._finished(on_done), lambda _: self._finished(on_done)
+            )
+
+        self.bridge.shutdown(worker_stopped)
+
+    def _finished(self, on_done: Callable[[], None] | None) -> None:
+        if on_done is not None:
+            on_done()
+
+    # Connecting ----------------------------------------------------------------------------
+    def connect_to(self, text: str, resume: bool = False) -> None:
+        """Check an invite code or database URL in the background and connect to its run.
+
+        With `resume` (the app starting again) donating carries on if it was on; a run joined
+        by hand waits for Start.
+        """
+        self._leave_run()
+        if not resume:
+            self._update(donating=False)
+        self._set_phase("checking")
+        generation = self._connect_generation
+        self.runner.submit(
+            lambda: check_connection(text),
+            lambda target: self._connected(generation, target, text),
+            lambda error: self._connect_failed(generation, error),
+        )
+
+    def try_locally(self, resume: bool = False) -> None:
+        """Create (if needed) and serve the demo run on this computer, then connect to it."""
+        demo = self.demo or self._local_demo_factory()  # pressed twice: the same coordinator
+        self.demo = None
+        self._leave_run()
+        if not resume:
+            self._update(donating=False)
+        self._set_phase("starting_local")
+        self.demo = demo
+        generation = self._connect_generation
+
+        def prepare() -> RunTarget:
+            demo.ensure_run()
+            demo.start()
+            return check_connection(demo.url, local=True)
+
+        self.runner.submit(
+            prepare,
+            lambda target: self._connected(generation, target, ""),
+            lambda error: self._connect_failed(generation, error),
+        )
+
+    def leave(self) -> None:
+        """Leave the run: stop donating, forget the connection."""
+        self._leave_run()
+        self._update(connection="", local_demo=False, donating=False)
+        self._set_phase("none")
+        self.log("Disconnected")
+
+    def _leave_run(self) -> None:
+        self._connect_generation += 1
+        self.watcher.stop()
+        self.bridge.shutdown()
+        if self.demo is not None:
+            self.runner.submit(self.demo.stop)
+            self.demo = None
+        self.target = None
+        self.finishing = False
+        self._metrics.clear()
+        self._workers = None
+        self._run_row = None
+        self._my_units.clear()
+
+    def _connected(self, generation: int, target: object, text: str) -> None:
+        if generation != self._connect_generation:
+            return  # the volunteer moved on while this was checked
+        assert isinstance(target, RunTarget)
+        self.target = target
+        self.problem = None
+        self._restoring = False
+        self._update(connection=text, local_demo=target.local)
+        paused = " (its owner has paused it for now)" if target.paused else ""
+        self.log(f"Connected to the run “{target.run_name}” at {target.shown}{paused}")
+        self.watcher.watch(target.url)
+        self._set_phase("connected")
+        self.connected.emit(target)
+        if self.settings.donating:  # donating when the app last closed: carry on, snooze kept
+            self.start_donating(cancel_snooze=False)
+
+    def _connect_failed(self, generation: int, error: Exception) -> None:
+        if generation != self._connect_generation:
+            return
+        if isinstance(error, ConnectionProblem | LocalDemoError):
+            message = str(error)
+        else:
+            log.error("connecting failed unexpectedly: %r", error)
+            message = f"Connecting failed unexpectedly: {error}"
+        self.problem = message
+        if self.demo is not None:
+            self.runner.submit(self.demo.stop)
+            self.demo = None
+        self.log(message, problem=True)
+        self._set_phase("failed")
+        self.connection_failed.emit(message)
+        if self._restoring:  # nobody is looking at the window at login: say it out loud
+            self._restoring = False
+            self.notified.emit("connect", "ganfriends could not reconnect", message)
+
+    # Donating ------------------------------------------------------------------------------
+    def start_donating(self, cancel_snooze: bool = True) -> None:
+        """Start (or resume) computing; pressing Start cancels a running snooze."""
+        if self.target is None:
+            return
+        self.finishing = False
+        self._restarts = 0
+        if cancel_snooze:
+            self._update(donating=True, snooze_until=None)
+        else:
+            self._update(donating=True)
+        self.start_pressed_at = time.monotonic()
+        self.first_unit_s = None
+        if self.bridge.running:
+            self.bridge.resume()
+        else:
+            self.bridge.start(self._worker_config())
+            self.bridge.set_idle_seconds(self.idle.seconds)
+        self._refresh()
+
+    def pause_donating(self) -> None:
+        self.finishing = False
+        self._update(donating=False)
+        self.bridge.pause("paused by you")
+        self._refresh()
+
+    def finish_current_unit(self) -> None:
+        """Finish the unit being computed, then pause."""
+        if self.bridge.state in ("downloading", "computing", "uploading"):
+            self.finishing = True
+            self.bridge.finish_current_unit()
+        else:
+            self.pause_donating()
+        self._refresh()
+
+    def snooze(self, hours: float) -> None:
+        until = time.time() + hours * 3600
+        self._update(snooze_until=until)
+        self.log(f"Snoozed for {hours:g} h (until {time.strftime('%H:%M', time.localtime(until))})")
+
+    def cancel_snooze(self) -> None:
+        self._update(snooze_until=None)
+        self.log("Snooze cancelled")
+
+    def update_settings(self, **changes: Any) -> None:
+        """Change settings from the pages; saved at once and applied to the worker."""
+        self._update(**changes)
+
+    def _update(self, **changes: Any) -> None:
+        old = self.settings
+        new = dataclasses.replace(old, **changes)
+        if new == old:
+            return
+        self.settings = new
+        try:
+            save_settings(new, self.path)
+        except OSError as exc:
+            self.log(f"Could not save the settings ({exc}); they last until you quit", problem=True)
+        if "start_at_login" in changes and new.start_at_login != old.start_at_login:
+            try:
+                set_start_at_login(new.start_at_login)
+            except AutostartError as exc:
+                self.log(str(exc), problem=True)
+        if any(getattr(old, f) != getattr(new, f) for f in _POLICY_FIELDS):
+            self.bridge.set_policy(donation_policy(new))
+        if self.bridge.running and any(getattr(old, f) != getattr(new, f) for f in _WORKER_FIELDS):
+            self.log("Restarting the worker with the new device settings")
+            config = self._worker_config()
+            self.bridge.shutdown(lambda: self._restart_worker(config))
+        self.settings_changed.emit(new)
+        self._refresh()
+
+    def _restart_worker(self, config: WorkerConfig) -> None:
+        if self.settings.donating and self.target is not None and not self.bridge.running:
+            self.bridge.start(config)
+
+    def _worker_config(self) -> WorkerConfig:
+        assert self.target is not None
+        device = self.settings.device
+        if device == "auto" and self.devices:
+            device, _ = auto_device(self.devices)
+        threads = self.settings.threads
+        if threads is None and self.target.local:
+            # The local coordinator shares this computer: the run's own thread count (1 for
+            # the demo) leaves it a core, and keeps the demo bitwise like the command-line one.
+            threads = self.target.compute_threads
+        return WorkerConfig(
+            db_url=self.target.url, device=device, threads=threads, name=self.worker_name
+        )
+
+    @property
+    def worker_name(self) -> str:
+        return self.settings.name.strip() or socket.gethostname()
+
+    # Events --------------------------------------------------------------------------------
+    def _worker_state(self, state: str, message: str) -> None:
+        if state == "computing" and self.start_pressed_at is not None and self.first_unit_s is None:
+            self.first_unit_s = time.monotonic() - self.start_pressed_at
+            log.info("first unit computing %.1f s after Start", self.first_unit_s)
+        if state == "paused" and self.finishing:
+            self.finishing = False
+            self._update(donating=False)
+        self._refresh()
+
+    def _unit_finished(self, event: WorkerEvent) -> None:
+        self._my_units.append((event.at, event.images or 0))
+        self.unit_finished.emit(event)
+        self._emit_figures()
+
+    def _connection_lost(self, message: str) -> None:
+        self.notified.emit("connection", "ganfriends cannot reach the run", message)
+
+    def _worker_stopped(self, message: str) -> None:
+        self.log(message, problem=True)
+        self.notified.emit("worker", "ganfriends stopped computing", message)
+        if self.settings.donating and self._restarts < len(RESTART_AFTER_S):
+            wait_s = RESTART_AFTER_S[self._restarts]
+            self._restarts += 1
+            self.log(f"Starting the worker again in {wait_s:.0f} s")
+            QTimer.singleShot(int(wait_s * 1000), self._restart_after_crash)
+        self._refresh()
+
+    def _restart_after_crash(self) -> None:
+        if self.settings.donating and self.target is not None and not self.bridge.running:
+            self.bridge.start(self._worker_config())
+
+    def _read_failed(self, message: str) -> None:
+        if message != self._last_read_problem:  # once per distinct problem, not every read
+            self._last_read_problem = message
+            self.log(f"Cannot read the run's progress: {message}", problem=True)
+
+    def _snapshot(self, snapshot: object) -> None:
+        assert isinstance(snapshot, RunSnapshot)
+        if self._last_read_problem is not None:
+            self._last_read_problem = None
+            self.log("Reading the run's progress again")
+        for row in snapshot.metrics:
+            self._metrics[row.version] = row
+        if snapshot.workers is not None:
+            self._workers = snapshot.workers
+        if snapshot.events:
+            self.log_added.emit([entry_from_run(e) for e in snapshot.events])
+        self.snapshot_read.emit(snapshot)
+        self._run_row = snapshot.run
+        self._emit_figures()
+
+    def _emit_figures(self) -> None:
+        run = self._run_row
+        if run is None:
+            return
+        now = time.time()
+        metrics = [self._metrics[v] for v in sorted(self._metrics)]
+        summary: RunSummary = summarize_run(run, metrics, self._workers, now)
+        mine: Contribution = contribution(
+            self._workers, self.worker_name, self._my_units, metrics, now
+        )
+        board: list[LeaderboardRow] = leaderboard(self._workers or (), self.worker_name)
+        self.figures_changed.emit(summary, mine, board)
+
+    def _devices_found(self, devices: object) -> None:
+        assert isinstance(devices, list)
+        self.devices = devices
+        self.devices_found.emit(devices)
+        self._refresh()
+
+    def _idle(self, seconds: object, method: str) -> None:
+        value = seconds if isinstance(seconds, float) else None
+        self.bridge.set_idle_seconds(value)
+        self.idle_measured.emit(value, method)
+
+    def _on_tick(self) -> None:
+        snooze = self.settings.snooze_until
+        if snooze is not None and snooze <= time.time():
+            self._update(snooze_until=None)
+            self.log("Snooze over")
+        demo = self.demo
+        now = time.monotonic()
+        if (
+            demo is not None
+            and self.phase == "connected"
+            and not demo.alive
+            and now - self._demo_restarted_at > DEMO_RESTART_EVERY_S
+        ):
+            self._demo_restarted_at = now
+            self.log(
+                f"The local coordinator stopped (exit code {demo.exit_code}); starting it again",
+                problem=True,
+            )
+            self.runner.submit(demo.start)  # its log is local-coordinator.log in the log folder
+        self._refresh()
+
+    # Status --------------------------------------------------------------------------------
+    def policy_reason(self) -> str | None:
+        """Why the donation policy holds computing back right now (None: it does not)."""
+        idle_s = self.idle.seconds if self.idle.known else None
+        return pause_reason(donation_policy(self.settings), datetime.now(), idle_s)
+
+    def _refresh(self) -> None:
+        inputs = status.StatusInputs(
+            phase=self.phase,
+            problem=self.problem,
+            run_name=self.target.run_name if self.target else None,
+            donating=self.settings.donating,
+            worker_state=self.bridge.state,
+            worker_message=self.bridge.message,
+            policy_reason=self.policy_reason() if self.settings.donating else None,
+            idle_only=self.settings.idle_only,
+            idle_known=self.idle.known,
+            finishing=self.finishing,
+            device_note=self._device_note(),
+        )
+        line = status.status_line(inputs)
+        self.progress_changed.emit(
+            self.bridge.progress if self.bridge.state == "computing" else None
+        )
+        if line != self.status:
+            self.status = line
+            self.status_changed.emit(*line)
+
+    def _device_note(self) -> str | None:
+        if self.settings.device != "auto" or not self.devices:
+            return None
+        return auto_device(self.devices)[1]
+
+    def _set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.phase_changed.emit(phase)
+        self._refresh()
+
+    def log(self, message: str, problem: bool = False) -> None:
+        """An entry from the app itself in the event log."""
+        self.log_added.emit([LogEntry(time.time(), "App", message, problem)])

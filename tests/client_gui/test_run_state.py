@@ -1,0 +1,96 @@
+"""Run figures from rows, and the reader that fetches only what is new."""
+
+from __future__ import annotations
+
+import pytest
+
+from client_gui.run_state import (
+    RunReader,
+    contribution,
+    format_duration_s,
+    leaderboard,
+    summarize_run,
+)
+from core.store import MetricsRow, RunRow, WorkerRow
+from tests.coordinator.harness import make_tiny_run, serve_until, start_worker, stop_processes
+
+NOW = 1_000_000.0
+RUN = RunRow("demo", "active", {}, {}, 60, 32, 12, 0, 0.0, 0.0)
+
+
+def worker(name: str, units: int, seen_ago: float, wid: int = 1) -> WorkerRow:
+    return WorkerRow(
+        wid,
+        name,
+        "host",
+        "cpu",
+        0.0,
+        NOW - seen_ago,
+        "computing",
+        units,
+        units * 12,
+        units * 1.5,
+        0,
+    )
+
+
+def metrics(version: int, at: float, images: int = 36) -> MetricsRow:
+    return MetricsRow(version, 1.0, 1.0, 0.5, 0.5, images, 3, 0, 0.1, None, at)
+
+
+def test_summary_counts_active_volunteers_and_versions_per_hour():
+    rows = [metrics(v, NOW - 600 + v * 60) for v in range(10)]  # one version a minute
+    workers = [worker("ada", 5, 10), worker("ada", 2, 30, 2), worker("bob", 1, 600, 3)]
+    summary = summarize_run(RUN, rows, workers, NOW)
+    assert summary.active_volunteers == 1  # bob was last seen 10 min ago
+    assert summary.versions_per_hour == pytest.approx(60.0)
+    assert summarize_run(RUN, rows[:1], None, NOW).versions_per_hour is None
+
+
+def test_leaderboard_groups_a_volunteers_sessions_and_marks_me():
+    board = leaderboard(
+        [worker("ada", 5, 0), worker("bob", 9, 0, 2), worker("ada", 6, 0, 3)], "ada"
+    )
+    assert [(r.name, r.units, r.is_me) for r in board] == [("ada", 11, True), ("bob", 9, False)]
+
+
+def test_contribution_and_share_of_the_last_hour():
+    rows = [metrics(v, NOW - 100 * v) for v in range(5)]  # 5 × 36 images in the last hour
+    mine = contribution([worker("ada", 4, 0)], "ada", [(NOW - 10, 12), (NOW - 7200, 12)], rows, NOW)
+    assert (mine.units, mine.images, mine.compute_s) == (4, 48, 6.0)
+    assert mine.share_last_hour == pytest.approx(12 / 180)
+    # Workers unreadable (a volunteer login): this session's own units still count.
+    alone = contribution(None, "ada", [(NOW - 10, 12)], [], NOW)
+    assert (alone.units, alone.images, alone.share_last_hour) == (1, 12, None)
+
+
+def test_durations_for_people():
+    assert [format_duration_s(s) for s in (42, 720, 3 * 3600 + 300)] == [
+        "42 s",
+        "12 min",
+        "3 h 05 min",
+    ]
+
+
+@pytest.mark.slow
+def test_reader_fetches_only_what_is_new(tmp_path):
+    run = make_tiny_run(tmp_path, sample_every=1)
+    store = run.store()
+    worker_process = start_worker(run, "reader-test")
+    try:
+        serve_until(store, 2)
+        reader = RunReader(run.url)
+        first = reader.read()
+        assert [m.version for m in first.metrics] == [0, 1]
+        assert [s.version for s in first.samples] == [1, 2]
+        assert first.workers is not None and first.workers[0].name == "reader-test"
+        assert first.events and first.run.version == 2
+        serve_until(store, 3)
+        second = reader.read()
+        assert [m.version for m in second.metrics] == [2]
+        assert [s.version for s in second.samples] == [3]
+        assert min(e.id for e in second.events) > max(e.id for e in first.events)
+        reader.close()
+    finally:
+        stop_processes([worker_process])
+        store.dispose()
