@@ -327,6 +327,8 @@ class Coordinator:
         swd = sliced_wasserstein(real, fake, seed=self.settings.seed)
         png = sample_grid_png(grid)
         self.store.add_sample(self.version, png, swd)
+        if self.version > 0:  # metrics row v-1 is the close that produced version v
+            self.store.set_metric_swd(self.version - 1, swd)
         sampled = Sampled(self.version, swd, png)
         self.on_sampled(sampled)
         return sampled

@@ -7,6 +7,7 @@ import torch
 
 from coordinator.cli import main
 from core.export import load_model
+from core.store import open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -34,3 +35,5 @@ def test_demo_writes_its_outputs_and_weights_do_not_depend_on_workers(
     params_one, params_two = dict(gan_one.named_parameters()), dict(gan_two.named_parameters())
     assert all(torch.equal(params_one[n], params_two[n]) for n in params_one)
     assert "finished at version 3" in capsys.readouterr().out
+    store = open_store(f"sqlite:///{tmp_path / 'data2' / 'demo.db'}")
+    assert store.metrics()[-1].swd is not None  # the plot's quality curve has its point
