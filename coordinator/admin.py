@@ -32,7 +32,7 @@ def run_status(store: Store) -> dict[str, Any]:
         span = metrics[-1].created_at - metrics[0].created_at
         if span > 0:
             images_per_s = sum(m.images for m in metrics[1:]) / span
-    quality = [m for m in store.metrics() if m.swd is not None]
+    latest_sample = store.latest_sample()
     now = time.time()
     workers = store.workers()
     counts = store.unit_counts(run.version)
@@ -45,7 +45,7 @@ def run_status(store: Store) -> dict[str, Any]:
         // units_per_epoch(run.dataset_size, settings.images_per_work_unit),
         "dataset_images": run.dataset_size,
         "images_per_s": images_per_s,
-        "quality_swd": quality[-1].swd if quality else None,
+        "quality_swd": latest_sample.swd if latest_sample is not None else None,
         "last_losses": {"d_loss": metrics[-1].d_loss, "g_loss": metrics[-1].g_loss}
         if metrics
         else None,

@@ -166,17 +166,10 @@ class Coordinator:
             return
         payload = self.store.result_payload(row.id)
         try:
-            grads = decode_tensors(
-                payload,
-                self.manifest,
-                precision=self.settings.precision,
-                max_bytes=int(self.settings.max_payload_mb * 1024**2),
-            )
-            norm = global_norm(grads)  # once: it is both checked and remembered
-            if not norm <= self._norm_bound():
-                raise NormTooLarge(
-                    f"global L2 norm {norm:.6g} exceeds the bound {self._norm_bound():.6g}"
-                )
+            grads = self._decode(payload)
+            norm, bound = global_norm(grads), self._norm_bound()  # the norm is also remembered
+            if not norm <= bound:
+                raise NormTooLarge(f"global L2 norm {norm:.6g} exceeds the bound {bound:.6g}")
             _check_metrics(row)
         except PayloadError as exc:
             log.warning("rejected result %d of unit %d: %s", row.id, row.unit_index, exc)
@@ -200,12 +193,7 @@ class Coordinator:
         self, row: ResultRow, grads: dict[str, torch.Tensor], accepted: ResultRow
     ) -> None:
         """A second valid result of a unit: compare it with the first; record disagreement."""
-        first = decode_tensors(
-            self.store.result_payload(accepted.id),
-            self.manifest,
-            precision=self.settings.precision,
-            max_bytes=int(self.settings.max_payload_mb * 1024**2),
-        )
+        first = self._decode(self.store.result_payload(accepted.id))
         diff = global_norm({n: grads[n] - first[n] for n in grads})
         scale = max(global_norm(first), 1e-12)
         reason = None
@@ -215,6 +203,15 @@ class Coordinator:
                 "mismatch", f"unit {row.unit_index}: {reason}", row.worker_id, row.version
             )
         self.store.resolve_result(row.id, "crosscheck", reason)
+
+    def _decode(self, payload: bytes) -> dict[str, torch.Tensor]:
+        """A result's gradients, checked against the model's manifest and the run's caps."""
+        return decode_tensors(
+            payload,
+            self.manifest,
+            precision=self.settings.precision,
+            max_bytes=int(self.settings.max_payload_mb * 1024**2),
+        )
 
     def _norm_bound(self) -> float:
         if len(self._norms) < MIN_NORM_HISTORY:
@@ -233,12 +230,7 @@ class Coordinator:
                 if unit.unit_index not in parked:
                     return
             else:
-                grads = decode_tensors(
-                    self.store.result_payload(result.id),
-                    self.manifest,
-                    precision=self.settings.precision,
-                    max_bytes=int(self.settings.max_payload_mb * 1024**2),
-                )
+                grads = self._decode(self.store.result_payload(result.id))
                 metrics = UnitMetrics(result.d_loss, result.g_loss, result.d_real, result.d_fake)
                 # The coordinator's sample count, never the worker's claim.
                 self._sum.add(grads, metrics, unit.sample_count)

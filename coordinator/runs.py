@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from core.codec import encode_named, sha256_hex
 from core.config import RunSettings, SettingsError
@@ -114,7 +114,7 @@ def create_run(store: Store, plan: RunPlan, *, progress: bool = True) -> RunRow:
 
     run = store.create_run(
         name=plan.name,
-        model_config=_as_dict(plan.model),
+        model_config=dataclasses.asdict(plan.model),
         settings=settings.to_dict(),
         shards=dataset_shards(plan, report, progress),
         weights=weights,
@@ -129,9 +129,3 @@ def create_run(store: Store, plan: RunPlan, *, progress: bool = True) -> RunRow:
             "; ".join(report.skipped_examples),
         )
     return run
-
-
-def _as_dict(model: ModelConfig) -> dict[str, Any]:
-    import json
-
-    return dict(json.loads(model.to_json()))

@@ -209,7 +209,9 @@ class WorkerEngine:
         payload = encode_tensors(
             {n: g.cpu() for n, g in result.grads.items()}, loaded.settings.precision
         )
-        if self._submit(store, heartbeat.lease, payload, result, compute_s):
+        if self._submit(
+            store, heartbeat.lease, payload, loaded.settings.precision, result, compute_s
+        ):
             self.units_done += 1
             self._emit(
                 "unit_finished",
@@ -271,14 +273,16 @@ class WorkerEngine:
             )
         return result, time.perf_counter() - start
 
-    def _submit(self, store: Store, lease: Lease, payload: bytes, result, compute_s: float) -> bool:
+    def _submit(
+        self, store: Store, lease: Lease, payload: bytes, precision: str, result, compute_s: float
+    ) -> bool:
         retry = Backoff(initial_s=0.2, maximum_s=5.0)
         while True:
             try:
                 store.submit(
                     lease,
                     payload,
-                    _precision_of(self._loaded),
+                    precision,
                     result.sample_count,
                     result.metrics.as_dict(),
                     compute_s,
@@ -433,11 +437,6 @@ class _WakeUp(threading.Event):
         store = self.waiting_on
         if store is not None:
             store.interrupt_wait()
-
-
-def _precision_of(loaded: _Version | None) -> str:
-    assert loaded is not None
-    return loaded.settings.precision
 
 
 class _Heartbeat:

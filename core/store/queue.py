@@ -95,6 +95,13 @@ def _lease(row: Any) -> Lease:
     )
 
 
+def check_metric_keys(metrics: Mapping[str, float]) -> None:
+    """A submit carries every metric the coordinator records."""
+    missing = [key for key in METRIC_KEYS if key not in metrics]
+    if missing:
+        raise StoreError(f"submit metrics need {', '.join(METRIC_KEYS)}; missing {missing}")
+
+
 def claim_statement(
     dialect: str, version: int, worker_id: int, token: str, now: float, lease_s: float
 ) -> Update:
@@ -284,9 +291,7 @@ def submit(
     compute_s: float,
 ) -> int:
     """Store the result of a held lease as 'new' and mark the unit submitted; its id."""
-    missing = [key for key in METRIC_KEYS if key not in metrics]
-    if missing:
-        raise StoreError(f"submit metrics need {', '.join(METRIC_KEYS)}; missing {missing}")
+    check_metric_keys(metrics)
     row = conn.execute(
         update(work_units)
         .where(_lease_is_held(lease, now))

@@ -26,7 +26,7 @@ from core.store.errors import (
     StoreError,
     UnknownWorker,
 )
-from core.store.queue import METRIC_KEYS, unpack_indices
+from core.store.queue import METRIC_KEYS, check_metric_keys, unpack_indices
 from core.store.rows import Lease
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,7 @@ def submit(
     compute_s: float,
 ) -> int:
     """Store the result of a held lease; its id. LeaseLost or AlreadySubmitted otherwise."""
-    missing = [key for key in METRIC_KEYS if key not in metrics]
-    if missing:
-        raise StoreError(f"submit metrics need {', '.join(METRIC_KEYS)}; missing {missing}")
+    check_metric_keys(metrics)
     row = _call(
         conn,
         "SELECT volunteer.submit(:worker, :unit, :token, :payload, :precision, :claimed, "
