@@ -10,9 +10,9 @@ closes the version on the last one. Measured per version:
 - `close_s`: the coordinator's own figure (`Published.close_s`, also stored in metrics);
 - returned: last accept → `Store.close_version` returned (the commit, then SQLite's automatic
   WAL checkpoint, which runs inside the committing call after the commit is already visible);
-- seen (store): a thread polling `get_run().version` through its own `Store` every few ms, as a
-  worker's claim would (every store transaction is BEGIN IMMEDIATE, so a poll waits behind the
-  close's write lock and then for SQLite's busy-retry back-off);
+- seen (store): a thread that waits as an idle worker does (`Store.wait_for_work`, which on
+  SQLite watches the change counter every 10 ms) and then reads `get_run().version` through its
+  own `Store` (BEGIN IMMEDIATE, so a read during the close waits behind its write lock);
 - seen (raw): a thread polling with a plain read-only sqlite3 query (WAL readers never wait):
   when the commit became visible at all.
 
@@ -59,7 +59,7 @@ from core.training import AdamState, adam_step
 
 CFG = ModelConfig(image_size=64, latent_dim=100, g_features=64, d_features=64)
 TARGET_S = 0.3  # close latency target with 4 units per version
-STORE_POLL_S = 0.005  # the store poller's interval (real workers poll every 0.05 s or more)
+WAKE_WAIT_S = 0.5  # the store poller's longest wait_for_work
 RAW_POLL_S = 0.001  # the raw reader's interval
 SEEN_TIMEOUT_S = 60.0
 GRADIENT_SCALE = 1e-2  # random gradients × this: a norm near 25, well inside the norm bound
@@ -189,7 +189,13 @@ def measure_units(run: BenchRun, units: int, versions: int, payload: bytes) -> l
     db_path = sqlite_path(run.url)
     assert db_path is not None
     raw = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
-    store_poll = VersionPoller(lambda: worker.get_run().version, STORE_POLL_S)
+    watcher = run.store()
+
+    def woken_version() -> int:
+        watcher.wait_for_work(WAKE_WAIT_S)  # as an idle worker waits
+        return watcher.get_run().version
+
+    store_poll = VersionPoller(woken_version, 0.0)
     raw_poll = VersionPoller(
         lambda: int(raw.execute("SELECT version FROM run WHERE id = 1").fetchone()[0]), RAW_POLL_S
     )
@@ -218,6 +224,7 @@ def measure_units(run: BenchRun, units: int, versions: int, payload: bytes) -> l
                 )
             )
     raw.close()
+    watcher.close()
     coordinator_store.close()
     worker.close()
     return timings
@@ -316,8 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"close_latency: {CFG}")
     print(
         f"fp32 payload {len(payload) / 2**20:.1f} MiB per unit; results arrive one at a time; "
-        f"a poller reads the run version every {STORE_POLL_S * 1e3:.0f} ms through a Store "
-        f"(seen (store)) and every {RAW_POLL_S * 1e3:.0f} ms with a plain read (seen (raw))"
+        "a thread waits for work as an idle worker does and reads the run version through a "
+        f"Store (seen (store)); another reads it every {RAW_POLL_S * 1e3:.0f} ms with a plain "
+        "read (seen (raw))"
     )
     compute_floor(CFG, payload)  # warm-up: first-call costs of the allocator and kernels
     settings = RunSettings(sample_every=10**9)  # no sample grids: they are not part of a close

@@ -49,6 +49,7 @@ CROSSCHECK_RTOL = 5e-2  # two computations of one unit must agree this closely (
 SAMPLE_GRID_IMAGES = 64  # images in a sample grid
 QUALITY_IMAGES = 512  # real and generated images compared by the quality figure
 VALIDATE_BATCH = 32  # results validated per pass
+TIDY_AFTER_CLOSES = 2  # closes without an idle pass after which tidy runs anyway
 RECONNECT_INITIAL_S = 0.5  # first wait after the database was lost (then doubling, with jitter)
 RECONNECT_MAX_S = 15.0  # longest wait between attempts to reach a lost database
 
@@ -89,6 +90,10 @@ class Coordinator:
         # Ends volunteer sessions holding transactions open (PostgreSQL); own thread, see poll.
         self.watchdog = Watchdog(store)
         weakref.finalize(self, self.watchdog.stop)
+        # Checkpoints and payload deletes wait for idle passes, out of the close's way.
+        store.take_over_checkpoints()
+        self._untidy = True
+        self._closes_since_tidy = 0
         self._load()
 
     # State ----------------------------------------------------------------------------------
@@ -144,7 +149,11 @@ class Coordinator:
                 stop.wait(poll_s)
 
     def step(self) -> bool:
-        """One pass: expire leases, validate new results, close the version if complete."""
+        """One pass: expire leases, validate new results, close the version if complete.
+
+        Returns whether there was anything to do. The first pass with nothing to do tidies
+        the database (`Store.tidy`), or the pass of every second close if none is idle.
+        """
         self.watchdog.poll()
         busy = self.store.expire_leases() > 0
         results = self.store.new_results(VALIDATE_BATCH)
@@ -155,7 +164,13 @@ class Coordinator:
             self._advance()
         if self._next == len(self._designated):
             self._close()
-            return True
+            self._closes_since_tidy += 1
+            busy = True
+        self._untidy = self._untidy or busy
+        # Tidy when idle; a coordinator that is never idle tidies after every second close.
+        if self._untidy and (not busy or self._closes_since_tidy >= TIDY_AFTER_CLOSES):
+            self.store.tidy()
+            self._untidy, self._closes_since_tidy = False, 0
         return busy
 
     def _validate(self, row: ResultRow) -> None:

@@ -45,26 +45,33 @@ def read_bytes(conn: Connection, column: Any, *where: Any) -> bytes | None:
 
 
 def insert_bytes(
-    conn: Connection, table: Table, text_values: Mapping[str, str], column: str, data: bytes
+    conn: Connection, table: Table, values: Mapping[str, str | int], column: str, data: bytes
 ) -> None:
-    """Insert one row: text columns from `text_values` and the bytea `column` holding `data`.
+    """Insert one row: `values` (str for text columns, int for integer columns) and the bytea
+    `column` holding `data`.
 
     Columns not named take their server defaults. On PostgreSQL this is one binary COPY, which
     needs only INSERT on the named columns (no SELECT), so it also works for a role that may
     insert into a staging table and nothing else.
     """
     if conn.dialect.name != "postgresql":
-        conn.execute(insert(table).values(**text_values, **{column: data}))
+        conn.execute(insert(table).values(**values, **{column: data}))
         return
     quote = conn.dialect.identifier_preparer.quote
-    names = [*text_values, column]
+    names = [*values, column]
     statement = (
         f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
         "FROM STDIN WITH (FORMAT binary)"
     )
-    fields = [value.encode() for value in text_values.values()]
+    fields = [_binary_field(value) for value in values.values()]
     with _raw_cursor(conn) as cursor:
         cursor.copy_expert(statement, _RowReader(fields, data), CHUNK_BYTES)
+
+
+def _binary_field(value: str | int) -> bytes:
+    # A field's binary COPY form is its type's send format: UTF-8 for text, a big-endian
+    # int32 for integer (int4).
+    return struct.pack("!i", value) if isinstance(value, int) else value.encode()
 
 
 def encode_row(fields: list[bytes | memoryview]) -> list[bytes | memoryview]:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for the lock before failing
+SQLITE_PAGE_SIZE = 65_536  # bytes; the largest SQLite allows, for a database of big blobs
 PG_CONNECT_TIMEOUT_S = 10  # seconds before an unreachable PostgreSQL host is reported
 PG_KEEPALIVES_IDLE_S = 10  # seconds of silence on a connection before the first TCP keepalive
 PG_KEEPALIVES_INTERVAL_S = 5  # seconds between unanswered keepalives
@@ -116,6 +117,10 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            # Takes effect only in a new, empty database file (before WAL is switched on):
+            # a 24 MiB payload is 385 pages instead of 6,200, and writing, deleting and
+            # checkpointing it got 2-3x faster (benchmarks/close_latency.py).
+            cursor.execute(f"PRAGMA page_size = {SQLITE_PAGE_SIZE}")
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA foreign_keys = ON")

@@ -2,6 +2,9 @@
 
 A hint, never the authority: workers still poll, so a notification lost to a restart or sent
 while nobody listened delays a claim by at most one poll interval and never loses work.
+SQLite has no NOTIFY; there a waiter watches the database's change counter (`PRAGMA
+data_version`, read from shared memory without taking any lock) every few milliseconds and,
+after a commit, looks whether the run has a pending unit.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -17,10 +21,13 @@ from sqlalchemy import Connection, Engine, func
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sql_select
 
+from core.store.schema import run, work_units
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "ganfriends_work"
 LISTEN_RETRY_S = 5.0  # seconds between attempts to reopen a lost LISTEN connection
+SQLITE_WATCH_S = 0.01  # seconds between looks at an SQLite database's change counter
 
 
 def announce_work(conn: Connection) -> None:
@@ -38,8 +45,9 @@ class WorkWaiter:
 
     On PostgreSQL it holds one extra connection of its own, in autocommit with LISTEN, opened
     on the first wait and reopened when lost (at once, then at most every LISTEN_RETRY_S while
-    the server stays unreachable); elsewhere a wait simply lasts its timeout. One thread waits
-    at a time; others queue for the lock.
+    the server stays unreachable). On an SQLite file it holds one extra connection that reads
+    the change counter every SQLITE_WATCH_S and, when it moved, whether a unit is pending; an
+    in-memory database waits its timeout. One thread waits at a time; others queue.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -49,6 +57,7 @@ class WorkWaiter:
         self._wake_pair: tuple[socket.socket, socket.socket] | None = None
         self._listener: Any = None  # the psycopg2 connection that LISTENs
         self._retry_at = 0.0  # time.monotonic() before which no new LISTEN connection is tried
+        self._watch: _SqliteWatch | None = None
 
     def wait(self, timeout_s: float) -> bool:
         """Block up to `timeout_s` seconds; True if work was announced meanwhile."""
@@ -75,6 +84,9 @@ class WorkWaiter:
         self.interrupt()  # a wait in progress ends now instead of at its timeout
         with self._lock:
             self._close_listener()
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
             with self._pair_lock:
                 pair, self._wake_pair = self._wake_pair, None
             for sock in pair or ():
@@ -84,6 +96,8 @@ class WorkWaiter:
     # Internals --------------------------------------------------------------------------------
     def _wait_until(self, deadline: float) -> bool:
         reader, _ = self._pair()
+        if self._engine.dialect.name == "sqlite":
+            return self._watch_sqlite(reader, deadline)
         while (left := deadline - time.monotonic()) > 0:
             listener = self._listening()
             sources: list[Any] = [reader] if listener is None else [reader, listener]
@@ -99,6 +113,19 @@ class WorkWaiter:
                 _drain(reader)
                 return False
             if listener is not None and listener in readable and self._notified(listener):
+                return True
+        return False
+
+    def _watch_sqlite(self, reader: socket.socket, deadline: float) -> bool:
+        if self._watch is None:
+            self._watch = _SqliteWatch.open(self._engine)
+        while (left := deadline - time.monotonic()) > 0:
+            step = left if self._watch is None else min(left, SQLITE_WATCH_S)
+            readable, _, _ = select.select([reader], [], [], step)
+            if readable:
+                _drain(reader)
+                return False
+            if self._watch is not None and self._watch.work_appeared():
                 return True
         return False
 
@@ -158,6 +185,49 @@ class WorkWaiter:
                 writer.setblocking(False)
                 self._wake_pair = (reader, writer)
             return self._wake_pair
+
+
+class _SqliteWatch:
+    """One raw connection to an SQLite file: has anything been committed, and is work pending?"""
+
+    def __init__(self, connection: Any, pending_sql: str) -> None:
+        self._connection = connection
+        self._pending_sql = pending_sql
+        self._seen = self._data_version()
+
+    @classmethod
+    def open(cls, engine: Engine) -> _SqliteWatch | None:
+        """A watch on the engine's database file; None for an in-memory database."""
+        if engine.url.database in (None, "", ":memory:"):
+            return None
+        proxied = engine.raw_connection()  # the engine's settings (WAL, busy timeout), no BEGIN
+        proxied.detach()
+        query = (
+            sql_select(work_units.c.id)
+            .join(run, (run.c.version == work_units.c.version) & (run.c.id == 1))
+            .where(run.c.status == "active", work_units.c.status == "pending")
+            .limit(1)
+        )
+        compiled = query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+        return cls(proxied.dbapi_connection, str(compiled))
+
+    def work_appeared(self) -> bool:
+        """True once something was committed since the last look and a unit is pending."""
+        try:
+            version = self._data_version()
+            if version == self._seen:
+                return False
+            self._seen = version
+            return self._connection.execute(self._pending_sql).fetchone() is not None
+        except sqlite3.Error as error:  # locked for a moment, file replaced: just poll
+            log.debug("watching the SQLite database: %s", error)
+            return False
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _data_version(self) -> int:
+        return int(self._connection.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _drain(reader: socket.socket) -> None:

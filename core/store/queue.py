@@ -15,13 +15,13 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Update, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, Update, and_, exists, func, insert, select, update
 
 from core.store.binary_copy import insert_bytes
 from core.store.errors import AlreadySubmitted, LeaseLost, StoreError
 from core.store.notify import announce_work
 from core.store.rows import Lease, StoreSettings
-from core.store.schema import events, result_uploads, results, work_units
+from core.store.schema import events, result_payloads, results, work_units
 
 log = logging.getLogger(__name__)
 
@@ -312,37 +312,12 @@ def submit(
         "submitted_at": now,
         **{key: nan_to_null(metrics[key]) for key in METRIC_KEYS},
     }
-    if conn.dialect.name != "postgresql":
-        statement = insert(results).values(payload=payload, **values)
-    else:
-        upload_payload(conn, lease.token, payload)
-        statement = insert(results).values(payload=_uploaded(lease.token), **values)
-    result_id = int(conn.execute(statement.returning(results.c.id)).scalar_one())
-    if conn.dialect.name == "postgresql":
-        conn.execute(delete(result_uploads).where(_staged(lease.token)))
-    return result_id
-
-
-def upload_payload(conn: Connection, lease_token: str, payload: bytes) -> None:
-    """Stage a result payload for `lease_token` in result_uploads by binary COPY (PostgreSQL).
-
-    The payload's bytes cross the wire once (a bytea parameter would send them as hex, twice
-    the size). The staged row's owner is the session's role (the column's default), so a
-    volunteer role needs INSERT on (lease_token, payload) of result_uploads and nothing more;
-    `submit` then moves the payload into results in the same transaction.
-    """
-    insert_bytes(conn, result_uploads, {"lease_token": lease_token}, "payload", payload)
-
-
-def _staged(lease_token: str) -> Any:
-    return and_(
-        result_uploads.c.lease_token == lease_token,
-        result_uploads.c.owner == func.session_user(),
+    result_id = int(
+        conn.execute(insert(results).values(**values).returning(results.c.id)).scalar_one()
     )
-
-
-def _uploaded(lease_token: str) -> Any:
-    return select(result_uploads.c.payload).where(_staged(lease_token)).scalar_subquery()
+    # Binary COPY on PostgreSQL: the payload's bytes cross the wire once, not as hex text.
+    insert_bytes(conn, result_payloads, {"result_id": result_id}, "payload", payload)
+    return result_id
 
 
 def return_copy(

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, select
 
 from core.store.binary_copy import read_bytes
-from core.store.errors import StoreError
+from core.store.errors import NoRun, StoreError
 from core.store.queue import METRIC_KEYS, null_to_nan
 from core.store.rows import (
     UNIT_STATUSES,
@@ -28,7 +28,10 @@ from core.store.schema import (
     events,
     metrics,
     model_versions,
+    optimizer_states,
+    result_payloads,
     results,
+    run,
     samples,
     work_units,
     workers,
@@ -96,9 +99,8 @@ def shard(conn: Connection, index: int) -> ShardData:
 
 def results_where(conn: Connection, *where: Any, limit: int | None = None) -> list[ResultRow]:
     """Results matching `where`, oldest first, with their unit's sample count."""
-    columns = [c for c in results.c if c.name != "payload"]
     rows = conn.execute(
-        select(*columns, work_units.c.sample_count)
+        select(*results.c, work_units.c.sample_count)
         .join(work_units, work_units.c.id == results.c.unit_id)
         .where(*where)
         .order_by(results.c.id)
@@ -107,9 +109,25 @@ def results_where(conn: Connection, *where: Any, limit: int | None = None) -> li
     return [ResultRow(**_nan_losses(row._asdict())) for row in rows]
 
 
+def optimizer_state(conn: Connection) -> tuple[int, bytes]:
+    """(version, Adam state bytes) of the latest published version."""
+    version = conn.execute(select(run.c.version).where(run.c.id == 1)).scalar()
+    if version is None:
+        raise NoRun()
+    state = read_bytes(conn, optimizer_states.c.state, optimizer_states.c.version == version)
+    if state is None:
+        raise StoreError(f"the optimizer state of version {version} is missing from the database")
+    return int(version), state
+
+
 def result_payload(conn: Connection, result_id: int) -> bytes:
     """The payload of a result (StoreError once it is resolved and dropped)."""
-    payload = read_bytes(conn, results.c.payload, results.c.id == result_id)
+    status = conn.execute(select(results.c.status).where(results.c.id == result_id)).scalar()
+    payload = None
+    if status in ("new", "accepted"):
+        payload = read_bytes(
+            conn, result_payloads.c.payload, result_payloads.c.result_id == result_id
+        )
     if payload is None:
         raise StoreError(
             f"result {result_id} has no payload: it was rejected, cross-checked or its "

@@ -17,7 +17,7 @@ from core.store.schema import (
     events,
     metrics,
     model_versions,
-    optimizer_state,
+    optimizer_states,
     results,
     run,
     samples,
@@ -180,7 +180,7 @@ def create_run(
         )
     )
     insert_version(conn, 0, weights, weights_sha256, model_config, store_settings, now)
-    conn.execute(insert(optimizer_state).values(id=1, version=0, state=optimizer))
+    conn.execute(insert(optimizer_states).values(version=0, state=optimizer))
     insert_units(conn, 0, units, now)
     add_event(conn, now, "run", f"run {name!r} created with {dataset_size} images", version=0)
     return read_run(conn)
@@ -211,11 +211,7 @@ def close_version(
     settings = StoreSettings.from_settings(current.settings)
     published = version + 1
     insert_version(conn, published, weights, weights_sha256, model_config, settings, now)
-    conn.execute(
-        update(optimizer_state)
-        .where(optimizer_state.c.id == 1)
-        .values(version=published, state=optimizer)
-    )
+    conn.execute(insert(optimizer_states).values(version=published, state=optimizer))
     conn.execute(
         update(run)
         .where(run.c.id == 1)
@@ -227,6 +223,7 @@ def close_version(
         .where(work_units.c.version == version, work_units.c.status.not_in(("done", "parked")))
         .values(status="cancelled", lease_expires_at=None)
     )
+    # Small rows only: their payloads are deleted when the coordinator is idle (tidy).
     conn.execute(delete(results).where(results.c.version == version))
     _insert_metrics(conn, version, metrics_values, now)
     insert_units(conn, published, next_units, now)

@@ -72,13 +72,13 @@ model_versions = Table(
     Column("created_at", Double, nullable=False),
 )
 
-optimizer_state = Table(
-    "optimizer_state",
+# Adam's moments for a version's weights: the close inserts the row of the version it
+# publishes, `housekeeping.tidy` deletes older ones (an UPDATE would rewrite 48 MiB in place).
+optimizer_states = Table(
+    "optimizer_states",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
-    Column("version", Integer, nullable=False),  # the version these moments lead to
+    Column("version", Integer, primary_key=True, autoincrement=False),
     Column("state", LargeBinary, nullable=False),
-    CheckConstraint("id = 1", name="single_row"),
 )
 
 workers = Table(
@@ -134,7 +134,6 @@ results = Table(
     Column("version", Integer, nullable=False),
     Column("unit_index", Integer, nullable=False),
     Column("worker_id", Integer, ForeignKey("workers.id"), nullable=False),
-    Column("payload", LargeBinary, nullable=True),  # NULL once resolved, unless accepted
     Column("precision", String(16), nullable=False),
     Column("claimed_samples", Integer, nullable=False),  # the worker's word, for the record
     # Losses are NULL when the worker sent NaN (SQLite cannot store NaN).
@@ -161,7 +160,20 @@ results = Table(
     sqlite_autoincrement=True,
 )
 
-# A result payload on its way into `results` (PostgreSQL): it arrives by binary COPY, so its
+# Each result's payload, apart from the small row the coordinator updates and deletes: SQLite
+# rewrites a whole row on UPDATE and walks a blob's page chain on DELETE, so keeping 24 MiB
+# payloads in `results` made every verdict and every close copy or walk them. A payload row
+# outlives its result on purpose (no foreign key): the close deletes only the small rows, and
+# `housekeeping.tidy` deletes payloads whose result is gone or resolved, when the coordinator
+# is idle (migration 0004).
+result_payloads = Table(
+    "result_payloads",
+    metadata,
+    Column("result_id", Integer, primary_key=True, autoincrement=False),
+    Column("payload", LargeBinary, nullable=False),
+)
+
+# A result payload on its way into `result_payloads` (PostgreSQL): it arrives by binary COPY, so its
 # bytes cross the wire once instead of as hex text, and the submit's own transaction moves it
 # into `results` and deletes it. `owner` defaults to session_user on PostgreSQL (migration 0003).
 result_uploads = Table(

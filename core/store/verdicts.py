@@ -56,10 +56,10 @@ def resolve(
 
 
 def _credit(conn: Connection, result: Any, unit: Any, outcome: Outcome, reason: str | None) -> None:
-    values: dict[str, object] = {"status": outcome, "reason": reason}
-    if outcome == "crosscheck":
-        values["payload"] = None
-    conn.execute(update(results).where(results.c.id == result.id).values(**values))
+    # A cross-check's payload is no longer readable; `housekeeping.tidy` deletes it.
+    conn.execute(
+        update(results).where(results.c.id == result.id).values(status=outcome, reason=reason)
+    )
     conn.execute(update(work_units).where(work_units.c.id == unit.id).values(status="done"))
     if outcome == "accepted":
         conn.execute(
@@ -89,7 +89,7 @@ def _reject(
     conn.execute(
         update(results)
         .where(results.c.id == result.id)
-        .values(status="rejected", payload=None, reason=reason)
+        .values(status="rejected", reason=reason)  # payload: see _credit
     )
     conn.execute(
         update(workers)

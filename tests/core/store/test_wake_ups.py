@@ -1,8 +1,9 @@
-"""Wake-ups for idle workers: NOTIFY on PostgreSQL ends `wait_for_work` early; polling stays.
+"""Wake-ups for idle workers: `wait_for_work` ends early when units become claimable.
 
-`wait_for_work` is a hint: on SQLite it lasts its timeout, on PostgreSQL a version close, a
-release, an expiry or a resume ends it within milliseconds, and `interrupt_wait` ends it from
-another thread on both backends. A lost LISTEN connection is reopened by the next wait.
+A hint; workers still poll. On PostgreSQL a version close, a release, an expiry or a resume
+sends NOTIFY; on an SQLite file the waiter sees the commit (change counter) and a pending unit.
+Either way the wait ends within milliseconds, writes that leave nothing to claim do not end it,
+and `interrupt_wait` ends it from another thread. A lost LISTEN connection is reopened.
 """
 
 from __future__ import annotations
@@ -25,7 +26,19 @@ PROMPT_S = 2.0  # a wake-up ends the wait well within this (typically millisecon
 @pytest.fixture
 def pg_pair(postgres_server: PostgresServer, pg_database: str) -> Iterator[tuple[Store, Store]]:
     """(a worker's store, the coordinator's store) on one fresh PostgreSQL run."""
-    url = postgres_server.database_url(pg_database)
+    yield from _pair(postgres_server.database_url(pg_database))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def pair(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[Store, Store]]:
+    """(a worker's store, the coordinator's store) on one fresh run, on each backend."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("pg_pair")
+    else:
+        yield from _pair(f"sqlite:///{tmp_path / 'run.db'}")
+
+
+def _pair(url: str) -> Iterator[tuple[Store, Store]]:
     coordinator = open_store(url, create=True, clock=FakeClock())
     create_test_run(coordinator, units=3)
     worker = Store(make_engine(url), clock=coordinator.clock)
@@ -53,21 +66,21 @@ def timed_wait(store: Store, action: Callable[[], object], timeout_s: float = WA
     return elapsed
 
 
-def test_a_closed_version_wakes_waiting_workers(pg_pair: tuple[Store, Store]) -> None:
-    worker, coordinator = pg_pair
+def test_a_closed_version_wakes_waiting_workers(pair: tuple[Store, Store]) -> None:
+    worker, coordinator = pair
     assert timed_wait(worker, lambda: close(coordinator, 0)) < PROMPT_S
 
 
-def test_a_released_lease_wakes_waiting_workers(pg_pair: tuple[Store, Store]) -> None:
-    worker, coordinator = pg_pair
+def test_a_released_lease_wakes_waiting_workers(pair: tuple[Store, Store]) -> None:
+    worker, coordinator = pair
     worker_id = coordinator.register_worker("w", "h", "cpu")
     lease = coordinator.claim(worker_id)
     assert lease is not None
     assert timed_wait(worker, lambda: coordinator.release(lease)) < PROMPT_S
 
 
-def test_an_expired_lease_wakes_waiting_workers(pg_pair: tuple[Store, Store]) -> None:
-    worker, coordinator = pg_pair
+def test_an_expired_lease_wakes_waiting_workers(pair: tuple[Store, Store]) -> None:
+    worker, coordinator = pair
     worker_id = coordinator.register_worker("w", "h", "cpu")
     assert coordinator.claim(worker_id) is not None
     clock = coordinator.clock
@@ -80,15 +93,19 @@ def test_an_expired_lease_wakes_waiting_workers(pg_pair: tuple[Store, Store]) ->
     assert timed_wait(worker, expire) < PROMPT_S
 
 
-def test_resuming_the_run_wakes_waiting_workers(pg_pair: tuple[Store, Store]) -> None:
-    worker, coordinator = pg_pair
+def test_resuming_the_run_wakes_waiting_workers(pair: tuple[Store, Store]) -> None:
+    worker, coordinator = pair
     coordinator.set_status("paused")
     assert timed_wait(worker, lambda: coordinator.set_status("active")) < PROMPT_S
 
 
-def test_without_announcements_the_wait_lasts_its_timeout(pg_pair: tuple[Store, Store]) -> None:
-    worker, coordinator = pg_pair
-    coordinator.add_event("note", "not work")  # unrelated writes announce nothing
+def test_without_announcements_the_wait_lasts_its_timeout(pair: tuple[Store, Store]) -> None:
+    worker, coordinator = pair
+    worker_id = coordinator.register_worker("w", "h", "cpu")
+    while coordinator.claim(worker_id) is not None:  # nothing left to claim
+        pass
+    worker.wait_for_work(0.01)  # watching / listening from here on
+    coordinator.add_event("note", "not work")  # writes that leave nothing to claim
     started = time.monotonic()
     assert worker.wait_for_work(0.3) is False
     assert 0.25 < time.monotonic() - started < PROMPT_S
@@ -113,7 +130,7 @@ def test_interrupt_ends_a_wait_from_another_thread(
         store.dispose()
 
 
-def test_sqlite_waits_its_timeout(tmp_path) -> None:
+def test_sqlite_without_a_run_waits_its_timeout(tmp_path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'run.db'}", create=True)
     try:
         started = time.monotonic()

@@ -1,0 +1,64 @@
+"""Work kept off the close's critical path: deleting dropped payloads, checkpointing SQLite.
+
+The coordinator runs `tidy` when it is idle. Deleting a 24 MiB payload walks its pages, and
+an SQLite WAL checkpoint copies every page written since the last one back into the database
+file; done inside the close, both made workers wait for the next version.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, event, select
+
+from core.store.schema import optimizer_states, result_payloads, results, run
+
+log = logging.getLogger(__name__)
+
+READABLE = ("new", "accepted")  # result statuses whose payload is still read
+
+
+def delete_dropped_payloads(conn: Connection) -> int:
+    """Delete the payloads of results that were resolved away or deleted; how many."""
+    kept = select(results.c.id).where(results.c.status.in_(READABLE))
+    return conn.execute(
+        delete(result_payloads).where(result_payloads.c.result_id.not_in(kept))
+    ).rowcount
+
+
+def delete_old_optimizer_states(conn: Connection) -> int:
+    """Delete the optimizer states of versions before the published one; how many."""
+    published = select(run.c.version).where(run.c.id == 1).scalar_subquery()
+    return conn.execute(
+        delete(optimizer_states).where(optimizer_states.c.version < published)
+    ).rowcount
+
+
+def take_over_checkpoints(engine: Engine) -> None:
+    """Stop this engine's SQLite commits from checkpointing the WAL; call `checkpoint` instead.
+
+    SQLite's automatic checkpoint runs inside whichever commit finds the WAL over its limit,
+    which for the coordinator was the close of a version. Other processes keep theirs as a
+    safety net (at 64 KiB pages their limit is 64 MiB of WAL).
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")
+
+    event.listen(engine, "connect", _no_autocheckpoint)
+    engine.dispose()  # connections opened before this get replaced by ones with the setting
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy the WAL into the database file as far as readers allow, without waiting (SQLite)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as connection:
+        # Outside any transaction: the raw connection, not SQLAlchemy's autobegin.
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        busy, logged, copied = dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        log.debug("WAL checkpoint: busy=%s, %s pages in the WAL, %s copied", busy, logged, copied)

@@ -1,0 +1,118 @@
+"""What the idle coordinator's `tidy` deletes, and the SQLite file layout made for big blobs.
+
+The close and the verdicts leave dropped payloads and old optimizer states behind on purpose
+(deleting them walks every page of a 24 MiB blob); `tidy` must delete exactly those, and never
+a payload the coordinator still reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from alembic import command
+from sqlalchemy import select, text
+
+from core.store import Store, StoreError, make_engine, open_store
+from core.store.engine import SQLITE_PAGE_SIZE, alembic_config, sqlite_path
+from core.store.schema import optimizer_states, result_payloads
+
+from .factories import close, create_test_run, work_one
+
+
+def _payload_ids(store: Store) -> set[int]:
+    with store.session() as conn:
+        return set(conn.execute(select(result_payloads.c.result_id)).scalars())
+
+
+def test_tidy_deletes_dropped_payloads_and_keeps_the_ones_still_read(store: Store) -> None:
+    create_test_run(store, units=3)
+    worker = store.register_worker("w", "h", "cpu")
+    accepted, rejected, waiting = (work_one(store, worker, bytes([n]) * 64) for n in range(3))
+    store.resolve_result(accepted, "accepted")
+    store.resolve_result(rejected, "rejected", "bad")
+    with pytest.raises(StoreError, match="no payload"):
+        store.result_payload(rejected)  # unreadable at once, before any tidy
+
+    assert store.tidy() == 1
+    assert _payload_ids(store) == {accepted, waiting}
+    assert store.result_payload(accepted) == bytes([0]) * 64
+    assert store.result_payload(waiting) == bytes([2]) * 64
+    assert store.tidy() == 0
+
+
+def test_tidy_deletes_closed_versions_payloads_and_old_optimizer_states(store: Store) -> None:
+    create_test_run(store, units=3)
+    worker = store.register_worker("w", "h", "cpu")
+    for _ in range(3):
+        store.resolve_result(work_one(store, worker), "accepted")
+    close(store, 0)
+    assert store.optimizer_state() == (1, b"adam1")
+
+    assert store.tidy() == 3
+    assert _payload_ids(store) == set()
+    with store.session() as conn:
+        kept = list(conn.execute(select(optimizer_states.c.version)).scalars())
+    assert kept == [1]
+    assert store.optimizer_state() == (1, b"adam1")  # what a restarted coordinator loads
+
+
+def test_a_new_sqlite_database_uses_big_pages(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    open_store(url, create=True).dispose()
+    path = sqlite_path(url)
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_SIZE
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_upgrading_from_0003_moves_payloads_and_optimizer_state(db_url: str, tmp_path) -> None:
+    """A run created before revision 0004 keeps its pending result and its Adam state."""
+    (tmp_path / "db").mkdir(exist_ok=True)
+    config = alembic_config()
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0003")
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO optimizer_state (id, version, state) VALUES (1, 7, :state)"),
+                {"state": b"adam7"},
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO workers (id, name, hostname, device, created_at, last_seen, state) "
+                "VALUES (1, 'w', 'h', 'cpu', 0, 0, 'idle')"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO work_units (id, version, unit_index, copy, seed, sample_indices, "
+                "sample_count, status, created_at) VALUES (1, 7, 0, 0, 1, '', 1, 'submitted', 0)"
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO results (id, unit_id, version, unit_index, worker_id, payload, "
+                    "precision, claimed_samples, compute_s, status, submitted_at) "
+                    "VALUES (5, 1, 7, 0, 1, :payload, 'fp32', 1, 1.0, 'new', 0)"
+                ),
+                {"payload": b"grads"},
+            )
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            moved = connection.execute(select(result_payloads)).all()
+            states = connection.execute(select(optimizer_states)).all()
+            results_columns = connection.exec_driver_sql("SELECT * FROM results").keys()
+        assert [(row.result_id, bytes(row.payload)) for row in moved] == [(5, b"grads")]
+        assert [(row.version, bytes(row.state)) for row in states] == [(7, b"adam7")]
+        assert "payload" not in results_columns
+        with engine.begin() as connection:  # and back down again
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0003")
+        with engine.connect() as connection:
+            payload = connection.exec_driver_sql("SELECT payload FROM results").scalar_one()
+            state = connection.exec_driver_sql("SELECT state FROM optimizer_state").scalar_one()
+        assert (bytes(payload), bytes(state)) == (b"grads", b"adam7")
+    finally:
+        engine.dispose()
