@@ -59,9 +59,11 @@ def insert_bytes(
         return
     quote = conn.dialect.identifier_preparer.quote
     names = [*values, column]
+    target = (
+        quote(table.name) if table.schema is None else f"{quote(table.schema)}.{quote(table.name)}"
+    )
     statement = (
-        f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-        "FROM STDIN WITH (FORMAT binary)"
+        f"COPY {target} ({', '.join(quote(n) for n in names)}) FROM STDIN WITH (FORMAT binary)"
     )
     fields = [_binary_field(value) for value in values.values()]
     with _raw_cursor(conn) as cursor:

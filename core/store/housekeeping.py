@@ -1,4 +1,4 @@
-"""Work kept off the close's critical path: deleting dropped payloads, checkpointing SQLite.
+"""Work kept off the close's critical path: deleting dropped rows, checkpointing SQLite.
 
 The coordinator runs `tidy` when it is idle. Deleting a 24 MiB payload walks its pages, and
 an SQLite WAL checkpoint copies every page written since the last one back into the database
@@ -10,9 +10,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, event, select
+from sqlalchemy import Connection, Engine, delete, event, exists, select
 
-from core.store.schema import optimizer_states, result_payloads, results, run
+from core.store.schema import (
+    optimizer_states,
+    result_payloads,
+    result_uploads,
+    results,
+    run,
+    work_units,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,18 @@ def delete_old_optimizer_states(conn: Connection) -> int:
     return conn.execute(
         delete(optimizer_states).where(optimizer_states.c.version < published)
     ).rowcount
+
+
+def delete_stale_uploads(conn: Connection) -> int:
+    """Delete staged volunteer uploads whose lease has ended (PostgreSQL); how many.
+
+    Our workers stage and submit in one transaction, so only a client that committed an
+    upload without submitting it leaves one behind, at most one per lease it held.
+    """
+    held = exists().where(
+        work_units.c.lease_token == result_uploads.c.lease_token, work_units.c.status == "leased"
+    )
+    return conn.execute(delete(result_uploads).where(~held)).rowcount
 
 
 def take_over_checkpoints(engine: Engine) -> None:

@@ -85,13 +85,14 @@ class Store:
         housekeeping.take_over_checkpoints(self.engine)
 
     def tidy(self) -> int:
-        """Delete the payloads no result needs any more, then checkpoint the SQLite WAL.
+        """Delete payloads, optimizer states and uploads no longer needed; checkpoint SQLite.
 
         For idle moments: both walk many pages. Returns the payloads deleted.
         """
         with self.session() as conn:
             deleted = housekeeping.delete_dropped_payloads(conn)
             housekeeping.delete_old_optimizer_states(conn)
+            housekeeping.delete_stale_uploads(conn)
         housekeeping.checkpoint(self.engine)
         return deleted
 

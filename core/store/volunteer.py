@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Column, Connection, Integer, LargeBinary, MetaData, String, Table, text
 from sqlalchemy import exc as sa_exc
 
+from core.store.binary_copy import insert_bytes
 from core.store.errors import (
     AlreadySubmitted,
     LeaseLost,
@@ -35,6 +36,16 @@ SCHEMA = "volunteer"
 # Unqualified table names resolve to the volunteer schema's views of the same names.
 READ_VIEWS: dict[str | None, str] = {None: SCHEMA}
 MAX_WORKERS_PER_VOLUNTEER = 4  # as the register function enforces it
+# The upload view (migration 0005): a volunteer may only INSERT (COPY) into it.
+_UPLOADS = Table(
+    "result_uploads",
+    MetaData(),
+    Column("worker_id", Integer),
+    Column("unit_id", Integer),
+    Column("lease_token", String),
+    Column("payload", LargeBinary),
+    schema=SCHEMA,
+)
 
 
 class ShareExceeded(StoreError):
@@ -151,17 +162,27 @@ def submit(
     metrics: Mapping[str, float],
     compute_s: float,
 ) -> int:
-    """Store the result of a held lease; its id. LeaseLost or AlreadySubmitted otherwise."""
+    """Store the result of a held lease; its id. LeaseLost or AlreadySubmitted otherwise.
+
+    The payload goes up by binary COPY into the upload view (checked and staged by its
+    trigger), then `volunteer.submit_uploaded` submits it, in this one transaction.
+    """
     check_metric_keys(metrics)
+    with refusals():  # binary COPY: the payload's bytes cross the wire once, not as hex
+        staged = {
+            "worker_id": lease.worker_id,
+            "unit_id": lease.unit_id,
+            "lease_token": lease.token,
+        }
+        insert_bytes(conn, _UPLOADS, staged, "payload", payload)
     row = _call(
         conn,
-        "SELECT volunteer.submit(:worker, :unit, :token, :payload, :precision, :claimed, "
+        "SELECT volunteer.submit_uploaded(:worker, :unit, :token, :precision, :claimed, "
         ":d_loss, :g_loss, :d_real, :d_fake, :compute_s)",
         {
             "worker": lease.worker_id,
             "unit": lease.unit_id,
             "token": lease.token,
-            "payload": payload,
             "precision": precision,
             "claimed": int(claimed_samples),
             "compute_s": float(compute_s),
