@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from core.paths import data_dir, demo_db_url, log_dir
@@ -26,25 +25,8 @@ STOP_TIMEOUT_S = 10.0  # seconds the coordinator gets to stop cleanly before it 
 DEMO_IMAGES = 10_000
 PID_FILE = "local-coordinator.pid"
 
-# The demo run's recipe, as `ganfriends-coordinator demo` creates it (coordinator/demo.py),
-# except for more frequent sample grids so the Watch page changes while someone looks.
-DEMO_CONFIG_TOML = """\
-[model]
-image_size = 32
-latent_dim = 64
-g_features = 32
-d_features = 32
-
-[training]
-images_per_work_unit = 128
-num_workunits_per_update = 2
-batch_size = 64
-lr = 0.0005
-compute_threads = 1
-lease_s = 30.0
-backup_after_s = 10.0
-sample_every = 10
-"""
+LOCAL_SAMPLE_EVERY = 10  # versions between sample grids: more often than the demo's, so
+# the Watch page changes while someone looks
 
 
 class LocalDemoError(Exception):
@@ -68,36 +50,38 @@ class LocalDemo:
         if self._has_run():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as folder:
-            config = Path(folder) / "demo.toml"
-            config.write_text(DEMO_CONFIG_TOML, encoding="utf-8")
-            command = [
-                *self._coordinator(),
-                "init",
-                "--db",
-                self.url,
-                "--dataset",
-                f"synthetic:{DEMO_IMAGES}",
-                "--config",
-                str(config),
-                "--name",
-                "local demo",
-            ]
-            log.info("creating the local demo run: %s", " ".join(command))
-            try:
-                done = subprocess.run(
-                    command,
-                    capture_output=True,
-                    text=True,
-                    timeout=INIT_TIMEOUT_S,
-                    env=_quiet_env(),
-                    check=False,
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise LocalDemoError(f"Could not create the local demo run: {exc}") from None
+        command = [
+            *self._coordinator(),
+            "init",
+            "--db",
+            self.url,
+            "--preset",
+            "demo",
+            "--dataset",
+            f"synthetic:{DEMO_IMAGES}",
+            "--name",
+            "local demo",
+        ]
+        log.info("creating the local demo run: %s", " ".join(command))
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=INIT_TIMEOUT_S,
+                env=_quiet_env(),
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise LocalDemoError(f"Could not create the local demo run: {exc}") from None
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise LocalDemoError(f"Could not create the local demo run: {last}")
+        store = open_store(self.url)
+        try:
+            store.update_settings({"sample_every": LOCAL_SAMPLE_EVERY})
+        finally:
+            store.dispose()
 
     def _has_run(self) -> bool:
         if not self.path.is_file():

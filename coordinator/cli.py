@@ -71,10 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(p)
     p.add_argument(
         "--dataset",
-        default="synthetic",
-        help="image folder, .zip of images, or synthetic[:N] (default synthetic)",
+        help="image folder, .zip of images, or synthetic[:N] (default synthetic; with "
+        "--preset demo, the demo's synthetic:10000)",
     )
-    p.add_argument("--config", type=Path, help="TOML file with [model] and [training] tables")
+    recipe = p.add_mutually_exclusive_group()
+    recipe.add_argument("--config", type=Path, help="TOML file with [model] and [training] tables")
+    recipe.add_argument(
+        "--preset",
+        choices=["demo"],
+        help="demo: the model and settings of `ganfriends-coordinator demo`",
+    )
     p.add_argument("--name", default="ganfriends run", help="the run's name")
     p.set_defaults(handler=_init)
 
@@ -175,8 +181,15 @@ def _need_db(args: argparse.Namespace) -> str:
 
 def _init(args: argparse.Namespace) -> int:
     url = _need_db(args)
-    model, settings = read_config(args.config)
-    plan = RunPlan(args.name, model, settings, check_dataset(args.dataset))
+    dataset = args.dataset
+    if args.preset == "demo":
+        from coordinator.demo import DEMO_DATASET, DEMO_MODEL, DEMO_SETTINGS
+
+        model, settings = DEMO_MODEL, DEMO_SETTINGS
+        dataset = dataset or f"{DEMO_DATASET[0]}:{DEMO_DATASET[1]}"
+    else:
+        model, settings = read_config(args.config)
+    plan = RunPlan(args.name, model, settings, check_dataset(dataset or "synthetic"))
     path = sqlite_path(url)
     existed = path is not None and path.exists()
     # Folders open_store(create=True) is about to make, deepest first, to remove on failure.

@@ -11,9 +11,12 @@ import pytest
 import torch
 
 from coordinator import cli
+from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS
 from coordinator.loop import Coordinator
 from core import worker_cli
+from core.config import RunSettings
 from core.export import load_model
+from core.model import ModelConfig
 from core.store import open_store
 from tests.coordinator.harness import TinyRun, make_tiny_run
 from tests.coordinator.simulate import LocalWorker, run_to
@@ -175,6 +178,32 @@ def test_init_refuses_bad_input(
         argv += ["--config", str(path)]
     line = one_line_error(capsys, cli.main, argv)
     assert expected in line
+    assert files_under(workdir) == set()
+
+
+def test_init_preset_demo_is_the_demo_recipe(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    argv = ["init", "--db", "sqlite:///demo.db", "--preset", "demo", "--dataset", "synthetic:256"]
+    assert cli.main(argv) == 0
+    store = open_store("sqlite:///demo.db")
+    try:
+        run = store.get_run()
+    finally:
+        store.dispose()
+    assert ModelConfig.from_dict(run.model_config) == DEMO_MODEL
+    assert RunSettings.from_dict(run.settings) == DEMO_SETTINGS
+    assert run.dataset_size == 256
+
+
+def test_init_takes_a_preset_or_a_config_not_both(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    argv = ["init", "--db", "sqlite:///x.db", "--preset", "demo", "--config", "x.toml"]
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
     assert files_under(workdir) == set()
 
 
