@@ -1,0 +1,1 @@
+"""GANfriends bootstrapper: standard library only, runs before any dependency is installed."""

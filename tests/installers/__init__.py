@@ -1,0 +1,1 @@
+"""Tests of the installers: bootstrapper, locks, pinned uv, packages."""
