@@ -13,7 +13,8 @@ closes the version on the last one. Measured per version:
 - seen (store): a thread that waits as an idle worker does (`Store.wait_for_work`, which on
   SQLite watches the change counter every 10 ms) and then reads `get_run().version` through its
   own `Store` (BEGIN IMMEDIATE, so a read during the close waits behind its write lock);
-- seen (raw): a thread polling with a plain read-only sqlite3 query (WAL readers never wait):
+- seen (raw): a thread polling with a plain query outside the store (a read-only sqlite3
+  connection, whose WAL reads never wait, or an autocommit psycopg2 session):
   when the commit became visible at all.
 
 Memory: before each measured version the process's peak RSS (VmHWM) is reset to its current
@@ -23,6 +24,7 @@ the weights being encoded; the fake worker's share is the same for every unit). 
 with 4 units, memory flat in the number of units.
 
     .venv/bin/python -m benchmarks.close_latency [--units 1,4,16,64] [--versions 5]
+        [--backend sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+from sqlalchemy import make_url
 
 from benchmarks.harness import (
+    BACKENDS,
     BenchRun,
+    bench_database,
     create_bench_run,
     proc_status_kib,
     reset_peak_rss,
@@ -186,9 +192,7 @@ def measure_units(run: BenchRun, units: int, versions: int, payload: bytes) -> l
     # The new count applies from the next close on; one untimed version gets us there.
     coordinator_store.update_settings({"num_workunits_per_update": units})
     run_version(coordinator, worker, worker_id, payload)
-    db_path = sqlite_path(run.url)
-    assert db_path is not None
-    raw = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
+    raw = _raw_reader(run.url)
     watcher = run.store()
 
     def woken_version() -> int:
@@ -196,9 +200,7 @@ def measure_units(run: BenchRun, units: int, versions: int, payload: bytes) -> l
         return watcher.get_run().version
 
     store_poll = VersionPoller(woken_version, 0.0)
-    raw_poll = VersionPoller(
-        lambda: int(raw.execute("SELECT version FROM run WHERE id = 1").fetchone()[0]), RAW_POLL_S
-    )
+    raw_poll = VersionPoller(lambda: _read_version(raw), RAW_POLL_S)
     timings = []
     with store_poll.running(), raw_poll.running():
         for _ in range(versions):
@@ -228,6 +230,28 @@ def measure_units(run: BenchRun, units: int, versions: int, payload: bytes) -> l
     coordinator_store.close()
     worker.close()
     return timings
+
+
+def _raw_reader(url: str) -> Any:
+    """A plain connection outside the store: read-only SQLite (WAL readers never wait) or an
+    autocommit psycopg2 session."""
+    db_path = sqlite_path(url)
+    if db_path is not None:
+        return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
+    import psycopg2
+
+    conn = psycopg2.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+    conn.autocommit = True
+    return conn
+
+
+def _read_version(raw: Any) -> int:
+    cursor = raw.cursor()
+    try:
+        cursor.execute("SELECT version FROM run WHERE id = 1")
+        return int(cursor.fetchone()[0])
+    finally:
+        cursor.close()
 
 
 def compute_floor(cfg: ModelConfig, payload: bytes) -> float:
@@ -309,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--units", default="1,4,16,64", help="units per version to measure")
     parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="sqlite",
+        help="sqlite (default) or postgresql: a throwaway cluster started from the installed "
+        "server binaries (initdb, pg_ctl), as the test suite does",
+    )
+    parser.add_argument(
         "--versions",
         type=int,
         help="measured versions per units count (default: 5 up to 4 units, 3 up to 16, then 2)",
@@ -320,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     counts = [int(text) for text in args.units.split(",")]
     payload = fake_payload(CFG, 0)
-    print(f"close_latency: {CFG}")
+    print(f"close_latency on {args.backend}: {CFG}")
     print(
         f"fp32 payload {len(payload) / 2**20:.1f} MiB per unit; results arrive one at a time; "
         "a thread waits for work as an idle worker does and reads the run version through a "
@@ -330,11 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     compute_floor(CFG, payload)  # warm-up: first-call costs of the allocator and kernels
     settings = RunSettings(sample_every=10**9)  # no sample grids: they are not part of a close
     results: dict[int, list[VersionTiming]] = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="ganfriends-bench-") as tmp,
-        temp_environment(GANFRIENDS_CACHE_DIR=tmp, GANFRIENDS_LOG_DIR=tmp),
-    ):
-        run = create_bench_run(Path(tmp) / "run", CFG, settings, images=256)
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ganfriends-bench-"))
+        stack.enter_context(temp_environment(GANFRIENDS_CACHE_DIR=tmp, GANFRIENDS_LOG_DIR=tmp))
+        database = stack.enter_context(bench_database(args.backend, Path(tmp) / "run"))
+        run = create_bench_run(Path(tmp) / "run", CFG, settings, images=256, url=database)
         for units in counts:
             start = time.perf_counter()
             results[units] = measure_units(run, units, versions_for(units, args.versions), payload)

@@ -24,11 +24,33 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER_STOP_S = 15.0  # seconds a worker gets to exit after SIGTERM before it is killed
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+@contextlib.contextmanager
+def bench_database(backend: str, directory: Path) -> Iterator[str]:
+    """The URL of an empty run database: an SQLite file in `directory`, or a fresh database on
+    a throwaway PostgreSQL cluster (the test suite's, `tests.postgres`), removed afterwards."""
+    if backend == "sqlite":
+        directory.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{directory / 'run.db'}"
+        return
+    if backend != "postgresql":
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    from tests.postgres import PostgresServer  # the benchmarks' only use of the test harness
+
+    server = PostgresServer.start()
+    try:
+        yield server.database_url(server.create_database())
+    finally:
+        server.stop()
+
+
 @dataclass(frozen=True)
 class BenchRun:
-    """A run created in a temporary SQLite file for one benchmark."""
+    """A run created in a temporary database for one benchmark."""
 
-    url: str  # sqlite:///…/run.db
+    url: str  # sqlite:///…/run.db or a PostgreSQL URL
     directory: Path  # the temp dir holding the database, caches and logs
     model: ModelConfig
     settings: RunSettings
@@ -39,11 +61,12 @@ class BenchRun:
 
 
 def create_bench_run(
-    directory: Path, model: ModelConfig, settings: RunSettings, images: int
+    directory: Path, model: ModelConfig, settings: RunSettings, images: int, url: str | None = None
 ) -> BenchRun:
-    """Create a run on `images` synthetic images in `directory`/run.db (must not exist yet)."""
+    """Create a run on `images` synthetic images at `url` (default: `directory`/run.db, which
+    must not exist yet); caches and logs go under `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{directory / 'run.db'}"
+    url = url or f"sqlite:///{directory / 'run.db'}"
     store = open_store(url, create=True)
     try:
         create_run(store, RunPlan("bench", model, settings, ("synthetic", images)), progress=False)

@@ -1,8 +1,8 @@
-"""Images/s of one worker in a live SQLite run ÷ images/s of the textbook local training loop.
+"""Images/s of one worker in a live run (SQLite or PostgreSQL) ÷ the textbook training loop's.
 
 The live run is real: a coordinator serving in a thread of this process, one worker process
 (`python -m core.worker_cli`), the default RunSettings (256-image units, micro-batch 64, 4 units
-per version, samples every 5 versions). Its rate is the images of the versions published in a
+per version, samples every 25 versions). Its rate is the images of the versions published in a
 steady window (the first versions are warm-up and skipped) ÷ the window's wall time, taken from
 the coordinator's `on_published` callbacks. The baseline is `textbook_loop` from
 `benchmarks.unit_gradient_speed` (a D step and a G step per micro-batch, optimizer steps
@@ -38,8 +38,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.harness import (
+    BACKENDS,
     REPO_ROOT,
     ServingCoordinator,
+    bench_database,
     create_bench_run,
     spread,
     start_worker,
@@ -206,8 +208,11 @@ def live_run(
     cfg: ModelConfig, settings: RunSettings, args: argparse.Namespace, device: str
 ) -> LiveResult:
     """One worker process and an in-process coordinator; images/s over the steady window."""
-    with tempfile.TemporaryDirectory(prefix="ganfriends-bench-") as tmp:
-        run = create_bench_run(Path(tmp), cfg, settings, args.dataset_images)
+    with (
+        tempfile.TemporaryDirectory(prefix="ganfriends-bench-") as tmp,
+        bench_database(args.backend, Path(tmp)) as database,
+    ):
+        run = create_bench_run(Path(tmp), cfg, settings, args.dataset_images, url=database)
         store = run.store()
         recorder = LiveRecorder(store)
         with temp_environment(
@@ -354,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--image-size", type=int, default=32, choices=(32, 64))
     parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="sqlite",
+        help="the run's database: sqlite (default) or postgresql (a throwaway local cluster)",
+    )
+    parser.add_argument(
         "--features", type=int, help="feature maps (default: 32 for 32x32, 64 for 64x64)"
     )
     parser.add_argument(
@@ -389,7 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         times = baseline_rounds(cfg, args.unit, args.batch, args.threads, args.device, args.rounds)
         print(json.dumps(times))
         return 0
-    print("worker_efficiency: one worker in a live SQLite run vs the textbook training loop")
+    print(
+        f"worker_efficiency: one worker in a live {args.backend} run vs the textbook training loop"
+    )
     if args.device in ("cpu", "both"):
         bench_device(args, "cpu")
     if args.device in ("cuda", "both"):

@@ -36,7 +36,7 @@ class RunSettings:
     backup_after_s: float = 30.0  # seconds a unit may run before an idle worker gets a backup copy
     max_payload_mb: float = 64.0  # size cap of one result payload, in MiB
     norm_factor: float = 50.0  # reject gradients whose norm exceeds this × the recent median
-    sample_every: int = 5  # versions between sample grids and quality figures
+    sample_every: int = 25  # versions between sample grids and quality figures
     keep_versions: int = 3  # newest model versions kept (older ones pruned)
     checkpoint_every: int = 100  # every this many versions a checkpoint is kept longer
     keep_checkpoints: int = 3  # newest checkpoints kept

@@ -85,7 +85,8 @@ class Store:
         housekeeping.take_over_checkpoints(self.engine)
 
     def tidy(self) -> int:
-        """Delete payloads, optimizer states and uploads no longer needed; checkpoint SQLite.
+        """Delete payloads, optimizer states and uploads no longer needed; checkpoint SQLite's
+        WAL or vacuum PostgreSQL's churned tables.
 
         For idle moments: both walk many pages. Returns the payloads deleted.
         """
@@ -94,6 +95,7 @@ class Store:
             housekeeping.delete_old_optimizer_states(conn)
             housekeeping.delete_stale_uploads(conn)
         housekeeping.checkpoint(self.engine)
+        housekeeping.vacuum(self.engine)
         return deleted
 
     def dispose(self) -> None:

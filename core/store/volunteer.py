@@ -169,7 +169,7 @@ def submit(
     """
     check_metric_keys(metrics)
     with refusals():  # binary COPY: the payload's bytes cross the wire once, not as hex
-        staged = {
+        staged: dict[str, str | int] = {
             "worker_id": lease.worker_id,
             "unit_id": lease.unit_id,
             "lease_token": lease.token,
