@@ -93,9 +93,13 @@ def extract_uv(wheel: Path, dest: Path, windows: bool) -> Path:
             raise FetchUvError(f"{wheel.name} holds no single {name} binary: {members}")
         dest.mkdir(parents=True, exist_ok=True)
         target = dest / name
-        with zf.open(members[0]) as src, target.open("wb") as out:
+        # Written beside the target and renamed over it: a uv already running from `target`
+        # keeps its file ("text file busy" otherwise), and nobody sees half a binary.
+        partial = dest / f".{name}.{os.getpid()}.partial"
+        with zf.open(members[0]) as src, partial.open("wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
-    target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    partial.chmod(partial.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    os.replace(partial, target)
     return target
 
 
