@@ -4,7 +4,7 @@ Part 1 computes the logical traffic of one unit from a run's store: the publishe
 (read once per version by each worker), the dataset shards a unit needs (`shard_index`), and the
 result payload at fp32/bf16/fp16 (`core.codec.payload_bytes`), for the default 32×32 model and
 the 64×64 DCGAN. It also replays the worker's shard-cache policy (64 decoded shards in memory,
-a 2 GiB LRU disk cache) over a CelebA-sized dataset to show the steady-state shard downloads.
+a 4 GiB LRU disk cache) over a CelebA-sized dataset to show the steady-state shard downloads.
 
 Part 2 runs live: a coordinator in this process, 2 worker processes, SQLite, ~20 versions in
 phases that differ only in `backup_after_s` (straggler cover). Per phase it reports

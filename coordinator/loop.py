@@ -92,8 +92,7 @@ class Coordinator:
         weakref.finalize(self, self.watchdog.stop)
         # Checkpoints and payload deletes wait for idle passes, out of the close's way.
         store.take_over_checkpoints()
-        self._untidy = True
-        self._closes_since_tidy = 0
+        self._closes_since_tidy = 1  # so the first idle pass tidies what an earlier run left
         self._load()
 
     # State ----------------------------------------------------------------------------------
@@ -151,8 +150,8 @@ class Coordinator:
     def step(self) -> bool:
         """One pass: expire leases, validate new results, close the version if complete.
 
-        Returns whether there was anything to do. The first pass with nothing to do tidies
-        the database (`Store.tidy`), or the pass of every second close if none is idle.
+        Returns whether there was anything to do. The first pass with nothing to do after a
+        close tidies the database (`Store.tidy`); without idle passes, every second close does.
         """
         self.watchdog.poll()
         busy = self.store.expire_leases() > 0
@@ -166,11 +165,12 @@ class Coordinator:
             self._close()
             self._closes_since_tidy += 1
             busy = True
-        self._untidy = self._untidy or busy
-        # Tidy when idle; a coordinator that is never idle tidies after every second close.
-        if self._untidy and (not busy or self._closes_since_tidy >= TIDY_AFTER_CLOSES):
+        # Tidy in the first idle pass after a close (not after every result: it vacuums on
+        # PostgreSQL, and a result arriving meanwhile would wait); a coordinator that is never
+        # idle tidies after every second close.
+        if self._closes_since_tidy and (not busy or self._closes_since_tidy >= TIDY_AFTER_CLOSES):
             self.store.tidy()
-            self._untidy, self._closes_since_tidy = False, 0
+            self._closes_since_tidy = 0
         return busy
 
     def _validate(self, row: ResultRow) -> None:

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-gb",
         type=float,
         default=DEFAULT_CAP_BYTES / 1024**3,
-        help="size cap of the dataset cache in GiB (default: 2)",
+        help="size cap of the dataset cache in GiB (default: 4)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only errors")
     parser.add_argument("--verbose", action="store_true", help="print debug logging")

@@ -44,11 +44,14 @@ def read_bytes(conn: Connection, column: Any, *where: Any) -> bytes | None:
     return parse_single_value(sink.getbuffer())
 
 
+Field = str | int | float | bool  # text, integer (int4), double precision (float8), boolean
+
+
 def insert_bytes(
-    conn: Connection, table: Table, values: Mapping[str, str | int], column: str, data: bytes
+    conn: Connection, table: Table, values: Mapping[str, Field], column: str, data: bytes
 ) -> None:
-    """Insert one row: `values` (str for text columns, int for integer columns) and the bytea
-    `column` holding `data`.
+    """Insert one row: `values` (str for text columns, int for integer (int4) columns, float
+    for double precision, bool for boolean) and the bytea `column` holding `data`.
 
     Columns not named take their server defaults. On PostgreSQL this is one binary COPY, which
     needs only INSERT on the named columns (no SELECT), so it also works for a role that may
@@ -70,10 +73,16 @@ def insert_bytes(
         cursor.copy_expert(statement, _RowReader(fields, data), CHUNK_BYTES)
 
 
-def _binary_field(value: str | int) -> bytes:
-    # A field's binary COPY form is its type's send format: UTF-8 for text, a big-endian
-    # int32 for integer (int4).
-    return struct.pack("!i", value) if isinstance(value, int) else value.encode()
+def _binary_field(value: Field) -> bytes:
+    # A field's binary COPY form is its type's send format: UTF-8 for text, one byte for
+    # boolean, a big-endian int32 for integer (int4), a big-endian IEEE double for float8.
+    if isinstance(value, bool):  # before int: a bool is an int too
+        return b"\x01" if value else b"\x00"
+    if isinstance(value, int):
+        return struct.pack("!i", value)
+    if isinstance(value, float):
+        return struct.pack("!d", value)
+    return value.encode()
 
 
 def encode_row(fields: list[bytes | memoryview]) -> list[bytes | memoryview]:

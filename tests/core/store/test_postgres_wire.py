@@ -20,7 +20,7 @@ from core.store.schema import result_uploads
 from tests.postgres import PostgresServer
 from tests.tcp_proxy import TcpProxy
 
-from .factories import METRICS, create_test_run
+from .factories import METRICS, close_metrics, create_test_run
 
 MIB = 1 << 20
 MAX_RATIO = 1.1  # wire bytes ÷ payload bytes; hex text would be 2.0
@@ -64,6 +64,29 @@ def test_a_submit_sends_the_payload_once(proxied: tuple[Store, TcpProxy]) -> Non
     assert store.result_payload(result_id) == payload
     with store.session() as conn:  # the staging row went with the same transaction
         assert conn.execute(select(func.count()).select_from(result_uploads)).scalar() == 0
+
+
+def test_a_close_sends_weights_and_adam_state_once(proxied: tuple[Store, TcpProxy]) -> None:
+    store, proxy = proxied
+    weights, state = os.urandom(MIB), os.urandom(2 * MIB)
+    store.get_run()  # a pooled connection exists: its handshake is not counted
+    proxy.reset_counts()
+    store.close_version(
+        0,
+        weights=weights,
+        weights_sha256="1" * 64,
+        model_config={"image_size": 32},
+        optimizer_state=state,
+        metrics=close_metrics(0, parked=0),
+        next_units=[],
+        new_cursor=0,
+    )
+    assert proxy.up_bytes / (len(weights) + len(state)) < MAX_RATIO
+    assert store.version_weights(1)[0] == weights
+    assert store.optimizer_state() == (1, state)
+    (published,) = [v for v in store.versions() if v.version == 1]
+    assert published.sha256 == "1" * 64 and published.is_checkpoint is False
+    assert published.created_at > 1e9  # a float8 sent in binary, read back as seconds
 
 
 def test_downloads_receive_weights_and_shards_once(proxied: tuple[Store, TcpProxy]) -> None:
