@@ -9,7 +9,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CAP_BYTES = 4 * 1024**3  # 4 GiB: holds CelebA at 64×64 (2.3 GiB), so a worker downloads it once
+DEFAULT_CAP_BYTES = (
+    4 * 1024**3
+)  # 4 GiB: holds CelebA at 64×64 (2.3 GiB), so a worker downloads it once
 
 
 class ShardCache:
