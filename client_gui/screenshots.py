@@ -109,13 +109,13 @@ def _with_display(args: argparse.Namespace, folder: Path) -> int:
         binary = shutil.which("Xvfb")
         if binary is None:
             raise ScreenshotError(XVFB_HELP)
-        display = _free_display()
+        display = free_display()
         xvfb = subprocess.Popen(
             [binary, display, "-screen", "0", SCREEN, "-nolisten", "tcp"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_display(display)
+        wait_for_display(display)
     for name in ("CONFIG", "DATA", "CACHE", "LOG"):
         os.environ[f"GANFRIENDS_{name}_DIR"] = str(folder / name.lower())
     os.environ.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
@@ -139,7 +139,8 @@ def _check_xcb() -> None:
         raise ScreenshotError(f"Qt cannot open the X display: {XCB_HELP}")
 
 
-def _free_display() -> str:
+def free_display() -> str:
+    """A display number no X server uses here (":90" to ":199")."""
     for number in range(90, 200):
         if (
             not Path(f"/tmp/.X11-unix/X{number}").exists()
@@ -149,7 +150,8 @@ def _free_display() -> str:
     raise ScreenshotError("no free X display number between :90 and :199")
 
 
-def _wait_for_display(display: str, timeout_s: float = 10.0) -> None:
+def wait_for_display(display: str, timeout_s: float = 10.0) -> None:
+    """Wait until the X server of `display` accepts connections (its socket exists)."""
     socket_path = Path(f"/tmp/.X11-unix/X{display.lstrip(':')}")
     deadline = time.monotonic() + timeout_s
     while not socket_path.exists():

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
 from client_gui import idle
+from client_gui.screenshots import free_display, wait_for_display
 
 
 def test_logind_idle_since_hint_in_microseconds():
@@ -37,8 +41,33 @@ def test_no_method_gives_a_probe_that_answers_none(monkeypatch):
     assert probe.measure() is None
 
 
-@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X server (Xvfb)")
-def test_x11_screen_saver_extension_measures_idle_time():
+@pytest.fixture
+def x_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An X server: the session's own, or an Xvfb started for the test (required under CI)."""
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    if shutil.which("Xvfb") is None:
+        message = "needs an X server: install Xvfb (Debian: apt-get install xvfb)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    display = free_display()
+    server = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "640x480x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_display(display)
+        monkeypatch.setenv("DISPLAY", display)
+        yield display
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_x11_screen_saver_extension_measures_idle_time(x_display: str):
     probe = idle.detect_idle_probe()
     assert probe.method == "X11 screen saver extension"
     seconds = probe.measure()
