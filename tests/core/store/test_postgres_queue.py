@@ -19,6 +19,7 @@ from sqlalchemy import insert
 
 from core.store import (
     AlreadySubmitted,
+    DatabaseUnavailable,
     LeaseLost,
     RunPaused,
     Store,
@@ -116,12 +117,19 @@ def run_queue(url: str, store_class: type[Store], units_per_version: int, total:
     try:
         while outcome.done < total and time.monotonic() < deadline and not outcome.errors:
             new = coordinator.new_results(500)
-            with coordinator.session():  # one transaction for the batch
-                for result in new:
-                    if coordinator.resolve_result(result.id, "accepted") == "accepted":
-                        outcome.accepted[(result.version, result.unit_index)] += 1
-                    else:
-                        outcome.crosschecks += 1
+            try:
+                with coordinator.session():  # one transaction for the batch
+                    for result in new:
+                        if coordinator.resolve_result(result.id, "accepted") == "accepted":
+                            outcome.accepted[(result.version, result.unit_index)] += 1
+                        else:
+                            outcome.crosschecks += 1
+            except DatabaseUnavailable as error:
+                # A deadlock (two holders of one unit lock rows in opposite orders, only
+                # with a broken claim) is one more way the run broke: recorded, not raised.
+                with lock:
+                    outcome.errors.append(error)
+                break
             if coordinator.unit_counts(version).done == units_per_version:
                 cursor = coordinator.get_run().cursor
                 coordinator.close_version(
@@ -154,7 +162,7 @@ def held_twice(outcome: Outcome) -> list[int]:
 
 def problems(outcome: Outcome, units_per_version: int, total: int) -> list[str]:
     """Every way the run broke the exactly-once invariant (empty when it held)."""
-    found = [f"a worker thread crashed: {error!r}" for error in outcome.errors[:3]]
+    found = [f"a worker or the coordinator crashed: {error!r}" for error in outcome.errors[:3]]
     if outcome.done < total:
         found.append(f"only {outcome.done} of {total} units done in time")
     designated = {(i // units_per_version, i) for i in range(outcome.done)}
