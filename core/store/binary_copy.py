@@ -144,6 +144,7 @@ def _compiled(conn: Connection, query: Select[Any]) -> tuple[str, dict[str, Any]
         dialect=conn.dialect,
         schema_translate_map=translate,
         render_schema_translate=translate is not None,
+        compile_kwargs={"render_postcompile": True},  # IN (…) lists as plain parameters
     )
     return str(compiled), dict(compiled.params)
 

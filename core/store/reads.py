@@ -8,6 +8,7 @@ from sqlalchemy import Connection, case, func, select
 
 from core.store.binary_copy import read_bytes
 from core.store.errors import NoRun, StoreError
+from core.store.housekeeping import READABLE
 from core.store.queue import METRIC_KEYS, null_to_nan
 from core.store.rows import (
     UNIT_STATUSES,
@@ -122,12 +123,14 @@ def optimizer_state(conn: Connection) -> tuple[int, bytes]:
 
 def result_payload(conn: Connection, result_id: int) -> bytes:
     """The payload of a result (StoreError once it is resolved and dropped)."""
-    status = conn.execute(select(results.c.status).where(results.c.id == result_id)).scalar()
-    payload = None
-    if status in ("new", "accepted"):
-        payload = read_bytes(
-            conn, result_payloads.c.payload, result_payloads.c.result_id == result_id
-        )
+    # One query: a payload row can outlive its result's verdict until the next tidy.
+    payload = read_bytes(
+        conn,
+        result_payloads.c.payload,
+        result_payloads.c.result_id == result_id,
+        results.c.id == result_payloads.c.result_id,
+        results.c.status.in_(READABLE),
+    )
     if payload is None:
         raise StoreError(
             f"result {result_id} has no payload: it was rejected, cross-checked or its "
