@@ -30,13 +30,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import insert
 
 from core.store import Store, UnitSpec, make_engine, open_store
 from core.store.rows import ShardData
-from core.store.schema import work_units
+from tests.core.store.factories import add_finished_units
 from tests.postgres import PostgresServer
 
 PAYLOAD = bytes(64)  # a small result payload
@@ -130,21 +127,8 @@ def measure_latency(url: str, backend: str) -> Latency:
     new_run(url, LATENCY_CLAIMS)
     store = Store(make_engine(url))
     try:
-        finished: list[dict[str, Any]] = [
-            {
-                "version": 0,
-                "unit_index": LATENCY_CLAIMS + i,
-                "copy": 0,
-                "seed": i,
-                "sample_indices": b"\0\0\0\0",
-                "sample_count": 1,
-                "status": "done",
-                "created_at": 0.0,
-            }
-            for i in range(FINISHED_UNITS)
-        ]
+        add_finished_units(store, FINISHED_UNITS, first_index=LATENCY_CLAIMS)
         with store.session() as conn:
-            conn.execute(insert(work_units), finished)
             if backend == "postgresql":
                 conn.exec_driver_sql("ANALYZE work_units")
         worker = store.register_worker("latency", "bench", "cpu")

@@ -26,7 +26,8 @@ from core.training import intra_op_threads
 DEMO_MODEL = ModelConfig(image_size=32, latent_dim=64, g_features=32, d_features=32)
 DEMO_SETTINGS = RunSettings(
     # Small steps, many of them: at 128 images per Adam step the synthetic shapes appear in
-    # fewer images than at 256 (SWD 144 after 77k images vs 201 after 102k, reference trainer).
+    # fewer images than at 256 with lr 5e-4 (quality 144 after 77k images vs 349 after 102k:
+    # python -m benchmarks.demo_settings).
     images_per_work_unit=64,  # one micro-batch: ~0.1 s on one core, 2 workers share a version
     num_workunits_per_update=2,
     batch_size=64,

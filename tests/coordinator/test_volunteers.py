@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 from coordinator import cli, volunteers
 from coordinator.loop import Coordinator
@@ -24,7 +24,6 @@ from coordinator.runs import RunPlan, create_run
 from core.config import RunSettings
 from core.invite import Invite, decode_invite, encode_invite
 from core.store import LeaseLost, Store, StoreError, StoreSettings, open_store
-from core.store.schema import work_units
 from core.store.volunteer import ShareExceeded
 from tests.coordinator.harness import TinyRun, assert_bitwise_equal, published_params
 from tests.coordinator.simulate import LocalWorker, run_to
@@ -33,6 +32,7 @@ from tests.core.store.factories import (
     METRICS,
     UNIT_SIZE,
     FakeClock,
+    add_finished_units,
     close,
     create_test_run,
 )
@@ -321,23 +321,7 @@ def test_oversized_payload_and_unknown_precision_are_refused(run: Any) -> None:
 
 @pytest.mark.slow
 def test_claim_stays_fast_with_100k_finished_units(run: Any) -> None:
-    with run.session() as conn:
-        conn.execute(
-            insert(work_units),
-            [
-                {
-                    "version": 0,
-                    "unit_index": 1000 + i,
-                    "copy": 0,
-                    "seed": i,
-                    "sample_indices": b"\0\0\0\0",
-                    "sample_count": 1,
-                    "status": "done",
-                    "created_at": 0.0,
-                }
-                for i in range(100_000)
-            ],
-        )
+    add_finished_units(run, 100_000)
     workers = [run.register_worker(f"w{i}", "h", "cpu") for i in range(4)]
     started = time.perf_counter()
     for worker in workers[:3]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy import insert
+
 from core.store import Store, UnitSpec
 from core.store.rows import ShardData
+from core.store.schema import work_units
 
 START = 1_000_000.0  # fake epoch seconds
 UNIT_SIZE = 4  # samples per fake unit
@@ -41,6 +44,25 @@ def make_units(start: int, count: int) -> list[UnitSpec]:
         )
         for i in range(start, start + count)
     ]
+
+
+def add_finished_units(store: Store, count: int, first_index: int = 1000) -> None:
+    """`count` done units of version 0 from `first_index` on: a long-running queue's history."""
+    finished = [
+        {
+            "version": 0,
+            "unit_index": first_index + i,
+            "copy": 0,
+            "seed": i,
+            "sample_indices": b"\0\0\0\0",
+            "sample_count": 1,
+            "status": "done",
+            "created_at": 0.0,
+        }
+        for i in range(count)
+    ]
+    with store.session() as conn:
+        conn.execute(insert(work_units), finished)
 
 
 def create_test_run(store: Store, units: int = 3, **settings: object) -> None:

@@ -12,10 +12,8 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-from sqlalchemy import insert
 
 from core.store import (
     AlreadySubmitted,
@@ -27,10 +25,16 @@ from core.store import (
     open_store,
 )
 from core.store.queue import claim_statement
-from core.store.schema import work_units
 from tests.postgres import PostgresServer
 
-from .factories import METRICS, close_metrics, create_test_run, make_shards, make_units
+from .factories import (
+    METRICS,
+    add_finished_units,
+    close_metrics,
+    create_test_run,
+    make_shards,
+    make_units,
+)
 
 WORKERS = 32
 DEADLINE_S = 90.0  # nothing in this test may run longer
@@ -203,21 +207,8 @@ def test_claim_reads_the_claim_index_with_100k_finished_units(
     store = open_store(postgres_server.database_url(pg_database), create=True)
     try:
         create_test_run(store, units=3)
-        finished: list[dict[str, Any]] = [
-            {
-                "version": 0,
-                "unit_index": 1000 + i,
-                "copy": 0,
-                "seed": i,
-                "sample_indices": b"\0\0\0\0",
-                "sample_count": 1,
-                "status": "done",
-                "created_at": 0.0,
-            }
-            for i in range(100_000)
-        ]
+        add_finished_units(store, 100_000)
         with store.session() as conn:
-            conn.execute(insert(work_units), finished)
             conn.exec_driver_sql("ANALYZE work_units")
         statement = claim_statement("postgresql", 0, 1, "token", 0.0, 60.0).compile(
             dialect=store.engine.dialect, compile_kwargs={"literal_binds": True}

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from core.store import (
     AlreadySubmitted,
@@ -18,9 +18,17 @@ from core.store import (
     UnknownWorker,
 )
 from core.store.queue import claim_statement
-from core.store.schema import results, work_units
+from core.store.schema import results
 
-from .factories import METRICS, UNIT_SIZE, FakeClock, close, create_test_run, work_one
+from .factories import (
+    METRICS,
+    UNIT_SIZE,
+    FakeClock,
+    add_finished_units,
+    close,
+    create_test_run,
+    work_one,
+)
 
 
 @pytest.fixture
@@ -323,21 +331,7 @@ def test_the_database_itself_refuses_a_second_accepted_result(run: Store, clock:
 
 
 def test_claim_stays_fast_with_100k_finished_units(run: Store) -> None:
-    finished = [
-        {
-            "version": 0,
-            "unit_index": 1000 + i,
-            "copy": 0,
-            "seed": i,
-            "sample_indices": b"\0\0\0\0",
-            "sample_count": 1,
-            "status": "done",
-            "created_at": 0.0,
-        }
-        for i in range(100_000)
-    ]
-    with run.session() as conn:
-        conn.execute(insert(work_units), finished)
+    add_finished_units(run, 100_000)
     worker = run.register_worker("w", "h", "cpu")
     started = time.perf_counter()
     for _ in range(3):
