@@ -17,7 +17,7 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
-from core.store.errors import StoreError, translate_db_error
+from core.store.errors import StoreError, translated_errors
 from core.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -156,21 +156,15 @@ def head_revision() -> str:
 def migrate(engine: Engine) -> None:
     """Bring the database schema to the newest revision; a no-op when it is already there."""
     config = alembic_config()
-    try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-    except sa_exc.DBAPIError as error:
-        raise translate_db_error(error, engine.url) from error
+    with translated_errors(engine.url), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
 
 
 def schema_revision(engine: Engine) -> str | None:
     """The schema revision stored in the database, or None when it has no ganfriends schema."""
-    try:
-        with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
-    except sa_exc.DBAPIError as error:
-        raise translate_db_error(error, engine.url) from error
+    with translated_errors(engine.url), engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 def open_store(url: str, *, create: bool = False, clock: Callable[[], float] = time.time) -> Store:

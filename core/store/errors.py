@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import URL
 from sqlalchemy import exc as sa_exc
 
@@ -91,3 +94,12 @@ def translate_db_error(error: sa_exc.DBAPIError, url: URL) -> StoreError:
             f"the database at {where} refused a write that conflicts with stored data: {detail}"
         )
     return StoreError(f"the database at {where} failed: {detail}")
+
+
+@contextmanager
+def translated_errors(url: URL) -> Iterator[None]:
+    """Raise driver errors from the block as the store errors `translate_db_error` picks."""
+    try:
+        yield
+    except sa_exc.DBAPIError as error:
+        raise translate_db_error(error, url) from error

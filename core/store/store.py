@@ -11,10 +11,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, delete, insert, update
-from sqlalchemy import exc as sa_exc
 
 from core.store import housekeeping, notify, queue, reads, runs, verdicts, volunteer
-from core.store.errors import RunPaused, StoreError, UnknownWorker, translate_db_error
+from core.store.errors import (
+    RunPaused,
+    StoreError,
+    UnknownWorker,
+    translated_errors,
+)
 from core.store.rows import (
     RUN_STATUSES,
     EventRow,
@@ -94,8 +98,9 @@ class Store:
             deleted = housekeeping.delete_dropped_payloads(conn)
             housekeeping.delete_old_optimizer_states(conn)
             housekeeping.delete_stale_uploads(conn)
-        housekeeping.checkpoint(self.engine)
-        housekeeping.vacuum(self.engine)
+        with translated_errors(self.engine.url):  # outside a transaction, not in `session`
+            housekeeping.checkpoint(self.engine)
+            housekeeping.vacuum(self.engine)
         return deleted
 
     def dispose(self) -> None:
@@ -116,26 +121,25 @@ class Store:
         """
         outer = getattr(self._local, "connection", None)
         if outer is not None:
-            try:
+            with translated_errors(self.engine.url):
                 yield outer
-            except sa_exc.DBAPIError as error:
-                raise translate_db_error(error, self.engine.url) from error
             return
-        try:
-            with self.engine.connect() as connection, connection.begin():
-                # --- volunteer logins: reads go to the volunteer views of the same names
-                if self._volunteer is None:
-                    self._volunteer = volunteer.is_volunteer(connection)
-                if self._volunteer:
-                    connection.execution_options(schema_translate_map=volunteer.READ_VIEWS)
-                # ---
-                self._local.connection = connection
-                try:
-                    yield connection
-                finally:
-                    self._local.connection = None
-        except sa_exc.DBAPIError as error:
-            raise translate_db_error(error, self.engine.url) from error
+        with (
+            translated_errors(self.engine.url),
+            self.engine.connect() as connection,
+            connection.begin(),
+        ):
+            # --- volunteer logins: reads go to the volunteer views of the same names
+            if self._volunteer is None:
+                self._volunteer = volunteer.is_volunteer(connection)
+            if self._volunteer:
+                connection.execution_options(schema_translate_map=volunteer.READ_VIEWS)
+            # ---
+            self._local.connection = connection
+            try:
+                yield connection
+            finally:
+                self._local.connection = None
 
     # ----------------------------------------------------------------- run
     def create_run(

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url, select
 
-from core.store import DatabaseUnavailable, Store, make_engine, open_store
+from core.store import DatabaseUnavailable, Store, housekeeping, make_engine, open_store
 from core.store.binary_copy import insert_bytes, read_bytes
 from core.store.engine import pg_connect_args
 from core.store.errors import translate_db_error
@@ -142,3 +142,27 @@ def test_a_restarted_server_is_reconnected_to(
     assert pg_store.wait_for_work(0.05) is False
     [result] = pg_store.new_results(10)
     assert pg_store.result_payload(result.id) == b"g" * 1000
+
+
+def test_tidy_losing_the_server_after_its_transaction_is_database_unavailable(
+    pg_store: Store, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tidying vacuums outside any transaction; a server lost there must mean "retry" too.
+
+    (A raw driver error from that VACUUM once ended `ganfriends-coordinator serve`.)
+    """
+    if postgres_server.data_dir is None:
+        pytest.skip("the server is not ours to stop (GANFRIENDS_TEST_PG_URL)")
+
+    def stop_the_server(_engine: object) -> None:  # runs between the deletes and the VACUUM
+        postgres_server.pg_ctl("stop", "-m", "fast", "-w")
+
+    monkeypatch.setattr(housekeeping, "checkpoint", stop_the_server)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            pg_store.tidy()
+    finally:
+        postgres_server.restart("fast")  # starts the stopped server again
+    monkeypatch.undo()
+    pg_store.tidy()  # the same store, new connections
+    assert pg_store.get_run().version == 0
