@@ -9,13 +9,23 @@ from core.paths import log_dir
 
 FILE_BYTES = 5 * 1024**2  # rotate the log file at 5 MiB
 FILE_COUNT = 3  # rotated files kept
+HANDLER_NAME = "ganfriends"  # the name of the handlers this module installs
 
 
 def configure_logging(program: str, *, verbose: bool = False, console: bool = True) -> None:
+    """Log to stderr (warnings, or everything with `verbose`) and to `program`'s rotating file.
+
+    Calling it again replaces the handlers of the previous call (closing its file) rather than
+    adding to them, so a command run twice in one process logs each line once.
+    """
     root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(old)
+        old.close()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     if console:
         handler = logging.StreamHandler()
+        handler.set_name(HANDLER_NAME)
         handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         root.addHandler(handler)
@@ -31,6 +41,7 @@ def configure_logging(program: str, *, verbose: bool = False, console: bool = Tr
     except OSError as exc:  # a read-only home must not stop the program
         logging.getLogger(__name__).warning("cannot write a log file: %s", exc)
         return
+    file_handler.set_name(HANDLER_NAME)
     file_handler.setFormatter(
         logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s")
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 
+from core.logs import HANDLER_NAME
 from tests.postgres import PostgresServer
 
 
@@ -23,3 +25,16 @@ def pg_database(postgres_server: PostgresServer) -> Iterator[str]:
     name = postgres_server.create_database()
     yield name
     postgres_server.drop_database(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_logging_handlers_left_behind() -> Iterator[None]:
+    """Remove the handlers a command's `configure_logging` installed during the test.
+
+    They write to the test's captured stderr and its temporary log folder, both gone after it.
+    """
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(handler)
+        handler.close()
