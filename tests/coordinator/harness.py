@@ -41,10 +41,11 @@ class TinyRun:
         return open_store(self.url)
 
 
-def make_tiny_run(tmp_path: Path, **changes: object) -> TinyRun:
+def make_tiny_run(tmp_path: Path, url: str | None = None, **changes: object) -> TinyRun:
+    """A run of the tiny model in a new SQLite file under `tmp_path`, or in the empty `url`."""
     settings = tiny_settings(**changes)
-    path = tmp_path / "run.db"
-    url = f"sqlite:///{path}"
+    path = tmp_path / "run.db" if url is None else tmp_path
+    url = f"sqlite:///{path}" if url is None else url
     store = open_store(url, create=True)
     create_run(
         store, RunPlan("test", TINY_MODEL, settings, ("synthetic", DATASET_IMAGES)), progress=False

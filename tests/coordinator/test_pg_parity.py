@@ -8,7 +8,6 @@ terminated mid-run: every process reconnects by itself, nothing is lost or count
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -18,19 +17,17 @@ from pathlib import Path
 import pytest
 
 from coordinator.loop import Coordinator
-from coordinator.runs import RunPlan, create_run
-from core.store import Store, open_store
+from core.store import Store
 from tests.coordinator.harness import (
-    DATASET_IMAGES,
     TinyRun,
     assert_bitwise_equal,
+    make_tiny_run,
     published_params,
     reference_params,
     serve_until,
     start_worker,
     stop_processes,
 )
-from tests.factories import TINY_MODEL, tiny_settings
 from tests.postgres import PostgresServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -44,27 +41,8 @@ def make_tiny_pg_run(
     tmp_path: Path, server: PostgresServer, database: str, **changes: object
 ) -> TinyRun:
     """make_tiny_run's run, in a PostgreSQL database whose commits survive a crash."""
-    conn = server.connect()
-    try:
-        with conn.cursor() as cursor:
-            # The test cluster runs with synchronous_commit off; an immediate shutdown would
-            # then lose acknowledged commits, which no production server does.
-            cursor.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = on')
-    finally:
-        conn.close()
-    settings = tiny_settings(**changes)
-    url = server.database_url(database)
-    store = open_store(url, create=True)
-    create_run(
-        store, RunPlan("test", TINY_MODEL, settings, ("synthetic", DATASET_IMAGES)), progress=False
-    )
-    store.close()
-    env = dict(
-        os.environ,
-        GANFRIENDS_CACHE_DIR=str(tmp_path / "cache"),
-        GANFRIENDS_LOG_DIR=str(tmp_path / "logs"),
-    )
-    return TinyRun(url, tmp_path, TINY_MODEL, settings, env)
+    server.make_durable(database)
+    return make_tiny_run(tmp_path, server.database_url(database), **changes)
 
 
 def test_distributed_run_on_postgresql_equals_reference(

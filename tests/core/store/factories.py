@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
+
 from sqlalchemy import insert
 
 from core.store import Store, UnitSpec
@@ -90,8 +93,8 @@ def close_metrics(units: int, parked: int = 0) -> dict[str, float | int | None]:
     }
 
 
-def close(store: Store, version: int, next_units: int = 3) -> None:
-    """Close `version`, designating `next_units` new units after the run's cursor."""
+def close(store: Store, version: int, next_units: int = 3, closed_units: int = 3) -> None:
+    """Close `version` (of `closed_units` units), designating `next_units` new units."""
     cursor = store.get_run().cursor
     store.close_version(
         version,
@@ -99,7 +102,7 @@ def close(store: Store, version: int, next_units: int = 3) -> None:
         weights_sha256=f"{version + 1:064x}",
         model_config={"image_size": 32},
         optimizer_state=f"adam{version + 1}".encode(),
-        metrics=close_metrics(3),
+        metrics=close_metrics(closed_units),
         next_units=make_units(cursor, next_units),
         new_cursor=cursor + next_units,
     )
@@ -110,3 +113,40 @@ def work_one(store: Store, worker_id: int, payload: bytes = b"x" * 10) -> int:
     lease = store.claim(worker_id)
     assert lease is not None
     return store.submit(lease, payload, "fp32", UNIT_SIZE, METRICS, 0.5)
+
+
+@dataclass
+class Tally:
+    """What a stand-in coordinator (`coordinate`) counted over a run."""
+
+    accepted: Counter[tuple[int, int]] = field(default_factory=Counter)  # (version, unit_index)
+    crosschecks: int = 0  # results that arrived after their unit's accepted one
+    done: int = 0  # units of the versions closed so far
+    version: int = 0  # the open version
+
+
+def coordinate(store: Store, tally: Tally, units_per_version: int) -> bool:
+    """One pass of a coordinator without the math: accept every new result, close full versions.
+
+    The batch of results is judged in one transaction; a version closes once all its units are
+    done, designating as many new ones. Returns whether there was anything to do.
+    """
+    new = store.new_results(500)
+    with store.session():
+        for result in new:
+            if store.resolve_result(result.id, "accepted") == "accepted":
+                tally.accepted[(result.version, result.unit_index)] += 1
+            else:
+                tally.crosschecks += 1
+    if store.unit_counts(tally.version).done < units_per_version:
+        return bool(new)
+    close(store, tally.version, next_units=units_per_version, closed_units=units_per_version)
+    tally.done += units_per_version
+    tally.version += 1
+    return True
+
+
+def create_queue_run(store: Store, units_per_version: int) -> None:
+    """A run for exactly-once tests: no lease expiries, no backups, so each unit is claimed once
+    by a correct claim."""
+    create_test_run(store, units=units_per_version, lease_s=600.0, backup_after_s=1e9)

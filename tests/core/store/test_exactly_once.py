@@ -32,7 +32,7 @@ from core.store import (
 from core.store.queue import unpack_indices
 from core.store.schema import work_units
 
-from .factories import METRICS, close_metrics, make_shards, make_units
+from .factories import METRICS, Tally, coordinate, create_queue_run
 
 WORKERS = 8
 IDLE_SLEEP_S = (0.005, 0.05)  # a worker's first and longest pause while the queue is empty
@@ -114,8 +114,7 @@ def worker_main(url: str, log_path: str, stop: Any, broken: bool, deadline: floa
 
 @dataclass
 class Outcome:
-    accepted: Counter[tuple[int, int]]  # (version, unit_index) → accepted results
-    crosschecks: int
+    tally: Tally  # what the coordinator accepted
     claims: list[list[Any]]  # [unit_id, version, unit_index, copy, worker_id] of every claim
     refused: int
     pids: set[int]
@@ -125,17 +124,7 @@ def run_queue(tmp_path: Path, *, broken: bool, units_per_version: int, total_uni
     """Workers in processes, this process as the coordinator: resolve all, close each version."""
     url = f"sqlite:///{tmp_path / 'run.db'}"
     store = open_store(url, create=True)
-    store.create_run(
-        name="exactly-once",
-        model_config={},
-        # No expiries and no backups: with a correct claim each unit is claimed exactly once.
-        settings={"lease_s": 600.0, "backup_after_s": 1e9},
-        shards=make_shards(),
-        weights=b"w",
-        weights_sha256="0" * 64,
-        optimizer_state=b"",
-        first_units=make_units(0, units_per_version),
-    )
+    create_queue_run(store, units_per_version)
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     deadline = time.time() + DEADLINE_S
@@ -146,38 +135,12 @@ def run_queue(tmp_path: Path, *, broken: bool, units_per_version: int, total_uni
     ]
     for process in processes:
         process.start()
-    accepted: Counter[tuple[int, int]] = Counter()
-    crosschecks, version, done = 0, 0, 0
+    tally = Tally()
     try:
-        while done < total_units and time.time() < deadline:
+        while tally.done < total_units and time.time() < deadline:
             if any(p.exitcode not in (None, 0) for p in processes):
                 break  # a worker crashed: stop now, the exit codes are checked below
-            new = store.new_results(500)
-            with store.session():  # one transaction for the batch
-                for result in new:
-                    if store.resolve_result(result.id, "accepted") == "accepted":
-                        accepted[(result.version, result.unit_index)] += 1
-                    else:
-                        crosschecks += 1
-            if store.unit_counts(version).done == units_per_version:
-                payloads = list(store.accepted_payloads(version))
-                assert [p[0] for p in payloads] == list(
-                    range(version * units_per_version, (version + 1) * units_per_version)
-                )
-                done += units_per_version
-                cursor = store.get_run().cursor
-                store.close_version(
-                    version,
-                    weights=b"w",
-                    weights_sha256="0" * 64,
-                    model_config={},
-                    optimizer_state=b"",
-                    metrics=close_metrics(units_per_version),
-                    next_units=make_units(cursor, units_per_version),
-                    new_cursor=cursor + units_per_version,
-                )
-                version += 1
-            elif not new:
+            if not coordinate(store, tally, units_per_version):
                 time.sleep(0.005)
     finally:
         stop.set()
@@ -188,11 +151,10 @@ def run_queue(tmp_path: Path, *, broken: bool, units_per_version: int, total_uni
                 process.kill()
         store.dispose()
     assert [p.exitcode for p in processes] == [0] * WORKERS, "a worker crashed (see stderr)"
-    assert done >= total_units, f"only {done} of {total_units} units done before the deadline"
+    assert tally.done >= total_units, f"only {tally.done} of {total_units} units done in time"
     reports = [json.loads(log.read_text()) for log in logs]
     return Outcome(
-        accepted=accepted,
-        crosschecks=crosschecks,
+        tally=tally,
         claims=[claim for report in reports for claim in report["claims"]],
         refused=sum(report["refused"] for report in reports),
         pids={report["pid"] for report in reports},
@@ -208,10 +170,10 @@ def units_held_twice(claims: list[list[Any]]) -> list[int]:
 def test_every_unit_is_accepted_exactly_once(tmp_path: Path) -> None:
     outcome = run_queue(tmp_path, broken=False, units_per_version=50, total_units=2000)
     designated = {(i // 50, i) for i in range(2000)}
-    assert set(outcome.accepted) >= designated
-    assert all(n == 1 for n in outcome.accepted.values())
+    assert set(outcome.tally.accepted) >= designated
+    assert all(n == 1 for n in outcome.tally.accepted.values())
     assert units_held_twice(outcome.claims) == []
-    assert (outcome.refused, outcome.crosschecks) == (0, 0)
+    assert (outcome.refused, outcome.tally.crosschecks) == (0, 0)
     assert len({c[4] for c in outcome.claims}) > 1  # the work really was shared
 
 

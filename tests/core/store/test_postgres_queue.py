@@ -29,11 +29,11 @@ from tests.postgres import PostgresServer
 
 from .factories import (
     METRICS,
+    Tally,
     add_finished_units,
-    close_metrics,
+    coordinate,
+    create_queue_run,
     create_test_run,
-    make_shards,
-    make_units,
 )
 
 WORKERS = 32
@@ -55,12 +55,10 @@ class NoRowLockStore(Store):
 
 @dataclass
 class Outcome:
-    accepted: Counter[tuple[int, int]] = field(default_factory=Counter)
-    crosschecks: int = 0
+    tally: Tally = field(default_factory=Tally)  # what the coordinator accepted
     claims: list[tuple[int, int]] = field(default_factory=list)  # (unit id, worker id)
     refused: int = 0
     errors: list[BaseException] = field(default_factory=list)
-    done: int = 0
 
 
 def worker_thread(
@@ -94,17 +92,7 @@ def worker_thread(
 def run_queue(url: str, store_class: type[Store], units_per_version: int, total: int) -> Outcome:
     """32 worker threads; this thread resolves every result and closes each full version."""
     coordinator = open_store(url, create=True)
-    coordinator.create_run(
-        name="exactly-once",
-        model_config={},
-        # No expiries and no backups: with a correct claim each unit is claimed exactly once.
-        settings={"lease_s": 600.0, "backup_after_s": 1e9},
-        shards=make_shards(),
-        weights=b"w",
-        weights_sha256="0" * 64,
-        optimizer_state=b"",
-        first_units=make_units(0, units_per_version),
-    )
+    create_queue_run(coordinator, units_per_version)
     outcome, lock, stop = Outcome(), threading.Lock(), threading.Event()
     threads = [
         threading.Thread(
@@ -117,38 +105,18 @@ def run_queue(url: str, store_class: type[Store], units_per_version: int, total:
     ]
     for thread in threads:
         thread.start()
-    deadline, version = time.monotonic() + DEADLINE_S, 0
+    deadline = time.monotonic() + DEADLINE_S
     try:
-        while outcome.done < total and time.monotonic() < deadline and not outcome.errors:
-            new = coordinator.new_results(500)
+        while outcome.tally.done < total and time.monotonic() < deadline and not outcome.errors:
             try:
-                with coordinator.session():  # one transaction for the batch
-                    for result in new:
-                        if coordinator.resolve_result(result.id, "accepted") == "accepted":
-                            outcome.accepted[(result.version, result.unit_index)] += 1
-                        else:
-                            outcome.crosschecks += 1
+                busy = coordinate(coordinator, outcome.tally, units_per_version)
             except DatabaseUnavailable as error:
                 # A deadlock (two holders of one unit lock rows in opposite orders, only
                 # with a broken claim) is one more way the run broke: recorded, not raised.
                 with lock:
                     outcome.errors.append(error)
                 break
-            if coordinator.unit_counts(version).done == units_per_version:
-                cursor = coordinator.get_run().cursor
-                coordinator.close_version(
-                    version,
-                    weights=b"w",
-                    weights_sha256="0" * 64,
-                    model_config={},
-                    optimizer_state=b"",
-                    metrics=close_metrics(units_per_version),
-                    next_units=make_units(cursor, units_per_version),
-                    new_cursor=cursor + units_per_version,
-                )
-                outcome.done += units_per_version
-                version += 1
-            elif not new:
+            if not busy:
                 time.sleep(0.005)
     finally:
         stop.set()
@@ -167,17 +135,18 @@ def held_twice(outcome: Outcome) -> list[int]:
 def problems(outcome: Outcome, units_per_version: int, total: int) -> list[str]:
     """Every way the run broke the exactly-once invariant (empty when it held)."""
     found = [f"a worker or the coordinator crashed: {error!r}" for error in outcome.errors[:3]]
-    if outcome.done < total:
-        found.append(f"only {outcome.done} of {total} units done in time")
-    designated = {(i // units_per_version, i) for i in range(outcome.done)}
-    if missing := designated - set(outcome.accepted):
+    tally = outcome.tally
+    if tally.done < total:
+        found.append(f"only {tally.done} of {total} units done in time")
+    designated = {(i // units_per_version, i) for i in range(tally.done)}
+    if missing := designated - set(tally.accepted):
         found.append(f"{len(missing)} designated units without an accepted result")
-    if repeated := [unit for unit, n in outcome.accepted.items() if n > 1]:
+    if repeated := [unit for unit, n in tally.accepted.items() if n > 1]:
         found.append(f"units accepted more than once: {repeated[:5]}")
     if twice := held_twice(outcome):
         found.append(f"{len(twice)} unit copies handed out twice, e.g. {twice[:5]}")
-    if outcome.refused or outcome.crosschecks:
-        found.append(f"{outcome.refused} submits refused, {outcome.crosschecks} cross-checks")
+    if outcome.refused or tally.crosschecks:
+        found.append(f"{outcome.refused} submits refused, {tally.crosschecks} cross-checks")
     return found
 
 

@@ -24,23 +24,9 @@ from tests.postgres import PostgresServer
 from .factories import METRICS, create_test_run
 
 
-def make_durable(server: PostgresServer, database: str) -> None:
-    """Commits of `database` survive an immediate shutdown, as on any production server.
-
-    The test cluster runs with synchronous_commit off (speed); an immediate shutdown then
-    loses the last commits, which no client could be expected to survive.
-    """
-    conn = server.connect()
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = on')
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def pg_url(postgres_server: PostgresServer, pg_database: str) -> str:
-    make_durable(postgres_server, pg_database)
+    postgres_server.make_durable(pg_database)
     return postgres_server.database_url(pg_database)
 
 
