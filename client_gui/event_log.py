@@ -7,13 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QPersistentModelIndex,
-    QSortFilterProxyModel,
-    Qt,
-)
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from client_gui.table_model import Index, ListTableModel
 from core.store import EventRow
 
 if TYPE_CHECKING:  # importing core.worker loads torch: the GUI process does not need it
@@ -38,7 +33,6 @@ SHOW_CHOICES = ("Everything", *SOURCES, "Problems only")
 # Run event kinds that mean something went wrong somewhere.
 _RUN_PROBLEMS = frozenset({"mismatch", "parked", "expired", "empty_version", "rejected"})
 _COLUMNS = ("Time", "From", "What happened")
-_Index = QModelIndex | QPersistentModelIndex
 
 
 @dataclass(frozen=True)
@@ -64,47 +58,34 @@ def entry_from_run(event: EventRow) -> LogEntry:
     return LogEntry(event.at, "Run", event.message, event.kind in _RUN_PROBLEMS)
 
 
-class EventLogModel(QAbstractTableModel):
+class EventLogModel(ListTableModel):
     """Log entries, oldest first, at most MAX_ENTRIES."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self._entries: list[LogEntry] = []
+        super().__init__(_COLUMNS)
+        self._rows: list[LogEntry] = []
 
     def add(self, entries: Iterable[LogEntry]) -> None:
         new = list(entries)
         if not new:
             return
-        start = len(self._entries)
+        start = len(self._rows)
         self.beginInsertRows(QModelIndex(), start, start + len(new) - 1)
-        self._entries.extend(new)
+        self._rows.extend(new)
         self.endInsertRows()
-        excess = len(self._entries) - MAX_ENTRIES
+        excess = len(self._rows) - MAX_ENTRIES
         if excess > 0:
             self.beginRemoveRows(QModelIndex(), 0, excess - 1)
-            del self._entries[:excess]
+            del self._rows[:excess]
             self.endRemoveRows()
 
     def entry(self, row: int) -> LogEntry:
-        return self._entries[row]
+        return self._rows[row]
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._entries)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(_COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return _COLUMNS[section]
-        return None
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        entry = self._entries[index.row()]
+        entry = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             if index.column() == 0:
                 return time.strftime("%H:%M:%S", time.localtime(entry.at))
@@ -139,7 +120,7 @@ class EventFilterModel(QSortFilterProxyModel):
             change()
             self.invalidateRowsFilter()
 
-    def filterAcceptsRow(self, row: int, parent: _Index) -> bool:
+    def filterAcceptsRow(self, row: int, parent: Index) -> bool:
         entry = self._log.entry(row)
         if self._show == "Problems only" and not entry.problem:
             return False

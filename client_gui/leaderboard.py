@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 
 from client_gui.run_state import LeaderboardRow, format_duration_s
+from client_gui.table_model import Index, ListTableModel
 
 _COLUMNS = ("#", "Volunteer", "Units", "Images", "Compute time")
-_Index = QModelIndex | QPersistentModelIndex
 
 
-class LeaderboardModel(QAbstractTableModel):
+class LeaderboardModel(ListTableModel):
     """Rows of `LeaderboardRow`, most images first."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(_COLUMNS)
         self._rows: list[LeaderboardRow] = []
 
     def set_rows(self, rows: Sequence[LeaderboardRow]) -> None:
@@ -31,20 +31,7 @@ class LeaderboardModel(QAbstractTableModel):
     def row_at(self, row: int) -> LeaderboardRow:
         return self._rows[row]
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(_COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return _COLUMNS[section]
-        return None
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         row = self._rows[index.row()]
