@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from sqlalchemy.engine import make_url
@@ -151,7 +152,7 @@ class PostgresServer:
         secret = self.password if password is None else password
         return f"postgresql+psycopg2://{user}:{secret}@{self.host}:{self.port}/{database}"
 
-    def connect(self, database: str = "postgres"):  # type: ignore[no-untyped-def]
+    def connect(self, database: str = "postgres") -> Any:
         conn = psycopg2.connect(
             host=self.host, port=self.port, user=SUPERUSER, password=self.password, dbname=database
         )

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import statistics
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
@@ -40,7 +41,7 @@ SETTINGS = RunSettings(
 class LatencyProbe:
     """Measures how late a 10 ms QTimer fires: the GUI event loop's latency."""
 
-    def __init__(self, only_when) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, only_when: Callable[[], bool]) -> None:
         self.late_ms: list[float] = []
         self._only_when = only_when
         self._clock = QElapsedTimer()
@@ -67,12 +68,12 @@ class LatencyProbe:
 
 
 @contextmanager
-def database_calls_on_the_gui_thread(monkeypatch) -> Iterator[list[str]]:  # type: ignore[no-untyped-def]
+def database_calls_on_the_gui_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Records every store transaction opened on the main (GUI) thread."""
     calls: list[str] = []
     original = Store.session
 
-    def watched(self):  # type: ignore[no-untyped-def]
+    def watched(self: Store) -> Any:
         if threading.current_thread() is threading.main_thread():
             calls.append("Store.session on the GUI thread")
         return original(self)

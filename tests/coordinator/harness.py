@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +116,9 @@ def assert_bitwise_equal(got: dict[str, torch.Tensor], expected: dict[str, torch
     assert not different, f"not bitwise equal: {different}"
 
 
-def wait_for(predicate, timeout_s: float = 60.0, every_s: float = 0.02) -> None:  # type: ignore[no-untyped-def]
+def wait_for(
+    predicate: Callable[[], object], timeout_s: float = 60.0, every_s: float = 0.02
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:

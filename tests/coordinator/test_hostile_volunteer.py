@@ -219,6 +219,7 @@ def test_a_stale_lease_token_is_refused(owned_db: OwnedDatabase, fake_run: Store
     vic = owned_db.open_volunteer(owned_db.invite(fake_run, "vic"))
     worker = vic.register_worker("v", "h", "cpu")
     stale = vic.claim(worker)
+    assert stale is not None
     time.sleep(0.6)
     assert fake_run.expire_leases() == 1
     fresh = vic.claim(worker)

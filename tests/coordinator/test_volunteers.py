@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+import torch
 from sqlalchemy import text
 
 from coordinator import cli, volunteers
@@ -487,8 +488,10 @@ def test_revoke_takes_back_leases_and_unjudged_results_in_under_a_second(
     erin = owned_db.open_volunteer(owned_db.invite(fake_run, "erin"))
     first, second = erin.register_worker("e1", "h", "cpu"), erin.register_worker("e2", "h", "cpu")
     submitted = erin.claim(first)
+    assert submitted is not None
     erin.submit(submitted, b"x", "fp32", UNIT_SIZE, METRICS, 0.1)  # not judged yet
     held = erin.claim(second)
+    assert held is not None
     done = volunteers.revoke(fake_run, "erin")
     assert done.seconds < 1.0
     assert (done.sessions_ended, done.leases_released, done.results_dropped) >= (1, 1, 1)
@@ -544,7 +547,9 @@ def test_worker_engine_with_an_invite_completes_units(
     make_pg_run(owned_db, tmp_path)
     owner = owned_db.opened[0]
     invite = owned_db.invite(owner, "hal")
-    options = WorkerOptions(name="hal-pc", hostname="h", device="cpu", threads=1, max_units=3)
+    options = WorkerOptions(
+        name="hal-pc", hostname="h", device=torch.device("cpu"), threads=1, max_units=3
+    )
     engine = WorkerEngine(
         lambda: owned_db.open_volunteer(decode_invite(encode_invite(invite))),
         ShardCache(tmp_path / "cache"),

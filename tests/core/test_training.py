@@ -71,9 +71,9 @@ def test_gradients_are_a_mean_not_a_sum(gan):
     # gradient scale: a summed gradient would double.
     images = random_images(8)
     one = unit_gradients(gan, images, seed=1, batch_size=8).grads
-    norm_one = torch.sqrt(sum((g**2).sum() for g in one.values()))
+    norm_one = torch.sqrt(torch.stack([(g**2).sum() for g in one.values()]).sum())
     two = unit_gradients(gan, torch.cat([images, images]), seed=1, batch_size=8).grads
-    norm_two = torch.sqrt(sum((g**2).sum() for g in two.values()))
+    norm_two = torch.sqrt(torch.stack([(g**2).sum() for g in two.values()]).sum())
     assert 0.5 < float(norm_two / norm_one) < 1.5
 
 

@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -156,7 +157,7 @@ def test_setup_disables_instances_of_gpus_that_are_gone(capsys, tmp_path: Path) 
 
 def test_setup_writes_the_run_root_only_and_runs_systemctl(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    ran: list[list[str]] = []
+    ran: list[Sequence[str]] = []
     env_file = tmp_path / "etc" / "worker.env"
     argv = [
         "--env-file",
