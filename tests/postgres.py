@@ -159,23 +159,22 @@ class PostgresServer:
         conn.autocommit = True
         return conn
 
-    def create_database(self) -> str:
-        name = f"test_{os.getpid()}_{next(self._counter)}"
-        conn = self.connect()  # not `with conn`: psycopg2 would open a transaction block
+    def execute(self, statement: str, database: str = "postgres") -> None:
+        """Run one statement as the superuser, outside a transaction block."""
+        conn = self.connect(database)  # not `with conn`: that would open a transaction block
         try:
             with conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}"')
+                cur.execute(statement)
         finally:
             conn.close()
+
+    def create_database(self) -> str:
+        name = f"test_{os.getpid()}_{next(self._counter)}"
+        self.execute(f'CREATE DATABASE "{name}"')
         return name
 
     def drop_database(self, name: str) -> None:
-        conn = self.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            conn.close()
+        self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def make_durable(self, database: str) -> None:
         """Commits to `database` survive an immediate shutdown, as on any production server.
@@ -183,12 +182,7 @@ class PostgresServer:
         The cluster runs with synchronous_commit off (speed); an immediate shutdown would then
         lose the last acknowledged commits, which no client could be expected to survive.
         """
-        conn = self.connect()
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = on')
-        finally:
-            conn.close()
+        self.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = on')
 
     def terminate_sessions(self, database: str) -> int:
         """End every other session on `database`; returns how many were ended."""
