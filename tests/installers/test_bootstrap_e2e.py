@@ -98,7 +98,21 @@ def test_worker_launch_passes_its_arguments(installed: Installed) -> None:
     assert code == 0 and "usage: ganfriends-worker" in out, out
 
 
+def prune_cache(installed: Installed) -> str:
+    """Run `uv cache prune` on the shared test cache; what it said."""
+    prune = subprocess.run(
+        [str(installed.app / "uv"), "cache", "prune"],
+        env=env_for(installed.home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert prune.returncode == 0, prune.stderr
+    return prune.stdout + prune.stderr
+
+
 def test_a_sync_killed_midway_is_resumed(installed: Installed) -> None:
+    prune_cache(installed)  # whatever earlier runs left unreferenced
     proc = subprocess.Popen(
         contract_cmd(installed.app, "--repair", "--no-launch"),
         env=env_for(installed.home),
@@ -127,6 +141,8 @@ def test_a_sync_killed_midway_is_resumed(installed: Installed) -> None:
     assert code == 0, out
     assert "interrupted; resuming" in out and "self-test ganfriends: ok" in out
     assert bootstrap(installed, "--no-launch")[1].count("environment up to date") == 1
+    # The resume relinked the cached wheels: no second unpacked copy left unreferenced.
+    assert "No unused entries found" in prune_cache(installed)
 
 
 def test_repair_rebuilds_a_broken_env(installed: Installed) -> None:

@@ -167,6 +167,10 @@ def build_env(
     env = _uv_env(paths)
     if interrupted:
         report("the previous installation was interrupted; resuming it (downloads are kept)")
+        # A package may be half linked: relink all of it into a new environment, from the
+        # cache. (`--reinstall` would imply `--refresh`, unpack every wheel again and leave the
+        # previous copies in the cache unreferenced: GBs of torch per interruption.)
+        remove_env(paths)
     if not paths.python().is_file():
         report(f"creating the environment in {paths.env}")
         cmd = [str(uv), "venv", "--no-config", "--clear", "--python", PYTHON_VERSION]
@@ -175,8 +179,6 @@ def build_env(
     report(f"installing the packages of {lock.name} (first run: several GB)")
     sync = [str(uv), "pip", "sync", "--no-config", "--require-hashes", "--index-url", index_url]
     sync += ["--python", str(paths.python())]
-    # After an interruption a package may be half linked: relink everything (from the cache).
-    sync += ["--reinstall"] if interrupted else []
     code, out = run_uv([*sync, str(lock)], report, paths.uv_cache, env)
     _check(code, out, "downloading and installing packages", index_url)
     install = [str(uv), "pip", "install", "--no-config", "--no-deps", "--offline"]
