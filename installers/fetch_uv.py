@@ -41,12 +41,9 @@ def load_pins(path: Path = PINS_PATH) -> dict:
 
 
 def sha256_of(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
+    """The hex sha256 of a file."""
     with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _download(url: str, dest: Path) -> None:

@@ -87,11 +87,8 @@ class EnvPaths:
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file."""
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_stamp(paths: EnvPaths) -> Stamp | None:
