@@ -13,12 +13,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, delete, insert, update
 
 from core.store import housekeeping, notify, queue, reads, runs, verdicts, volunteer
-from core.store.errors import (
-    RunPaused,
-    StoreError,
-    UnknownWorker,
-    translated_errors,
-)
+from core.store.errors import RunPaused, StoreError, UnknownWorker, translated_errors
 from core.store.rows import (
     RUN_STATUSES,
     EventRow,
