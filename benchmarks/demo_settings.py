@@ -9,6 +9,10 @@ on the machine's load; the demo's wall-clock speed (`./scripts/demo`) decides ho
 five minutes buy.
 
     .venv/bin/python -m benchmarks.demo_settings [--images 102400] [--every 12800]
+    .venv/bin/python -m benchmarks.demo_settings --images 153600 --try beta2=0.99 --try lr=2e-3
+
+`--try KEY=VALUE` compares variants of the current settings (one changed key each) instead of
+the previous settings.
 """
 
 from __future__ import annotations
@@ -61,6 +65,20 @@ def curve(settings: RunSettings, images: torch.Tensor, total: int, every: int) -
     return figures
 
 
+def variant(change: str) -> tuple[str, RunSettings]:
+    """`KEY=VALUE` → (that text, the demo settings with that one key changed)."""
+    key, sep, text = change.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(RunSettings)}
+    if not sep or key not in fields:
+        raise SystemExit(f"--try takes KEY=VALUE with a RunSettings key, not {change!r}")
+    current = getattr(DEMO_SETTINGS, key)
+    try:
+        value = type(current)(text)
+    except ValueError:
+        raise SystemExit(f"--try {change}: {text!r} is not a {type(current).__name__}") from None
+    return change, dataclasses.replace(DEMO_SETTINGS, **{key: value})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.demo_settings", description=__doc__.splitlines()[0]
@@ -70,22 +88,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--every",
         type=int,
         default=12_800,
-        help="images between quality figures (a multiple of both settings' images per version)",
+        help="images between quality figures (a multiple of every setting's images per version)",
+    )
+    parser.add_argument(
+        "--try",
+        dest="changes",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="compare the current settings with this one change (repeatable); "
+        "without it, with the previous settings",
     )
     args = parser.parse_args(argv)
+    others = [variant(change) for change in args.changes] or [("previous", PREVIOUS)]
     images = synthetic_images(DEMO_DATASET[1], DEMO_MODEL.image_size, 0)
     results = {}
-    for name, settings in (("current", DEMO_SETTINGS), ("previous", PREVIOUS)):
+    for name, settings in (("current", DEMO_SETTINGS), *others):
         print(
             f"{name}: units of {settings.images_per_work_unit} × "
-            f"{settings.num_workunits_per_update}, lr {settings.lr:g}"
+            f"{settings.num_workunits_per_update}, lr {settings.lr:g}, "
+            f"betas ({settings.beta1:g}, {settings.beta2:g})"
         )
         results[name] = curve(settings, images, args.images, args.every)
     best = {name: min(figures) for name, figures in results.items()}
-    print(
-        f"best quality within {args.images:,} images: current {best['current']:.1f}, previous "
-        f"{best['previous']:.1f} (lower is better; ratio {best['current'] / best['previous']:.2f})"
-    )
+    for name, _ in others:
+        print(
+            f"best quality within {args.images:,} images: current {best['current']:.1f}, {name} "
+            f"{best[name]:.1f} (lower is better; ratio {best['current'] / best[name]:.2f}); "
+            f"last: current {results['current'][-1]:.1f}, {name} {results[name][-1]:.1f}"
+        )
     return 0
 
 
