@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from coordinator.intake import Decoded, HeldResults, ResultIntake
 from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
 from core.cache import ShardCache
@@ -36,7 +37,7 @@ from core.paths import cache_dir
 from core.quality import fixed_noise, sample_grid_png, sliced_wasserstein
 from core.schedule import plan_version
 from core.shards import ShardFetcher
-from core.store import DatabaseUnavailable, ResultRow, Store, UnitSpec
+from core.store import DatabaseUnavailable, ResultRow, Store, StoreError, UnitSpec
 from core.training import AdamState, GradientSum, UnitMetrics, adam_step, calibrate_gan
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ ABSOLUTE_MAX_NORM = 1e4  # no honest per-sample-mean gradient of a DCGAN comes n
 CROSSCHECK_RTOL = 5e-2  # two computations of one unit must agree this closely (relative L2)
 SAMPLE_GRID_IMAGES = 64  # images in a sample grid
 QUALITY_IMAGES = 512  # real and generated images compared by the quality figure
-VALIDATE_BATCH = 32  # results validated per pass
+VALIDATE_BATCH = 32  # results validated per pass (read and decoded in parallel)
+IDLE_WAIT_S = 0.25  # an idle pass waits this long for a result (a new result ends it at once)
 TIDY_AFTER_CLOSES = 2  # closes without an idle pass after which tidy runs anyway
 RECONNECT_INITIAL_S = 0.5  # first wait after the database was lost (then doubling, with jitter)
 RECONNECT_MAX_S = 15.0  # longest wait between attempts to reach a lost database
@@ -86,6 +88,9 @@ class Coordinator:
         self.on_published = on_published or (lambda p: None)
         self.on_sampled = on_sampled or (lambda s: None)
         self._norms: deque[float] = deque(maxlen=NORM_HISTORY)
+        self._intake = ResultIntake(store.result_payload, self._decode)
+        weakref.finalize(self, self._intake.close)
+        self._held = HeldResults()  # accepted results decoded before their turn in unit order
         self._real_for_quality: torch.Tensor | None = None
         # Ends volunteer sessions holding transactions open (PostgreSQL); own thread, see poll.
         self.watchdog = Watchdog(store)
@@ -107,22 +112,78 @@ class Coordinator:
         weights, _, _ = self.store.version_weights(self.version)
         params, _ = decode_named(weights, MAX_STATE_BYTES)
         self.params = params
-        _, state = self.store.optimizer_state()
-        tensors, meta = decode_named(state, MAX_STATE_BYTES)
-        self.adam = AdamState.from_tensors(int(meta["step"]), tensors)
+        self.adam = self._load_optimizer_state()
         self._start_version()
+
+    def _load_optimizer_state(self) -> AdamState:
+        """The published version's Adam state; rebuilt if the coordinator stopped between
+        publishing the version and storing its state (see `_close`)."""
+        stored_version, state = self.store.newest_optimizer_state()
+        tensors, meta = decode_named(state, MAX_STATE_BYTES)
+        adam = AdamState.from_tensors(int(meta["step"]), tensors)
+        if stored_version == self.version:
+            return adam
+        if stored_version != self.version - 1:
+            raise StoreError(
+                f"the newest optimizer state is of version {stored_version}, but the run is at "
+                f"version {self.version}: the database is damaged; restore it from a backup"
+            )
+        adam = self._rebuild_optimizer_state(adam)
+        self.store.store_optimizer_state(
+            self.version, encode_named(adam.to_tensors(), {"step": str(adam.step)})
+        )
+        log.info("rebuilt the optimizer state of version %d from its results", self.version)
+        return adam
+
+    def _rebuild_optimizer_state(self, previous: AdamState) -> AdamState:
+        """Redo the last close's Adam step on the moments: the kept accepted results of the
+        version before, summed in unit order. The moments do not depend on the learning rate,
+        so a `set lr=…` in between changes nothing; the new weights are the published ones."""
+        closed = self.version - 1
+        units = sorted(
+            (u for u in self.store.version_units(closed) if u.copy == 0),
+            key=lambda u: u.unit_index,
+        )
+        total = GradientSum()
+        for unit in units:
+            result = self.store.accepted_result(closed, unit.unit_index)
+            if result is None:
+                continue  # parked: the close left it out
+            grads = self._intake.decode_one(result.id).grads
+            metrics = UnitMetrics(result.d_loss, result.g_loss, result.d_real, result.d_fake)
+            total.add(grads, metrics, unit.sample_count)
+        recorded = [m for m in self.store.metrics(closed) if m.version == closed]
+        if recorded and recorded[0].units != total.units:
+            raise StoreError(
+                f"version {closed} was closed from {recorded[0].units} units but "
+                f"{total.units} of their results are left: cannot rebuild its optimizer state"
+            )
+        if total.units == 0:
+            return previous  # an empty version: no step was taken
+        _, adam = adam_step(
+            self.params,
+            total.mean(),
+            previous,
+            lr=self.settings.lr,  # unused by the moments
+            beta1=self.settings.beta1,
+            beta2=self.settings.beta2,
+            eps=self.settings.eps,
+        )
+        return adam
 
     def _start_version(self) -> None:
         units = [u for u in self.store.version_units(self.version) if u.copy == 0]
         self._designated = sorted(units, key=lambda u: u.unit_index)
         self._sum = GradientSum()
+        self._held.clear()
         self._next = 0  # position in _designated up to which results are summed
         self._last_accept_at: float | None = None
         self._advance()
 
     # The loop -------------------------------------------------------------------------------
-    def serve(self, stop: threading.Event, poll_s: float = 0.05) -> None:
-        """Run until `stop` is set; idle passes wait `poll_s` seconds.
+    def serve(self, stop: threading.Event, poll_s: float = IDLE_WAIT_S) -> None:
+        """Run until `stop` is set; idle passes wait up to `poll_s` seconds for a new result
+        (a submit ends the wait at once: NOTIFY on PostgreSQL, the change counter on SQLite).
 
         A lost database (restart, terminated session, network) does not end it: it waits with
         backoff and jitter, then rebuilds its state from the committed database and goes on.
@@ -144,8 +205,11 @@ class Coordinator:
                 stop.wait(delay)
                 continue
             retry.reset()
-            if not busy:
-                stop.wait(poll_s)
+            if not busy and not stop.is_set():
+                try:
+                    self.store.wait_for_results(poll_s)
+                except DatabaseUnavailable:  # a hint only: the next pass finds out properly
+                    stop.wait(poll_s)
 
     def step(self) -> bool:
         """One pass: expire leases, validate new results, close the version if complete.
@@ -156,8 +220,10 @@ class Coordinator:
         self.watchdog.poll()
         busy = self.store.expire_leases() > 0
         results = self.store.new_results(VALIDATE_BATCH)
+        current = [row.id for row in results if row.version == self.version]
+        decoded = dict(zip(current, self._intake.decode_all(current), strict=True))
         for row in results:
-            self._validate(row)
+            self._validate(row, decoded.get(row.id))
         busy = busy or bool(results)
         if busy:
             self._advance()
@@ -173,16 +239,17 @@ class Coordinator:
             self._closes_since_tidy = 0
         return busy
 
-    def _validate(self, row: ResultRow) -> None:
-        if row.version != self.version:
+    def _validate(self, row: ResultRow, outcome: Decoded | PayloadError | None) -> None:
+        """The verdict on one result, given what decoding it gave (None: another version)."""
+        if row.version != self.version or outcome is None:
             self.store.resolve_result(
                 row.id, "rejected", f"result for version {row.version}, not {self.version}"
             )
             return
-        payload = self.store.result_payload(row.id)
         try:
-            grads = self._decode(payload)
-            norm, bound = global_norm(grads), self._norm_bound()  # the norm is also remembered
+            if isinstance(outcome, PayloadError):
+                raise outcome
+            grads, norm, bound = outcome.grads, outcome.norm, self._norm_bound()
             if not norm <= bound:
                 raise NormTooLarge(f"global L2 norm {norm:.6g} exceeds the bound {bound:.6g}")
             _check_metrics(row)
@@ -201,6 +268,8 @@ class Coordinator:
                     metrics = UnitMetrics(row.d_loss, row.g_loss, row.d_real, row.d_fake)
                     self._sum.add(grads, metrics, unit.sample_count)
                     self._next += 1
+                else:  # its turn comes later: keep it decoded (or re-read it then)
+                    self._held.keep(row.unit_index, outcome)
             return
         self._crosscheck(row, grads, accepted)
 
@@ -208,7 +277,7 @@ class Coordinator:
         self, row: ResultRow, grads: dict[str, torch.Tensor], accepted: ResultRow
     ) -> None:
         """A second valid result of a unit: compare it with the first; record disagreement."""
-        first = self._decode(self.store.result_payload(accepted.id))
+        first = self._intake.decode_one(accepted.id).grads
         diff = global_norm({n: grads[n] - first[n] for n in grads})
         scale = max(global_norm(first), 1e-12)
         reason = None
@@ -245,7 +314,8 @@ class Coordinator:
                 if unit.unit_index not in parked:
                     return
             else:
-                grads = self._decode(self.store.result_payload(result.id))
+                held = self._held.take(unit.unit_index)
+                grads = (held or self._intake.decode_one(result.id)).grads
                 metrics = UnitMetrics(result.d_loss, result.g_loss, result.d_real, result.d_fake)
                 # The coordinator's sample count, never the worker's claim.
                 self._sum.add(grads, metrics, unit.sample_count)
@@ -287,7 +357,6 @@ class Coordinator:
         weights = encode_named(
             params, {"model_config": self.model_config.to_json(), "version": str(new_version)}
         )
-        optimizer = encode_named(adam.to_tensors(), {"step": str(adam.step)})
         units = settings.num_workunits_per_update
         plans = plan_version(
             settings.seed, self.dataset_size, settings.images_per_work_unit, self.cursor, units
@@ -297,12 +366,11 @@ class Coordinator:
         # Stored with the metrics, so it can only cover the time until the close's own
         # transaction starts; `Published.close_s` below includes the commit.
         close_s = time.perf_counter() - accepted_at
-        self.store.close_version(
+        self.store.publish_version(
             self.version,
             weights=weights,
             weights_sha256=sha256_hex(weights),
             model_config=run.model_config,
-            optimizer_state=optimizer,
             metrics={
                 **metrics.as_dict(),
                 "images": self._sum.samples,
@@ -315,6 +383,12 @@ class Coordinator:
         )
         committed_s = time.perf_counter() - accepted_at
         images = self._sum.samples
+        # Workers compute the new version already; its optimizer state is written now. A kill
+        # before this commit leaves the closed version's accepted results, which `_load`
+        # rebuilds the identical state from.
+        self.store.store_optimizer_state(
+            new_version, encode_named(adam.to_tensors(), {"step": str(adam.step)})
+        )
         self.version, self.cursor, self.settings = new_version, self.cursor + units, settings
         self.params, self.adam = params, adam
         self._start_version()

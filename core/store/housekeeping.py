@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, event, exists, select
+from sqlalchemy import Connection, Engine, delete, event, exists, func, select
 
 from core.store.schema import (
     model_versions,
@@ -19,7 +19,6 @@ from core.store.schema import (
     result_payloads,
     result_uploads,
     results,
-    run,
     samples,
     work_units,
 )
@@ -38,10 +37,14 @@ def delete_dropped_payloads(conn: Connection) -> int:
 
 
 def delete_old_optimizer_states(conn: Connection) -> int:
-    """Delete the optimizer states of versions before the published one; how many."""
-    published = select(run.c.version).where(run.c.id == 1).scalar_subquery()
+    """Delete the optimizer states older than the newest stored one; how many.
+
+    Not "older than the published version": between publishing a version and storing its
+    state, the previous state is what a restarted coordinator rebuilds the new one from.
+    """
+    newest = select(func.max(optimizer_states.c.version)).scalar_subquery()
     return conn.execute(
-        delete(optimizer_states).where(optimizer_states.c.version < published)
+        delete(optimizer_states).where(optimizer_states.c.version < newest)
     ).rowcount
 
 

@@ -1,4 +1,4 @@
-"""New-work wake-ups: NOTIFY when units become claimable, and waiting for one (LISTEN).
+"""Wake-ups: NOTIFY when units become claimable or results arrive, and waiting for one (LISTEN).
 
 A hint, never the authority: workers still poll, so a notification lost to a restart or sent
 while nobody listened delays a claim by at most one poll interval and never loses work.
@@ -17,15 +17,16 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func
+from sqlalchemy import Connection, Engine, Select, func
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sql_select
 
-from core.store.schema import run, work_units
+from core.store.schema import results, run, work_units
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "ganfriends_work"
+CHANNEL = "ganfriends_work"  # units became claimable (workers listen)
+RESULTS_CHANNEL = "ganfriends_results"  # a result was submitted (the coordinator listens)
 LISTEN_RETRY_S = 5.0  # seconds between attempts to reopen a lost LISTEN connection
 SQLITE_WATCH_S = 0.01  # seconds between looks at an SQLite database's change counter
 
@@ -40,8 +41,27 @@ def announce_work(conn: Connection) -> None:
         conn.execute(sql_select(func.pg_notify(CHANNEL, "")))
 
 
+def pending_work() -> Select:
+    """A row when the run is active and one of its current units can be claimed."""
+    return (
+        sql_select(work_units.c.id)
+        .join(run, (run.c.version == work_units.c.version) & (run.c.id == 1))
+        .where(run.c.status == "active", work_units.c.status == "pending")
+        .limit(1)
+    )
+
+
+def new_results() -> Select:
+    """A row when a submitted result waits for the coordinator's verdict."""
+    return sql_select(results.c.id).where(results.c.status == "new").limit(1)
+
+
 class WorkWaiter:
     """Waits until work is announced, a timeout passes, or `interrupt` is called.
+
+    What counts as work is given by a NOTIFY channel (PostgreSQL) and a query that returns a
+    row when there is some (SQLite): by default claimable units, for workers; the coordinator
+    waits on `RESULTS_CHANNEL` / `new_results()`.
 
     On PostgreSQL it holds one extra connection of its own, in autocommit with LISTEN, opened
     on the first wait and reopened when lost (at once, then at most every LISTEN_RETRY_S while
@@ -50,8 +70,12 @@ class WorkWaiter:
     in-memory database waits its timeout. One thread waits at a time; others queue.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, channel: str = CHANNEL, pending: Select | None = None
+    ) -> None:
         self._engine = engine
+        self._channel = channel
+        self._pending = pending_work() if pending is None else pending
         self._lock = threading.Lock()  # one waiter at a time
         self._pair_lock = threading.Lock()
         self._wake_pair: tuple[socket.socket, socket.socket] | None = None
@@ -118,7 +142,7 @@ class WorkWaiter:
 
     def _watch_sqlite(self, reader: socket.socket, deadline: float) -> bool:
         if self._watch is None:
-            self._watch = _SqliteWatch.open(self._engine)
+            self._watch = _SqliteWatch.open(self._engine, self._pending)
         while (left := deadline - time.monotonic()) > 0:
             step = left if self._watch is None else min(left, SQLITE_WATCH_S)
             readable, _, _ = select.select([reader], [], [], step)
@@ -157,7 +181,7 @@ class WorkWaiter:
             connection.rollback()
             connection.autocommit = True
             with connection.cursor() as cursor:
-                cursor.execute(f"LISTEN {CHANNEL}")
+                cursor.execute(f"LISTEN {self._channel}")
         except (sa_exc.DBAPIError, self._engine.dialect.loaded_dbapi.Error) as error:
             # Tried again at once after a loss, then at most every LISTEN_RETRY_S while down.
             self._retry_at = time.monotonic() + LISTEN_RETRY_S
@@ -196,23 +220,17 @@ class _SqliteWatch:
         self._seen = self._data_version()
 
     @classmethod
-    def open(cls, engine: Engine) -> _SqliteWatch | None:
+    def open(cls, engine: Engine, query: Select) -> _SqliteWatch | None:
         """A watch on the engine's database file; None for an in-memory database."""
         if engine.url.database in (None, "", ":memory:"):
             return None
         proxied = engine.raw_connection()  # the engine's settings (WAL, busy timeout), no BEGIN
         proxied.detach()
-        query = (
-            sql_select(work_units.c.id)
-            .join(run, (run.c.version == work_units.c.version) & (run.c.id == 1))
-            .where(run.c.status == "active", work_units.c.status == "pending")
-            .limit(1)
-        )
         compiled = query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
         return cls(proxied.dbapi_connection, str(compiled))
 
     def work_appeared(self) -> bool:
-        """True once something was committed since the last look and a unit is pending."""
+        """True once something was committed since the last look and the query finds a row."""
         try:
             version = self._data_version()
             if version == self._seen:

@@ -121,6 +121,16 @@ def optimizer_state(conn: Connection) -> tuple[int, bytes]:
     return int(version), state
 
 
+def newest_optimizer_state(conn: Connection) -> tuple[int, bytes]:
+    """(version, Adam state bytes) of the newest stored optimizer state."""
+    version = conn.execute(select(func.max(optimizer_states.c.version))).scalar()
+    if version is None:
+        raise StoreError("the run has no optimizer state in the database")
+    state = read_bytes(conn, optimizer_states.c.state, optimizer_states.c.version == version)
+    assert state is not None  # the row was just found
+    return int(version), state
+
+
 def result_payload(conn: Connection, result_id: int) -> bytes:
     """The payload of a result (StoreError once it is resolved and dropped)."""
     # One query: a payload row can outlive its result's verdict until the next tidy.

@@ -197,7 +197,38 @@ def close_version(
     next_units: Sequence[UnitSpec],
     new_cursor: int,
 ) -> None:
-    """Publish version+1 and retire `version` (caller's transaction: all of it or nothing)."""
+    """Publish version+1 with its optimizer state in the caller's one transaction."""
+    publish_version(
+        conn,
+        now,
+        version,
+        weights,
+        weights_sha256,
+        model_config,
+        metrics_values,
+        next_units,
+        new_cursor,
+    )
+    store_optimizer_state(conn, version + 1, optimizer)
+
+
+def publish_version(
+    conn: Connection,
+    now: float,
+    version: int,
+    weights: bytes,
+    weights_sha256: str,
+    model_config: Mapping[str, object],
+    metrics_values: Mapping[str, float | int | None],
+    next_units: Sequence[UnitSpec],
+    new_cursor: int,
+) -> None:
+    """Publish version+1 and retire `version` (caller's transaction: all of it or nothing).
+
+    The optimizer state of version+1 is not part of it: `store_optimizer_state` writes it
+    afterwards. Until then `version`'s accepted results stay, so that a coordinator that dies in
+    between rebuilds the state from them (Adam's moments do not depend on the learning rate).
+    """
     current = read_run(conn, for_update=True)
     if current.version != version:
         raise StoreError(
@@ -210,7 +241,6 @@ def close_version(
     settings = StoreSettings.from_settings(current.settings)
     published = version + 1
     insert_version(conn, published, weights, weights_sha256, model_config, settings, now)
-    insert_bytes(conn, optimizer_states, {"version": published}, "state", optimizer)
     conn.execute(
         update(run)
         .where(run.c.id == 1)
@@ -222,8 +252,10 @@ def close_version(
         .where(work_units.c.version == version, work_units.c.status.not_in(("done", "parked")))
         .values(status="cancelled", lease_expires_at=None)
     )
-    # Small rows only: their payloads are deleted when the coordinator is idle (tidy).
-    conn.execute(delete(results).where(results.c.version == version))
+    # Results that were not accepted can go now (small rows: payloads go when tidy runs).
+    conn.execute(
+        delete(results).where(results.c.version == version, results.c.status != "accepted")
+    )
     _insert_metrics(conn, version, metrics_values, now)
     insert_units(conn, published, next_units, now)
     prune(conn, version, settings)
@@ -237,6 +269,18 @@ def close_version(
         version=published,
     )
     log.info("published version %d", published)
+
+
+def store_optimizer_state(conn: Connection, version: int, optimizer: bytes) -> None:
+    """Write the optimizer state of published `version`; drop the results it was made from."""
+    current = read_run(conn, for_update=True)
+    if current.version != version:
+        raise StoreError(
+            f"cannot store the optimizer state of version {version}: the run is at version "
+            f"{current.version}"
+        )
+    insert_bytes(conn, optimizer_states, {"version": version}, "state", optimizer)
+    conn.execute(delete(results).where(results.c.version == version - 1))
 
 
 def _insert_metrics(

@@ -51,6 +51,10 @@ class Store:
         self.clock = clock  # seconds since the epoch; tests pass a clock they can move
         self._local = threading.local()
         self._work_waiter = notify.WorkWaiter(engine)
+        # The coordinator's: results to validate (created on its first wait, unused elsewhere).
+        self._result_waiter = notify.WorkWaiter(
+            engine, notify.RESULTS_CHANNEL, notify.new_results()
+        )
         # Volunteer login (PostgreSQL)? Decided by the first session; see `volunteer_login`.
         self._volunteer: bool | None = None
 
@@ -101,6 +105,7 @@ class Store:
     def dispose(self) -> None:
         """Close the pooled connections (the store can still be used; it reconnects)."""
         self._work_waiter.close()
+        self._result_waiter.close()
         self.engine.dispose()
 
     def close(self) -> None:
@@ -216,7 +221,7 @@ class Store:
         next_units: Sequence[UnitSpec],
         new_cursor: int,
     ) -> None:
-        """Publish version+1 and retire `version`, all in one transaction.
+        """Publish version+1 with its optimizer state and retire `version`, in one transaction.
 
         `metrics` needs d_loss, g_loss, d_real, d_fake, images, units, parked_units, close_s
         (swd optional). Raises StoreError if the run is no longer at `version`.
@@ -236,6 +241,42 @@ class Store:
             )
             notify.announce_work(conn)
 
+    def publish_version(
+        self,
+        version: int,
+        *,
+        weights: bytes,
+        weights_sha256: str,
+        model_config: Mapping[str, object],
+        metrics: Mapping[str, float | int | None],
+        next_units: Sequence[UnitSpec],
+        new_cursor: int,
+    ) -> None:
+        """Publish version+1 and retire `version` in one transaction, without the optimizer
+        state: `store_optimizer_state` writes that afterwards, so workers start sooner.
+
+        Until it does, `version`'s accepted results are kept for `rebuild` (see the
+        coordinator). Raises StoreError if the run is no longer at `version`.
+        """
+        with self.session() as conn:
+            runs.publish_version(
+                conn,
+                self.clock(),
+                version,
+                weights,
+                weights_sha256,
+                model_config,
+                metrics,
+                next_units,
+                new_cursor,
+            )
+            notify.announce_work(conn)
+
+    def store_optimizer_state(self, version: int, state: bytes) -> None:
+        """The optimizer state of the published `version`, written after `publish_version`."""
+        with self.session() as conn:
+            runs.store_optimizer_state(conn, version, state)
+
     # ------------------------------------------------------ versions, data
     def version_weights(self, version: int) -> tuple[bytes, str, dict[str, object]]:
         """(safetensors bytes, sha256, model config) of a kept version."""
@@ -251,6 +292,12 @@ class Store:
         """(version, Adam state bytes) for the latest published version."""
         with self.session() as conn:
             return reads.optimizer_state(conn)
+
+    def newest_optimizer_state(self) -> tuple[int, bytes]:
+        """(version, Adam state bytes) of the newest stored state: the published version's, or
+        the one before it when the coordinator stopped between publishing and storing it."""
+        with self.session() as conn:
+            return reads.newest_optimizer_state(conn)
 
     def shard_index(self) -> list[ShardRow]:
         """Every dataset shard, in index order, without data."""
@@ -402,6 +449,18 @@ class Store:
         self._work_waiter.interrupt()
 
     # ---------------------------------------------------- coordinator side
+    def wait_for_results(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` s for a submitted result; True when one was announced.
+
+        On PostgreSQL an insert into results (NOTIFY) ends the wait; on an SQLite file any
+        commit that leaves a new result does (within ~10 ms). A hint only, as `wait_for_work`.
+        """
+        return self._result_waiter.wait(timeout_s)
+
+    def interrupt_result_wait(self) -> None:
+        """End a `wait_for_results` at once (or the next one); from any thread."""
+        self._result_waiter.interrupt()
+
     def expire_leases(self) -> int:
         """Return expired leases to the queue (or park them); how many expired."""
         with self.session() as conn:

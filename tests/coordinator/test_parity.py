@@ -64,31 +64,47 @@ import sys, time
 from pathlib import Path
 from core.store import Store, open_store
 from coordinator.loop import Coordinator
-marker = Path(sys.argv[2])
-original = Store.close_version
-def slow_close(self, *args, **kwargs):
-    with self.session():  # the close's own transaction joins this one
-        original(self, *args, **kwargs)
-        marker.write_text("inside the close transaction")
+marker, where = Path(sys.argv[2]), sys.argv[3]
+original_publish, original_state = Store.publish_version, Store.store_optimizer_state
+def slow_publish(self, *args, **kwargs):
+    if where != "publish":
+        return original_publish(self, *args, **kwargs)
+    with self.session():  # the publish's own transaction joins this one
+        original_publish(self, *args, **kwargs)
+        marker.write_text("inside the publishing transaction")
         time.sleep(30)
-Store.close_version = slow_close
+def slow_state(self, *args, **kwargs):
+    if where == "state":  # published and committed; the optimizer state not yet written
+        marker.write_text("between the publish and the optimizer state")
+        time.sleep(30)
+    return original_state(self, *args, **kwargs)
+Store.publish_version, Store.store_optimizer_state = slow_publish, slow_state
 Coordinator(open_store(sys.argv[1])).serve(__import__("threading").Event(), 0.01)
 """
 
 
-def test_coordinator_killed_mid_close(tmp_path):
+@pytest.mark.parametrize(
+    ("where", "published"),
+    [
+        ("publish", 0),  # the publishing transaction is open: nothing of the close is visible
+        ("state", 1),  # published, but the coordinator dies before writing the Adam state
+    ],
+)
+def test_coordinator_killed_mid_close(tmp_path, where, published):
     run = make_tiny_run(tmp_path)
     marker = tmp_path / "closing"
     procs = [start_worker(run, f"w{i}") for i in range(2)]
     try:
         crashy = subprocess.Popen(
-            [sys.executable, "-c", CRASHY_COORDINATOR, run.url, str(marker)], env=run.env
+            [sys.executable, "-c", CRASHY_COORDINATOR, run.url, str(marker), where], env=run.env
         )
         wait_for(marker.exists, timeout_s=90)
-        crashy.send_signal(signal.SIGKILL)  # mid-close: the transaction is open, not committed
+        crashy.send_signal(signal.SIGKILL)
         crashy.wait()
         store = run.store()
-        assert store.get_run().version == 0  # nothing of the interrupted close was published
+        assert store.get_run().version == published
+        if where == "state":  # the state of version 1 is missing: the restart must rebuild it
+            assert store.newest_optimizer_state()[0] == 0
         time.sleep(0.2)
         serve_until(store, VERSIONS)
         got = published_params(store, VERSIONS)
