@@ -36,6 +36,7 @@ def run_status(store: Store) -> dict[str, Any]:
     now = time.time()
     workers = store.workers()
     counts = store.unit_counts(run.version)
+    active = sum(1 for w in workers if now - w.last_seen < ACTIVE_WITHIN_S)
     return {
         "name": run.name,
         "status": run.status,
@@ -56,7 +57,9 @@ def run_status(store: Store) -> dict[str, Any]:
             "done": counts.done,
             "parked": counts.parked,
         },
-        "workers_active": sum(1 for w in workers if now - w.last_seen < ACTIVE_WITHIN_S),
+        "workers_active": active,
+        "units_per_version": settings.num_workunits_per_update,
+        **pool_advice(active, settings.num_workunits_per_update),
         "workers_stalled": sum(
             1
             for w in workers
@@ -64,6 +67,32 @@ def run_status(store: Store) -> dict[str, Any]:
         ),
         "rejected_results": sum(w.rejected for w in workers),
     }
+
+
+def pool_advice(active: int, units_per_version: int) -> dict[str, Any]:
+    """How many active workers wait for work every version, and the `set` that would help.
+
+    A version has exactly `units_per_version` units, so at most that many workers compute at
+    once; the others wait until the next version is published.
+    """
+    waiting = max(0, active - units_per_version)
+    advice = None
+    if waiting:
+        advice = (
+            f"{waiting} of {active} active workers wait for work every version "
+            f"(a version has {units_per_version} units): "
+            f"`ganfriends-coordinator set num_workunits_per_update={active}` lets all of them "
+            "compute (a larger batch per step; see the README, 'Sizing a run for a class')"
+        )
+    return {"workers_waiting": waiting, "advice": advice}
+
+
+def waiting_advice(store: Store) -> str | None:
+    """`pool_advice`'s sentence for the run as it is now, or None when nobody waits."""
+    now = time.time()
+    active = sum(1 for w in store.workers() if now - w.last_seen < ACTIVE_WITHIN_S)
+    units = RunSettings.from_dict(store.get_run().settings).num_workunits_per_update
+    return pool_advice(active, units)["advice"]
 
 
 def worker_table(store: Store) -> list[dict[str, Any]]:

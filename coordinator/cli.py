@@ -249,20 +249,27 @@ def _status(args: argparse.Namespace) -> int:
         ("quality (SWD, lower is better)", f"{swd:.2f}" if swd is not None else "—"),
         ("units of this version", ", ".join(f"{k} {v}" for k, v in units.items())),
         ("workers", f"{status['workers_active']} active, {status['workers_stalled']} stalled"),
+        ("units per version", str(status["units_per_version"])),
         ("rejected results", str(status["rejected_results"])),
     ]
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
+    if status["advice"]:
+        print(f"note: {status['advice']}")
     return 0
 
 
 def _workers(args: argparse.Namespace) -> int:
-    rows = admin.worker_table(open_store(_need_db(args)))
+    store = open_store(_need_db(args))
+    rows = admin.worker_table(store)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         print_table(rows)
+        advice = admin.waiting_advice(store)
+        if advice:
+            print(f"note: {advice}")
     return 0
 
 

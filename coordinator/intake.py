@@ -73,6 +73,12 @@ class ResultIntake:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    @property
+    def closer(self) -> Callable[[], None]:
+        """Shuts the thread pool down; holds no reference to this intake's callers, so an
+        owner can hand it to `weakref.finalize` and still be garbage-collected."""
+        return self._pool.shutdown
+
     def _one(self, result_id: int) -> Decoded | PayloadError:
         payload = self._read(result_id)
         try:

@@ -89,7 +89,7 @@ class Coordinator:
         self.on_sampled = on_sampled or (lambda s: None)
         self._norms: deque[float] = deque(maxlen=NORM_HISTORY)
         self._intake = ResultIntake(store.result_payload, self._decode)
-        weakref.finalize(self, self._intake.close)
+        weakref.finalize(self, self._intake.closer)
         self._held = HeldResults()  # accepted results decoded before their turn in unit order
         self._real_for_quality: torch.Tensor | None = None
         # Ends volunteer sessions holding transactions open (PostgreSQL); own thread, see poll.

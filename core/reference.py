@@ -3,6 +3,11 @@
 Seeded epoch permutations, unit slicing, `num_workunits_per_update` units per version summed in
 unit order, payload precision applied exactly as encode/decode does, one Adam step per version.
 The distributed run must reproduce its weights bitwise on one machine.
+
+Settings an owner changes with `set` while the run goes on are replayed with `settings_at`:
+the settings the coordinator read at the close of each version. As in the coordinator, the
+close of version v takes its Adam step with those settings and designates version v+1's
+units with them, so version v has `settings_at(v - 1).num_workunits_per_update` units.
 """
 
 from __future__ import annotations
@@ -42,16 +47,26 @@ def initial_state(model: ModelConfig, settings: RunSettings) -> TrainState:
 
 
 def train_version(
-    state: TrainState, model: ModelConfig, settings: RunSettings, images: Tensor
+    state: TrainState,
+    model: ModelConfig,
+    settings: RunSettings,
+    images: Tensor,
+    *,
+    units_in_version: int | None = None,
 ) -> tuple[TrainState, UnitMetrics]:
-    """One version: gradients of its designated units, their weighted mean, one Adam step."""
+    """One version: gradients of its designated units, their weighted mean, one Adam step.
+
+    `settings` are those of the version's close (the step's learning rate); the version has
+    `units_in_version` units (default: `settings.num_workunits_per_update`).
+    """
     gan = gan_from_parameters(model, state.params)
+    count = settings.num_workunits_per_update if units_in_version is None else units_in_version
     units = plan_version(
         settings.seed,
         images.shape[0],
         settings.images_per_work_unit,
         state.cursor,
-        settings.num_workunits_per_update,
+        count,
     )
     total = GradientSum()
     for unit in units:
@@ -79,12 +94,21 @@ def reference_train(
     versions: int,
     *,
     on_version: Callable[[TrainState, UnitMetrics], None] | None = None,
+    settings_at: Callable[[int], RunSettings] | None = None,
 ) -> TrainState:
-    """Train `versions` versions from the run's initial weights; images: uint8 (N, C, S, S)."""
+    """Train `versions` versions from the run's initial weights; images: uint8 (N, C, S, S).
+
+    `settings_at(v)`: the settings in force at the close of version v, for runs whose live
+    settings were changed with `set` (default: `settings` throughout).
+    """
     state = initial_state(model, settings)
+    at = settings_at or (lambda version: settings)
     with intra_op_threads(settings.compute_threads):
-        for _ in range(versions):
-            state, metrics = train_version(state, model, settings, images)
+        for version in range(versions):
+            designated = (settings if version == 0 else at(version - 1)).num_workunits_per_update
+            state, metrics = train_version(
+                state, model, at(version), images, units_in_version=designated
+            )
             if on_version is not None:
                 on_version(state, metrics)
     return state

@@ -1,5 +1,9 @@
 """The worker engine: claim → weights → shards → compute → submit, with controls and events.
 
+A finished unit uploads in the background while the engine claims and computes the next one
+(one upload in flight at most; its lease keeps its heartbeat until the submit is answered), so
+a fast worker does not wait for its own upload.
+
 One engine drives both the headless worker and the desktop app. It reports what it does as
 plain `WorkerEvent` values to a callback (a GUI turns them into signals), and it is controlled
 from any thread with `pause`, `resume`, `finish_current_unit` and `stop`. Pauses and stops take
@@ -92,6 +96,10 @@ class WorkerEngine:
         self.state = "connecting"
         self._last_report = 0.0
         self._run_thread: threading.Thread | None = None
+        self._upload: threading.Thread | None = None  # the finished unit being submitted
+        self._uploads_pending = 0  # computed units whose submit is still running
+        self._pending_lock = threading.Lock()
+        self._thread_role = threading.local()  # `.background` on the upload thread
 
     # Controls (any thread) ------------------------------------------------------------------
     def pause(self, reason: str = "paused by you") -> None:
@@ -151,6 +159,7 @@ class WorkerEngine:
                 self._sleep(delay)
                 continue
             if lease is None:
+                self._finish_upload()  # nothing else to do meanwhile: let its events arrive
                 if self.state != "idle":
                     self._emit("state", "idle", "Waiting: no work right now")
                 self._wait_for_work(store, idle_wait)
@@ -159,14 +168,23 @@ class WorkerEngine:
             idle_wait = IDLE_POLL_MIN_S
             work_started = time.monotonic()
             self._work(lease)
-            if self.options.max_units is not None and self.units_done >= self.options.max_units:
+            if self._reached_max_units():
                 break
             if self._finish_then_pause:
                 self._finish_then_pause = False
                 self._pause_reason = "paused after finishing a unit"
             self._rest_after_unit(time.monotonic() - work_started)
+        self._finish_upload()
         self._emit("state", "stopped", "Stopped")
         return self.units_done
+
+    def _reached_max_units(self) -> bool:
+        """Whether `max_units` submits are done, counting an upload in flight until it ends."""
+        limit = self.options.max_units
+        if limit is None or self.units_done + self._uploads_pending < limit:
+            return False
+        self._finish_upload()
+        return self.units_done >= limit
 
     def _rest_after_unit(self, work_s: float) -> None:
         """Rest as long as `options.after_unit` asks; pause, resume and stop cut the rest short."""
@@ -204,15 +222,42 @@ class WorkerEngine:
             heartbeat.stop()
             self._give_back(store, heartbeat.lease, lost=heartbeat.lost)
             return
-        heartbeat.stop()
-        self._emit("state", "uploading", f"Uploading unit {lease.unit_index}", lease)
         payload = encode_tensors(
             {n: g.cpu() for n, g in result.grads.items()}, loaded.settings.precision
         )
-        if self._submit(
-            store, heartbeat.lease, payload, loaded.settings.precision, result, compute_s
-        ):
-            self.units_done += 1
+        self._finish_upload()  # one upload in flight at most
+        self._emit("state", "uploading", f"Uploading unit {lease.unit_index}", lease)
+        heartbeat.on_lost = lambda: None  # a lost lease now ends the submit, not the next unit
+        with self._pending_lock:
+            self._uploads_pending += 1
+        self._upload = threading.Thread(
+            target=self._upload_unit,
+            args=(store, heartbeat, payload, loaded.settings.precision, result, compute_s),
+            name="upload",
+            daemon=True,
+        )
+        self._upload.start()
+
+    def _upload_unit(
+        self,
+        store: Store,
+        heartbeat: _Heartbeat,
+        payload: bytes,
+        precision: str,
+        result,
+        compute_s: float,
+    ) -> None:
+        """Submit a computed unit (on the upload thread); the heartbeat runs until it is done."""
+        self._thread_role.background = True  # its events never change the engine's state
+        lease = heartbeat.lease
+        try:
+            submitted = self._submit(store, heartbeat, payload, precision, result, compute_s)
+        finally:
+            heartbeat.stop()
+        with self._pending_lock:
+            self.units_done += int(submitted)
+            self._uploads_pending -= 1
+        if submitted:
             self._emit(
                 "unit_finished",
                 "idle",
@@ -222,6 +267,12 @@ class WorkerEngine:
                 compute_s=compute_s,
                 metrics=result.metrics.as_dict(),
             )
+
+    def _finish_upload(self) -> None:
+        """Wait until the unit being uploaded (if any) is submitted or given up."""
+        upload, self._upload = self._upload, None
+        if upload is not None:
+            upload.join()
 
     def _fetch(self, store: Store, lease: Lease) -> tuple[_Version, torch.Tensor]:
         """The unit's model and images; retries a lost database while the lease lasts."""
@@ -274,10 +325,17 @@ class WorkerEngine:
         return result, time.perf_counter() - start
 
     def _submit(
-        self, store: Store, lease: Lease, payload: bytes, precision: str, result, compute_s: float
+        self,
+        store: Store,
+        heartbeat: _Heartbeat,
+        payload: bytes,
+        precision: str,
+        result,
+        compute_s: float,
     ) -> bool:
         retry = Backoff(initial_s=0.2, maximum_s=5.0)
         while True:
+            lease = heartbeat.lease  # the newest: a heartbeat may have renewed it meanwhile
             try:
                 store.submit(
                     lease,
@@ -396,6 +454,10 @@ class WorkerEngine:
     def _emit(
         self, kind: str, state: str, message: str, lease: Lease | None = None, **extra
     ) -> None:
+        if getattr(self._thread_role, "background", False):
+            # The upload thread reports what happened to its unit; what the engine is doing
+            # now (computing the next unit, say) is the run thread's to say.
+            state = "idle" if self.state == "uploading" and kind == "unit_finished" else self.state
         changed = state != self.state
         self.state = state
         if kind != "progress" and threading.current_thread() is self._run_thread:

@@ -106,8 +106,12 @@ def published_params(store: Store, version: int) -> dict[str, torch.Tensor]:
     return decode_named(weights, 1 << 30)[0]
 
 
-def reference_params(run: TinyRun, versions: int) -> dict[str, torch.Tensor]:
-    return reference_train(run.model, run.settings, run.images(), versions).params
+def reference_params(
+    run: TinyRun, versions: int, settings_at: Callable[[int], RunSettings] | None = None
+) -> dict[str, torch.Tensor]:
+    return reference_train(
+        run.model, run.settings, run.images(), versions, settings_at=settings_at
+    ).params
 
 
 def assert_bitwise_equal(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:

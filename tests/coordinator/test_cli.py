@@ -381,3 +381,19 @@ def test_status_counts_epochs_of_closed_versions(
         run_to(coordinator, [worker], version)
         epochs.append(status_json(capsys, tiny_run.url)["epoch"])
     assert epochs == [0, 0, 1]
+
+
+def test_status_and_workers_say_when_workers_wait_for_work(
+    capsys: pytest.CaptureFixture[str], tiny_run: TinyRun
+) -> None:
+    store = tiny_run.store()  # 3 units per version
+    for i in range(5):
+        store.register_worker(f"w{i}", "h", "cpu")
+    status = status_json(capsys, tiny_run.url)
+    assert (status["units_per_version"], status["workers_waiting"]) == (3, 2)
+    assert "set num_workunits_per_update=5" in str(status["advice"])
+    out = succeeds(capsys, cli.main, ["workers", "--db", tiny_run.url])
+    assert "2 of 5 active workers wait for work every version" in out
+    succeeds(capsys, cli.main, ["set", "--db", tiny_run.url, "num_workunits_per_update=5"])
+    status = status_json(capsys, tiny_run.url)
+    assert (status["workers_waiting"], status["advice"]) == (0, None)

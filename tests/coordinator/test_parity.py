@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -38,6 +39,28 @@ def test_distributed_run_equals_reference(tmp_path, workers):
     assert_bitwise_equal(got, reference_params(run, VERSIONS))
     done = {w.name: w.units for w in store.workers()}
     assert sum(done.values()) >= VERSIONS * run.settings.num_workunits_per_update
+
+
+def test_units_per_version_and_lr_changed_mid_run_with_set(tmp_path):
+    """`set` between closes: version k keeps the units it was designated with, its close takes
+    the new learning rate, and version k+1 has the new number of units."""
+    run = make_tiny_run(tmp_path)
+    changed = dataclasses.replace(run.settings, num_workunits_per_update=5, lr=3e-3)
+    procs = [start_worker(run, f"w{i}") for i in range(3)]
+    try:
+        store = run.store()
+        serve_until(store, 2)
+        store.update_settings({"num_workunits_per_update": 5, "lr": 3e-3})
+        serve_until(store, VERSIONS + 1)
+        got = published_params(store, VERSIONS + 1)
+        units = {m.version: m.units + m.parked_units for m in store.metrics()}
+    finally:
+        stop_processes(procs)
+    assert units == {0: 3, 1: 3, 2: 3, 3: 5, 4: 5}
+    expected = reference_params(
+        run, VERSIONS + 1, settings_at=lambda v: run.settings if v < 2 else changed
+    )
+    assert_bitwise_equal(got, expected)
 
 
 def test_worker_killed_mid_unit(tmp_path):
