@@ -8,7 +8,7 @@ results arrive one at a time as from real workers; the coordinator validates and
 closes the version on the last one. Measured per version:
 
 - `close_s`: the coordinator's own figure (`Published.close_s`, also stored in metrics);
-- returned: last accept → `Store.close_version` returned (the commit, then SQLite's automatic
+- returned: last accept → `Store.publish_version` returned (the commit, then SQLite's automatic
   WAL checkpoint, which runs inside the committing call after the commit is already visible);
 - seen (store): a thread that waits as an idle worker does (`Store.wait_for_work`, which on
   SQLite watches the change counter every 10 ms) and then reads `get_run().version` through its
@@ -77,10 +77,10 @@ class VersionTiming:
 
     units: int
     close_s: float  # Published.close_s
-    returned_s: float  # Store.close_version returned (commit, then SQLite's WAL checkpoint)
+    returned_s: float  # Store.publish_version returned (commit, then SQLite's WAL checkpoint)
     seen_store_s: float
     seen_raw_s: float
-    transaction_s: float  # the close_version call alone (its transaction and WAL checkpoint)
+    transaction_s: float  # the publish_version call alone (its transaction, WAL checkpoint)
     per_result_s: list[float]  # coordinator time per non-final result: validate, add to sum
     floor_s: float  # the baseline, measured right after this version (see compute_floor)
     peak_rss_growth_kib: int | None
@@ -91,7 +91,7 @@ class Probe:
     """Timestamps the coordinator's store calls report through its wrapped methods."""
 
     last_accept: float = 0.0
-    transaction: tuple[float, float] = (0.0, 0.0)  # close_version start, end
+    transaction: tuple[float, float] = (0.0, 0.0)  # publish_version start, end
     published: list[Published] = field(default_factory=list)
 
 
@@ -142,7 +142,7 @@ def fake_payload(cfg: ModelConfig, seed: int) -> bytes:
 
 def instrument(store: Store, probe: Probe) -> None:
     """Wrap the coordinator's store so accepts and the close transaction are timestamped."""
-    resolve, close_version = store.resolve_result, store.close_version
+    resolve, publish_version = store.resolve_result, store.publish_version
 
     def timed_resolve(result_id: int, outcome: Outcome, reason: str | None = None) -> Outcome:
         stored = resolve(result_id, outcome, reason)
@@ -150,13 +150,13 @@ def instrument(store: Store, probe: Probe) -> None:
             probe.last_accept = time.perf_counter()
         return stored
 
-    def timed_close(version: int, **kwargs: object) -> None:
+    def timed_publish(version: int, **kwargs: object) -> None:
         start = time.perf_counter()
-        close_version(version, **kwargs)  # type: ignore[arg-type]
+        publish_version(version, **kwargs)  # type: ignore[arg-type]
         probe.transaction = (start, time.perf_counter())
 
     store.resolve_result = timed_resolve  # type: ignore[method-assign]
-    store.close_version = timed_close  # type: ignore[method-assign]
+    store.publish_version = timed_publish  # type: ignore[method-assign]
 
 
 def run_version(
@@ -373,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  measured {units} units/version in {took:.0f} s", flush=True)
     print(
         "close_s: the coordinator's figure; seen: when a poller first read the new version; "
-        "returned: when close_version returned;\nclose call: the close_version call alone; "
+        "returned: when publish_version returned;\nclose call: the publish_version call alone; "
         "seen/floor: seen (store) / the baseline below; per result: coordinator seconds to validate and "
         "sum one result;\npeak RSS: rise of this process's peak RSS while one version was "
         "processed and closed."

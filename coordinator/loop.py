@@ -19,16 +19,21 @@ from dataclasses import dataclass
 import torch
 
 from coordinator.intake import Decoded, HeldResults, ResultIntake
+from coordinator.state import (
+    decode_optimizer_state,
+    decode_weights,
+    encode_optimizer_state,
+    encode_weights,
+)
 from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
 from core.cache import ShardCache
 from core.codec import (
     NormTooLarge,
     PayloadError,
-    decode_named,
     decode_tensors,
-    encode_named,
     global_norm,
+    quantize,
     sha256_hex,
 )
 from core.config import RunSettings
@@ -42,7 +47,6 @@ from core.training import AdamState, GradientSum, UnitMetrics, adam_step, calibr
 
 log = logging.getLogger(__name__)
 
-MAX_STATE_BYTES = 4 * 1024**3  # published weights / optimizer state are at most this big
 NORM_HISTORY = 64  # accepted gradient norms remembered for the norm bound
 MIN_NORM_HISTORY = 4  # below this many, only the absolute bound applies
 ABSOLUTE_MAX_NORM = 1e4  # no honest per-sample-mean gradient of a DCGAN comes near this
@@ -109,36 +113,39 @@ class Coordinator:
         self.settings = RunSettings.from_dict(run.settings)
         self.model_config = ModelConfig.from_dict(run.model_config)
         self.manifest = parameter_manifest(self.model_config)
-        weights, _, _ = self.store.version_weights(self.version)
-        params, _ = decode_named(weights, MAX_STATE_BYTES)
-        self.params = params
-        self.adam = self._load_optimizer_state()
+        self.params, self.adam = self._load_state()
         self._start_version()
 
-    def _load_optimizer_state(self) -> AdamState:
-        """The published version's Adam state; rebuilt if the coordinator stopped between
-        publishing the version and storing its state (see `_close`)."""
+    def _load_state(self) -> tuple[dict[str, torch.Tensor], AdamState]:
+        """The published version's master weights and Adam state; the state is rebuilt if the
+        coordinator stopped between publishing the version and storing its state (`_close`)."""
+        weights, _, _ = self.store.version_weights(self.version)
+        published, lr = decode_weights(weights)
         stored_version, state = self.store.newest_optimizer_state()
-        tensors, meta = decode_named(state, MAX_STATE_BYTES)
-        adam = AdamState.from_tensors(int(meta["step"]), tensors)
+        adam, master = decode_optimizer_state(state)
         if stored_version == self.version:
-            return adam
+            return (published if master is None else master), adam
         if stored_version != self.version - 1:
             raise StoreError(
                 f"the newest optimizer state is of version {stored_version}, but the run is at "
                 f"version {self.version}: the database is damaged; restore it from a backup"
             )
-        adam = self._rebuild_optimizer_state(adam)
-        self.store.store_optimizer_state(
-            self.version, encode_named(adam.to_tensors(), {"step": str(adam.step)})
-        )
+        params, adam = self._redo_last_step(published, lr, master, adam)
+        self.store.store_optimizer_state(self.version, self._encode_state(params, adam))
         log.info("rebuilt the optimizer state of version %d from its results", self.version)
-        return adam
+        return params, adam
 
-    def _rebuild_optimizer_state(self, previous: AdamState) -> AdamState:
-        """Redo the last close's Adam step on the moments: the kept accepted results of the
-        version before, summed in unit order. The moments do not depend on the learning rate,
-        so a `set lr=…` in between changes nothing; the new weights are the published ones."""
+    def _redo_last_step(
+        self,
+        published: dict[str, torch.Tensor],
+        lr: float | None,
+        master: dict[str, torch.Tensor] | None,
+        previous: AdamState,
+    ) -> tuple[dict[str, torch.Tensor], AdamState]:
+        """Redo the last close's Adam step: the kept accepted results of the version before,
+        summed in unit order, applied to its state. Adam's moments do not depend on the
+        learning rate; fp32 master weights (when the published ones are rounded) are redone
+        with the lr recorded in the published weights, and must round to them exactly."""
         closed = self.version - 1
         units = sorted(
             (u for u in self.store.version_units(closed) if u.copy == 0),
@@ -158,18 +165,30 @@ class Coordinator:
                 f"version {closed} was closed from {recorded[0].units} units but "
                 f"{total.units} of their results are left: cannot rebuild its optimizer state"
             )
-        if total.units == 0:
-            return previous  # an empty version: no step was taken
-        _, adam = adam_step(
-            self.params,
+        if total.units == 0:  # an empty version: no step was taken
+            return (published if master is None else master), previous
+        params, adam = adam_step(
+            published if master is None else master,
             total.mean(),
             previous,
-            lr=self.settings.lr,  # unused by the moments
+            lr=self.settings.lr if lr is None else lr,
             beta1=self.settings.beta1,
             beta2=self.settings.beta2,
             eps=self.settings.eps,
         )
-        return adam
+        if master is None:
+            return published, adam
+        rounded = quantize(params, self.settings.weights_precision)
+        if any(not torch.equal(rounded[n], published[n]) for n in published):
+            raise StoreError(
+                f"redoing the step to version {self.version} does not give its published "
+                "weights: the database is damaged; restore it from a backup"
+            )
+        return params, adam
+
+    def _encode_state(self, params: dict[str, torch.Tensor], adam: AdamState) -> bytes:
+        rounded = self.settings.weights_precision != "fp32"
+        return encode_optimizer_state(adam, params if rounded else None)
 
     def _start_version(self) -> None:
         units = [u for u in self.store.version_units(self.version) if u.copy == 0]
@@ -354,8 +373,8 @@ class Coordinator:
         metrics = self._sum.mean_metrics()
         parked = len(self._designated) - self._sum.units
         new_version = self.version + 1
-        weights = encode_named(
-            params, {"model_config": self.model_config.to_json(), "version": str(new_version)}
+        weights = encode_weights(
+            params, self.settings.weights_precision, self.model_config, new_version, settings.lr
         )
         units = settings.num_workunits_per_update
         plans = plan_version(
@@ -386,9 +405,7 @@ class Coordinator:
         # Workers compute the new version already; its optimizer state is written now. A kill
         # before this commit leaves the closed version's accepted results, which `_load`
         # rebuilds the identical state from.
-        self.store.store_optimizer_state(
-            new_version, encode_named(adam.to_tensors(), {"step": str(adam.step)})
-        )
+        self.store.store_optimizer_state(new_version, self._encode_state(params, adam))
         self.version, self.cursor, self.settings = new_version, self.cursor + units, settings
         self.params, self.adam = params, adam
         self._start_version()

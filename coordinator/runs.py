@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.codec import encode_named, sha256_hex
+from coordinator.state import encode_optimizer_state, encode_weights
+from core.codec import sha256_hex
 from core.config import RunSettings, SettingsError
 from core.data import (
     DatasetError,
@@ -93,8 +94,11 @@ def create_run(store: Store, plan: RunPlan, *, progress: bool = True) -> RunRow:
     """Ingest the dataset and publish version 0, all in one transaction."""
     gan = build_gan(plan.model, plan.settings.seed)
     params = parameters_of(gan)
-    weights = encode_named(params, {"model_config": plan.model.to_json(), "version": "0"})
-    optimizer = encode_named(AdamState.zeros_like(params).to_tensors(), {"step": "0"})
+    rounded = plan.settings.weights_precision != "fp32"
+    weights = encode_weights(
+        params, plan.settings.weights_precision, plan.model, 0, plan.settings.lr
+    )
+    optimizer = encode_optimizer_state(AdamState.zeros_like(params), params if rounded else None)
     report = IngestReport()
     settings = plan.settings
 

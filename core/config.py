@@ -30,6 +30,9 @@ class RunSettings:
     eps: float = 1e-8  # Adam epsilon
     seed: int = 0  # run seed: initial weights, epoch permutations, unit noise seeds
     precision: Precision = "fp32"  # gradient payload precision: fp32, bf16 or fp16
+    # Precision of the published weights workers compute with: fp32, or bf16 (half the bytes
+    # every worker downloads per version; the coordinator keeps fp32 master weights).
+    weights_precision: Precision = "fp32"
     compute_threads: int = 1  # intra-op CPU threads per unit: fixed so results are bitwise stable
     lease_s: float = 60.0  # seconds a claim lasts without a heartbeat
     max_attempts: int = 3  # failed or expired attempts before a unit is parked
@@ -73,6 +76,11 @@ class RunSettings:
             raise SettingsError(
                 f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
             )
+        if self.weights_precision not in WEIGHTS_PRECISIONS:
+            raise SettingsError(
+                f"weights_precision must be one of {', '.join(WEIGHTS_PRECISIONS)}, "
+                f"not {self.weights_precision!r}"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise SettingsError(f"seed must be a whole number of at least 0, not {self.seed!r}")
 
@@ -101,6 +109,9 @@ class RunSettings:
             typed[key] = _parse_as(type(getattr(self, key)), key, text)
         return dataclasses.replace(self, **typed)
 
+
+# fp16's range (6e-5 … 65504) does not hold every DCGAN weight; bf16 keeps fp32's range.
+WEIGHTS_PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
 
 # Keys `set` may change while a run goes on. Everything else defines the run's trajectory
 # (unit slicing, seeds, micro-batch, precision) and is fixed at `init`.

@@ -59,7 +59,8 @@ def train_version(
     `settings` are those of the version's close (the step's learning rate); the version has
     `units_in_version` units (default: `settings.num_workunits_per_update`).
     """
-    gan = gan_from_parameters(model, state.params)
+    # Workers compute with the published weights: the master weights in weights_precision.
+    gan = gan_from_parameters(model, quantize(state.params, settings.weights_precision))
     count = settings.num_workunits_per_update if units_in_version is None else units_in_version
     units = plan_version(
         settings.seed,

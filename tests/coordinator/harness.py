@@ -16,7 +16,7 @@ import torch
 
 from coordinator.loop import Coordinator
 from coordinator.runs import RunPlan, create_run
-from core.codec import decode_named
+from core.codec import decode_named, quantize
 from core.config import RunSettings
 from core.data import synthetic_images
 from core.model import ModelConfig
@@ -102,16 +102,19 @@ def serve_until(store: Store, version: int, timeout_s: float = 120.0) -> Coordin
 
 
 def published_params(store: Store, version: int) -> dict[str, torch.Tensor]:
+    """The weights workers compute `version` with (fp32 values, whatever they travel as)."""
     weights, _, _ = store.version_weights(version)
-    return decode_named(weights, 1 << 30)[0]
+    return {name: t.float() for name, t in decode_named(weights, 1 << 30)[0].items()}
 
 
 def reference_params(
     run: TinyRun, versions: int, settings_at: Callable[[int], RunSettings] | None = None
 ) -> dict[str, torch.Tensor]:
-    return reference_train(
+    """The reference's weights as published: its master weights in the run's weights_precision."""
+    state = reference_train(
         run.model, run.settings, run.images(), versions, settings_at=settings_at
-    ).params
+    )
+    return quantize(state.params, run.settings.weights_precision)
 
 
 def assert_bitwise_equal(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:

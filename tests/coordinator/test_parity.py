@@ -26,9 +26,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 VERSIONS = 4
 
 
-@pytest.mark.parametrize("workers", [1, 3])
-def test_distributed_run_equals_reference(tmp_path, workers):
-    run = make_tiny_run(tmp_path)
+@pytest.mark.parametrize(("workers", "weights_precision"), [(1, "fp32"), (3, "fp32"), (3, "bf16")])
+def test_distributed_run_equals_reference(tmp_path, workers, weights_precision):
+    run = make_tiny_run(tmp_path, weights_precision=weights_precision)
     procs = [start_worker(run, f"w{i}") for i in range(workers)]
     try:
         store = run.store()
@@ -107,14 +107,15 @@ Coordinator(open_store(sys.argv[1])).serve(__import__("threading").Event(), 0.01
 
 
 @pytest.mark.parametrize(
-    ("where", "published"),
+    ("where", "published", "weights_precision"),
     [
-        ("publish", 0),  # the publishing transaction is open: nothing of the close is visible
-        ("state", 1),  # published, but the coordinator dies before writing the Adam state
+        ("publish", 0, "fp32"),  # the publishing transaction is open: nothing is visible
+        ("state", 1, "fp32"),  # published, but killed before the Adam state is written
+        ("state", 1, "bf16"),  # … and the fp32 master weights with it
     ],
 )
-def test_coordinator_killed_mid_close(tmp_path, where, published):
-    run = make_tiny_run(tmp_path)
+def test_coordinator_killed_mid_close(tmp_path, where, published, weights_precision):
+    run = make_tiny_run(tmp_path, weights_precision=weights_precision)
     marker = tmp_path / "closing"
     procs = [start_worker(run, f"w{i}") for i in range(2)]
     try:
