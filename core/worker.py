@@ -22,6 +22,7 @@ import torch
 
 from core.backoff import Backoff
 from core.cache import ShardCache
+from core.claim_ahead import CLAIM_AHEAD_BELOW_S, NextUnit
 from core.codec import decode_named, encode_tensors, sha256_hex
 from core.config import RunSettings
 from core.events import WorkerEvent
@@ -100,6 +101,8 @@ class WorkerEngine:
         self._uploads_pending = 0  # computed units whose submit is still running
         self._pending_lock = threading.Lock()
         self._thread_role = threading.local()  # `.background` on the upload thread
+        self._ahead: NextUnit | None = None  # the next unit, claimed while this one computes
+        self._last_compute_s: float | None = None
 
     # Controls (any thread) ------------------------------------------------------------------
     def pause(self, reason: str = "paused by you") -> None:
@@ -135,12 +138,20 @@ class WorkerEngine:
         idle_wait = IDLE_POLL_MIN_S
         while not self._stop.is_set():
             if self._pause_reason is not None:
+                self._release_ahead()
+                self._finish_upload()  # "Paused" comes after the last unit's verdict
                 self._emit("state", "paused", f"Paused: {self._pause_reason}")
                 self._sleep(3600)
                 continue
+            images: torch.Tensor | None = None
+            lease: Lease | None
             try:
                 store = self._ensure_connected()
-                lease = store.claim(self._worker_id_or_fail())
+                ahead = self._take_ahead()
+                if ahead is not None:
+                    lease, images = ahead
+                else:
+                    lease = store.claim(self._worker_id_or_fail())
                 reconnect.reset()
             except RunPaused:
                 self._emit("state", "paused", "Waiting: the run is paused by its owner")
@@ -167,16 +178,43 @@ class WorkerEngine:
                 continue
             idle_wait = IDLE_POLL_MIN_S
             work_started = time.monotonic()
-            self._work(lease)
+            self._work(lease, images)
             if self._reached_max_units():
                 break
             if self._finish_then_pause:
                 self._finish_then_pause = False
                 self._pause_reason = "paused after finishing a unit"
             self._rest_after_unit(time.monotonic() - work_started)
+        self._release_ahead()
         self._finish_upload()
         self._emit("state", "stopped", "Stopped")
         return self.units_done
+
+    def _claim_ahead(self, store: Store) -> None:
+        """Start claiming the next unit now, if this worker is fast and unthrottled."""
+        fast = self._last_compute_s is not None and self._last_compute_s < CLAIM_AHEAD_BELOW_S
+        if not fast or self.options.after_unit is not None or self._ahead is not None:
+            return
+        if self._pause_reason is not None or self._finish_then_pause or self._stop.is_set():
+            return
+        limit = self.options.max_units
+        if limit is not None and self.units_done + self._uploads_pending + 1 >= limit:
+            return
+        fetcher, worker_id = self._fetcher, self._worker_id_or_fail()
+        assert fetcher is not None
+        self._ahead = NextUnit(
+            lambda: store.claim(worker_id), lambda lease: fetcher.images(lease.sample_indices)
+        ).start()
+
+    def _take_ahead(self) -> tuple[Lease, torch.Tensor | None] | None:
+        ahead, self._ahead = self._ahead, None
+        return None if ahead is None else ahead.take()
+
+    def _release_ahead(self) -> None:
+        """Give back a unit claimed ahead (pause, stop, the last unit done)."""
+        ahead = self._take_ahead()
+        if ahead is not None and self._store is not None:
+            self._give_back(self._store, ahead[0], lost=False)
 
     def _reached_max_units(self) -> bool:
         """Whether `max_units` submits are done, counting an upload in flight until it ends."""
@@ -195,12 +233,13 @@ class WorkerEngine:
             self._emit("state", "idle", f"Resting {rest_s:.1f} s to stay within your usage cap")
             self._sleep(rest_s)
 
-    def _work(self, lease: Lease) -> None:
+    def _work(self, lease: Lease, images: torch.Tensor | None = None) -> None:
+        """Compute one unit and hand it to the upload thread; `images` if already fetched."""
         store = self._store
         assert store is not None
         self._abandon.clear()
         try:
-            loaded, images = self._fetch(store, lease)
+            loaded, images = self._fetch(store, lease, images)
         except DatabaseUnavailable as exc:
             self._emit("error", "error", f"Lost the database while fetching data ({exc})", lease)
             self._give_back(store, lease, lost=False)
@@ -216,12 +255,14 @@ class WorkerEngine:
         )
         heartbeat.on_lost = self._abandon.set
         heartbeat.start()
+        self._claim_ahead(store)
         try:
             result, compute_s = self._compute(lease, loaded, images)
         except UnitCancelled:
             heartbeat.stop()
             self._give_back(store, heartbeat.lease, lost=heartbeat.lost)
             return
+        self._last_compute_s = compute_s
         payload = encode_tensors(
             {n: g.cpu() for n, g in result.grads.items()}, loaded.settings.precision
         )
@@ -274,12 +315,17 @@ class WorkerEngine:
         if upload is not None:
             upload.join()
 
-    def _fetch(self, store: Store, lease: Lease) -> tuple[_Version, torch.Tensor]:
-        """The unit's model and images; retries a lost database while the lease lasts."""
+    def _fetch(
+        self, store: Store, lease: Lease, images: torch.Tensor | None
+    ) -> tuple[_Version, torch.Tensor]:
+        """The unit's model and images (unless fetched ahead); retries a lost database while
+        the lease lasts."""
         retry = Backoff(initial_s=0.2, maximum_s=5.0)
         while True:
             try:
                 loaded = self._load_version(store, lease.version)
+                if images is not None:
+                    return loaded, images
                 self._emit(
                     "state", "downloading", f"Fetching images for unit {lease.unit_index}", lease
                 )

@@ -120,3 +120,42 @@ def test_worker_does_not_exit_when_there_is_no_work(tmp_path):
         assert proc.poll() is None
     finally:
         stop_processes([proc])
+
+
+def test_a_fast_worker_claims_its_next_unit_while_computing_and_gives_it_back_at_the_end(
+    tmp_path,
+):
+    # One version of 3 units, no coordinator: once a worker knows its units take well under
+    # CLAIM_AHEAD_BELOW_S, it claims the next while computing the current one.
+    run = make_tiny_run(tmp_path)
+    store = run.store()
+    claims: list[tuple[float, int]] = []  # (time, unit index) of every claim
+    computed: list[tuple[float, float]] = []  # (start, end) of every unit's compute
+    engine = engine_for(run, tmp_path, [])
+    claim, compute = store.claim, engine._compute
+
+    def timed_claim(worker_id):
+        lease = claim(worker_id)
+        if lease is not None:
+            claims.append((time.monotonic(), lease.unit_index))
+        return lease
+
+    def timed_compute(*args):
+        start = time.monotonic()
+        out = compute(*args)
+        computed.append((start, time.monotonic()))
+        if len(computed) == 2:
+            engine.stop()  # after the second unit: its result still goes up, the third back
+        return out
+
+    store.claim = timed_claim  # type: ignore[method-assign]
+    engine._connect_fn = lambda: store
+    engine._compute = timed_compute
+    assert engine.run() == 2
+    # The first unit's time was unknown, so the second was claimed after it; the third was
+    # claimed while the second computed …
+    assert len(claims) == 3 and computed[0][1] < claims[1][0]
+    assert computed[1][0] < claims[2][0] < computed[1][1]
+    # … and given back at the stop: pending again, the attempt returned.
+    third = next(u for u in store.version_units(0) if u.unit_index == claims[2][1])
+    assert (third.status, third.attempts) == ("pending", 0)
