@@ -87,7 +87,7 @@ def _run_demo(opts: DemoOptions) -> int:
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if not coordinator.step():
-                stop.wait(0.02)
+                store.wait_for_results(0.05)  # a submit ends the wait at once
             bar.tick()
             _check_workers(workers)
     finally:
