@@ -265,7 +265,7 @@ def compute_floor(cfg: ModelConfig, payload: bytes) -> float:
     adam = AdamState.zeros_like(params)
     start = time.perf_counter()
     grads = decode_tensors(payload, manifest, precision="fp32", max_bytes=len(payload))
-    new_params, new_adam = adam_step(params, grads, adam, lr=2e-4, beta1=0.5, beta2=0.999, eps=1e-8)
+    new_params, _ = adam_step(params, grads, adam, lr=2e-4, beta1=0.5, beta2=0.999, eps=1e-8)
     encode_named(new_params, {"version": "1"})
     return time.perf_counter() - start
 
