@@ -43,7 +43,8 @@ from core.quality import fixed_noise, sample_grid_png, sliced_wasserstein
 from core.schedule import plan_version
 from core.shards import ShardFetcher
 from core.store import DatabaseUnavailable, ResultRow, Store, StoreError, UnitSpec
-from core.training import AdamState, GradientSum, UnitMetrics, adam_step, calibrate_gan
+from core.training import AdamState, GradientSum, UnitMetrics, calibrate_gan
+from core.unit_kinds import unit_kind
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class Coordinator:
         self.cursor = run.cursor
         self.dataset_size = run.dataset_size
         self.settings = RunSettings.from_dict(run.settings)
+        self.kind = unit_kind(self.settings)  # gradients, or local steps: fixed at init
         self.model_config = ModelConfig.from_dict(run.model_config)
         self.manifest = parameter_manifest(self.model_config)
         self.params, self.adam = self._load_state()
@@ -167,14 +169,12 @@ class Coordinator:
             )
         if total.units == 0:  # an empty version: no step was taken
             return (published if master is None else master), previous
-        params, adam = adam_step(
+        params, adam = self.kind.apply(
             published if master is None else master,
             total.mean(),
             previous,
-            lr=self.settings.lr if lr is None else lr,
-            beta1=self.settings.beta1,
-            beta2=self.settings.beta2,
-            eps=self.settings.eps,
+            self.settings,
+            self.kind.step_lr(self.settings) if lr is None else lr,
         )
         if master is None:
             return published, adam
@@ -356,14 +356,8 @@ class Coordinator:
         settings = RunSettings.from_dict(run.settings)  # `set` changes apply from here on
         params, adam = self.params, self.adam
         if self._sum.units > 0:
-            params, adam = adam_step(
-                self.params,
-                self._sum.mean(),
-                self.adam,
-                lr=settings.lr,
-                beta1=settings.beta1,
-                beta2=settings.beta2,
-                eps=settings.eps,
+            params, adam = self.kind.apply(
+                self.params, self._sum.mean(), self.adam, settings, self.kind.step_lr(settings)
             )
         else:
             self.store.add_event(
@@ -374,7 +368,11 @@ class Coordinator:
         parked = len(self._designated) - self._sum.units
         new_version = self.version + 1
         weights = encode_weights(
-            params, self.settings.weights_precision, self.model_config, new_version, settings.lr
+            params,
+            self.settings.weights_precision,
+            self.model_config,
+            new_version,
+            self.kind.step_lr(settings),
         )
         units = settings.num_workunits_per_update
         plans = plan_version(

@@ -23,7 +23,7 @@ from core.data import (
 from core.model import ModelConfig, build_gan, parameters_of
 from core.schedule import plan_version
 from core.store import RunRow, Store, UnitSpec
-from core.training import AdamState
+from core.unit_kinds import unit_kind
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,8 @@ def create_run(store: Store, plan: RunPlan, *, progress: bool = True) -> RunRow:
     weights = encode_weights(
         params, plan.settings.weights_precision, plan.model, 0, plan.settings.lr
     )
-    optimizer = encode_optimizer_state(AdamState.zeros_like(params), params if rounded else None)
+    zeros = unit_kind(plan.settings).zeros_state(params)
+    optimizer = encode_optimizer_state(zeros, params if rounded else None)
     report = IngestReport()
     settings = plan.settings
 

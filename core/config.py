@@ -33,6 +33,12 @@ class RunSettings:
     # Precision of the published weights workers compute with: fp32, or bf16 (half the bytes
     # every worker downloads per version; the coordinator keeps fp32 master weights).
     weights_precision: Precision = "fp32"
+    # Unit kind: 1 = a unit returns gradients at the version's weights (exact synchronous
+    # training); H > 1 = a unit takes H inner Adam steps and returns the parameter change,
+    # which an outer Nesterov SGD step applies (core.unit_kinds).
+    inner_steps: int = 1
+    outer_lr: float = 0.7  # outer Nesterov SGD learning rate (local steps only; DiLoCo's)
+    outer_momentum: float = 0.9  # outer Nesterov momentum (local steps only; DiLoCo's)
     compute_threads: int = 1  # intra-op CPU threads per unit: fixed so results are bitwise stable
     lease_s: float = 60.0  # seconds a claim lasts without a heartbeat
     max_attempts: int = 3  # failed or expired attempts before a unit is parked
@@ -51,6 +57,7 @@ class RunSettings:
             "num_workunits_per_update",
             "batch_size",
             "compute_threads",
+            "inner_steps",
             "max_attempts",
             "sample_every",
             "keep_versions",
@@ -62,13 +69,13 @@ class RunSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SettingsError(f"{name} must be a whole number of at least 1, not {value!r}")
-        for name in ("lr", "eps", "lease_s", "max_payload_mb", "norm_factor"):
+        for name in ("lr", "eps", "lease_s", "max_payload_mb", "norm_factor", "outer_lr"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise SettingsError(f"{name} must be a number greater than 0, not {value!r}")
         if not isinstance(self.backup_after_s, int | float) or self.backup_after_s < 0:
             raise SettingsError(f"backup_after_s must be 0 or more, not {self.backup_after_s!r}")
-        for name in ("beta1", "beta2"):
+        for name in ("beta1", "beta2", "outer_momentum"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value < 1:
                 raise SettingsError(f"{name} must be in [0, 1), not {value!r}")
@@ -119,6 +126,7 @@ LIVE_KEYS = frozenset(
     {
         "num_workunits_per_update",
         "lr",
+        "outer_lr",
         "lease_s",
         "max_attempts",
         "backup_after_s",

@@ -25,10 +25,9 @@ from core.training import (
     AdamState,
     GradientSum,
     UnitMetrics,
-    adam_step,
     intra_op_threads,
-    unit_gradients,
 )
+from core.unit_kinds import unit_kind
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class TrainState:
 
 def initial_state(model: ModelConfig, settings: RunSettings) -> TrainState:
     params = parameters_of(build_gan(model, settings.seed))
-    return TrainState(0, 0, params, AdamState.zeros_like(params))
+    return TrainState(0, 0, params, unit_kind(settings).zeros_state(params))
 
 
 def train_version(
@@ -69,20 +68,13 @@ def train_version(
         state.cursor,
         count,
     )
+    kind = unit_kind(settings)
     total = GradientSum()
     for unit in units:
-        result = unit_gradients(
-            gan, images[list(unit.sample_indices)], unit.seed, settings.batch_size
-        )
+        result = kind.compute(gan, images[list(unit.sample_indices)], unit.seed, settings)
         total.add(quantize(result.grads, settings.precision), result.metrics, unit.sample_count)
-    params, adam = adam_step(
-        state.params,
-        total.mean(),
-        state.adam,
-        lr=settings.lr,
-        beta1=settings.beta1,
-        beta2=settings.beta2,
-        eps=settings.eps,
+    params, adam = kind.apply(
+        state.params, total.mean(), state.adam, settings, kind.step_lr(settings)
     )
     next_state = TrainState(state.version + 1, state.cursor + len(units), params, adam)
     return next_state, total.mean_metrics()

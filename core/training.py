@@ -163,7 +163,11 @@ class GradientSum:
 
 @dataclass(frozen=True)
 class AdamState:
-    """Adam's moments per parameter name and the number of steps taken."""
+    """Adam's moments per parameter name and the number of steps taken.
+
+    Also the local-steps kind's outer Nesterov state: its momentum buffer in `exp_avg`, and
+    `exp_avg_sq` empty (`core.unit_kinds`).
+    """
 
     step: int
     exp_avg: dict[str, Tensor]
@@ -192,7 +196,8 @@ class AdamState:
             for n, t in tensors.items()
             if n.startswith("exp_avg_sq.")
         }
-        if avg.keys() != sq.keys() or len(avg) + len(sq) != len(tensors):
+        # No second moments: a momentum-only optimizer (the local-steps kind's outer SGD).
+        if (sq and avg.keys() != sq.keys()) or len(avg) + len(sq) != len(tensors):
             raise ValueError("optimizer state tensors are inconsistent")
         return cls(step, avg, sq)
 

@@ -37,7 +37,8 @@ from core.store import (
     Store,
     StoreError,
 )
-from core.training import UnitCancelled, intra_op_threads, unit_gradients
+from core.training import UnitCancelled, intra_op_threads
+from core.unit_kinds import unit_kind
 
 log = logging.getLogger(__name__)
 
@@ -360,11 +361,12 @@ class WorkerEngine:
         )
         start = time.perf_counter()
         with intra_op_threads(self.options.threads):
-            result = unit_gradients(
+            # Gradients or local steps, with the run's micro-batch (never ours to choose).
+            result = unit_kind(loaded.settings).compute(
                 loaded.gan,
                 images,
                 lease.seed,
-                loaded.settings.batch_size,  # the run's micro-batch, never ours to choose
+                loaded.settings,
                 progress=progress,
                 should_stop=self._abandon.is_set,
             )

@@ -26,9 +26,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 VERSIONS = 4
 
 
-@pytest.mark.parametrize(("workers", "weights_precision"), [(1, "fp32"), (3, "fp32"), (3, "bf16")])
-def test_distributed_run_equals_reference(tmp_path, workers, weights_precision):
-    run = make_tiny_run(tmp_path, weights_precision=weights_precision)
+@pytest.mark.parametrize(
+    ("workers", "weights_precision", "inner_steps"),
+    [
+        (1, "fp32", 1),
+        (3, "fp32", 1),
+        (3, "bf16", 1),
+        (1, "fp32", 3),  # local steps: 3 inner Adam steps per unit, outer Nesterov
+        (3, "fp32", 3),
+    ],
+)
+def test_distributed_run_equals_reference(tmp_path, workers, weights_precision, inner_steps):
+    run = make_tiny_run(tmp_path, weights_precision=weights_precision, inner_steps=inner_steps)
     procs = [start_worker(run, f"w{i}") for i in range(workers)]
     try:
         store = run.store()
@@ -63,10 +72,16 @@ def test_units_per_version_and_lr_changed_mid_run_with_set(tmp_path):
     assert_bitwise_equal(got, expected)
 
 
-def test_worker_killed_mid_unit(tmp_path):
+@pytest.mark.parametrize("inner_steps", [1, 3])
+def test_worker_killed_mid_unit(tmp_path, inner_steps):
     # Units slow enough to be caught mid-compute; a short lease so the re-issue comes soon.
     run = make_tiny_run(
-        tmp_path, images_per_work_unit=30, batch_size=2, lease_s=2.0, backup_after_s=60.0
+        tmp_path,
+        images_per_work_unit=30,
+        batch_size=2,
+        lease_s=2.0,
+        backup_after_s=60.0,
+        inner_steps=inner_steps,
     )
     victim = start_worker(run, "victim")
     store = run.store()
@@ -107,15 +122,17 @@ Coordinator(open_store(sys.argv[1])).serve(__import__("threading").Event(), 0.01
 
 
 @pytest.mark.parametrize(
-    ("where", "published", "weights_precision"),
+    ("where", "published", "weights_precision", "inner_steps"),
     [
-        ("publish", 0, "fp32"),  # the publishing transaction is open: nothing is visible
-        ("state", 1, "fp32"),  # published, but killed before the Adam state is written
-        ("state", 1, "bf16"),  # … and the fp32 master weights with it
+        ("publish", 0, "fp32", 1),  # the publishing transaction is open: nothing is visible
+        ("state", 1, "fp32", 1),  # published, but killed before the Adam state is written
+        ("state", 1, "bf16", 1),  # … and the fp32 master weights with it
+        ("publish", 0, "fp32", 3),  # local steps: the outer Nesterov state
+        ("state", 1, "bf16", 3),
     ],
 )
-def test_coordinator_killed_mid_close(tmp_path, where, published, weights_precision):
-    run = make_tiny_run(tmp_path, weights_precision=weights_precision)
+def test_coordinator_killed_mid_close(tmp_path, where, published, weights_precision, inner_steps):
+    run = make_tiny_run(tmp_path, weights_precision=weights_precision, inner_steps=inner_steps)
     marker = tmp_path / "closing"
     procs = [start_worker(run, f"w{i}") for i in range(2)]
     try:
