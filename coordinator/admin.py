@@ -59,6 +59,7 @@ def run_status(store: Store) -> dict[str, Any]:
         },
         "workers_active": active,
         "units_per_version": settings.num_workunits_per_update,
+        "unit_kind": unit_kind_text(settings),
         **pool_advice(active, settings.num_workunits_per_update),
         "workers_stalled": sum(
             1
@@ -67,6 +68,16 @@ def run_status(store: Store) -> dict[str, Any]:
         ),
         "rejected_results": sum(w.rejected for w in workers),
     }
+
+
+def unit_kind_text(settings: RunSettings) -> str:
+    """What a unit of this run computes, for people."""
+    if settings.inner_steps == 1:
+        return "gradients (exact synchronous training)"
+    return (
+        f"local steps ({settings.inner_steps} inner Adam steps per unit, outer Nesterov "
+        f"lr {settings.outer_lr:g}, momentum {settings.outer_momentum:g})"
+    )
 
 
 def pool_advice(active: int, units_per_version: int) -> dict[str, Any]:

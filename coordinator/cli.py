@@ -250,6 +250,7 @@ def _status(args: argparse.Namespace) -> int:
         ("units of this version", ", ".join(f"{k} {v}" for k, v in units.items())),
         ("workers", f"{status['workers_active']} active, {status['workers_stalled']} stalled"),
         ("units per version", str(status["units_per_version"])),
+        ("unit kind", str(status["unit_kind"])),
         ("rejected results", str(status["rejected_results"])),
     ]
     width = max(len(k) for k, _ in lines)

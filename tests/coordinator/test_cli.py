@@ -391,6 +391,7 @@ def test_status_and_workers_say_when_workers_wait_for_work(
         store.register_worker(f"w{i}", "h", "cpu")
     status = status_json(capsys, tiny_run.url)
     assert (status["units_per_version"], status["workers_waiting"]) == (3, 2)
+    assert status["unit_kind"] == "gradients (exact synchronous training)"
     assert "set num_workunits_per_update=5" in str(status["advice"])
     out = succeeds(capsys, cli.main, ["workers", "--db", tiny_run.url])
     assert "2 of 5 active workers wait for work every version" in out
