@@ -277,7 +277,10 @@ def _status(args: argparse.Namespace) -> int:
         ("run", f"{status['name']} ({status['status']})"),
         ("version", f"{status['version']} (epoch {status['epoch']})"),
         ("images/s", f"{ips:.1f}" if ips is not None else "—"),
-        ("quality (SWD, lower is better)", f"{swd:.2f}" if swd is not None else "—"),
+        (
+            "quality (SWD, lower is better)",
+            f"{swd:.1f} ± {status['quality_swd_std']:.1f}" if swd is not None else "—",
+        ),
         ("units of this version", ", ".join(f"{k} {v}" for k, v in units.items())),
         ("workers", f"{status['workers_active']} active, {status['workers_stalled']} stalled"),
         ("rejected results", str(status["rejected_results"])),
