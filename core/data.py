@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePath, PurePosixPath
-from typing import IO
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ IMAGE_SUFFIXES = SUFFIXES  # compared lower-cased
 MAX_MEMBER_BYTES = 50 * 1024 * 1024  # zip members larger than this (uncompressed) are skipped
 MAX_SKIPPED_EXAMPLES = 5  # "name: reason" lines kept in an IngestReport
 EXAMPLES_PER_REASON = 3  # names kept per reason for the summary
+DUPLICATE = "duplicate"  # a file with the same bytes as an image already used
 LINK_LOOP = "link loop"  # a linked folder that leads back to one of its parents: not followed
 DUPLICATE_FOLDER = "folder already read"  # a second link to a folder: its images are read once
 
@@ -307,7 +307,7 @@ def _check_at_least(minimum: int, **values: int) -> None:
 
 # ---------------------------------------------------------------- ingestion
 
-Opener = Callable[[], IO[bytes]]  # opens one candidate image file for reading
+Reader = Callable[[], bytes]  # reads one candidate image file's bytes
 
 
 def ingest_images(
@@ -336,7 +336,7 @@ def ingest_images(
         )
     if source.is_dir():
         paths = _folder_candidates(source, report)
-        entries: Iterator[tuple[str, Opener]] = _folder_entries(source, paths)
+        entries: Iterator[tuple[str, Reader]] = _folder_entries(source, paths)
         total = len(paths)
     elif source.is_file() and (source.suffix.lower() == ".zip" or zipfile.is_zipfile(source)):
         members = _zip_candidates(source)
@@ -412,13 +412,23 @@ def _relative(root: Path, path: Path) -> str:
         return str(path)
 
 
-def _folder_entries(root: Path, paths: list[Path]) -> Iterator[tuple[str, Opener]]:
+def _folder_entries(root: Path, paths: list[Path]) -> Iterator[tuple[str, Reader]]:
     for path in paths:
-        yield path.relative_to(root).as_posix(), partial(_open_file, path)
+        yield path.relative_to(root).as_posix(), partial(_read_file, path)
 
 
-def _open_file(path: Path) -> IO[bytes]:
-    return path.open("rb")
+def _read_file(path: Path) -> bytes:
+    with path.open("rb") as file:
+        _check_file_size(os.fstat(file.fileno()).st_size)
+        return file.read()
+
+
+def _check_file_size(size: int) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise ImageSkipped(
+            TOO_LARGE,
+            f"{size / 2**20:.1f} MiB uncompressed, over the {MAX_MEMBER_BYTES / 2**20:.0f} MiB limit",
+        )
 
 
 def _zip_candidates(source: Path) -> list[zipfile.ZipInfo]:
@@ -433,7 +443,7 @@ def _zip_candidates(source: Path) -> list[zipfile.ZipInfo]:
     return sorted(keep, key=lambda i: i.filename)
 
 
-def _zip_entries(source: Path, members: list[zipfile.ZipInfo]) -> Iterator[tuple[str, Opener]]:
+def _zip_entries(source: Path, members: list[zipfile.ZipInfo]) -> Iterator[tuple[str, Reader]]:
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -443,29 +453,29 @@ def _zip_entries(source: Path, members: list[zipfile.ZipInfo]) -> Iterator[tuple
             yield info.filename, partial(_read_member, archive, info)
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     """Read one member into memory (never to disk), refusing oversized ones."""
-    if info.file_size > MAX_MEMBER_BYTES:
-        raise ImageSkipped(
-            TOO_LARGE,
-            f"{info.file_size / 2**20:.1f} MiB uncompressed, over the "
-            f"{MAX_MEMBER_BYTES / 2**20:.0f} MiB limit",
-        )
+    _check_file_size(info.file_size)
     try:
-        return io.BytesIO(archive.read(info))
+        return archive.read(info)
     # RuntimeError covers encrypted members and NotImplementedError (unsupported compression).
     except (zipfile.BadZipFile, zlib.error, RuntimeError, OSError, EOFError) as exc:
         raise ImageSkipped(UNREADABLE, f"damaged zip member: {exc}") from exc
 
 
-def _load(open_file: Opener, image_size: int, background: tuple[int, int, int]) -> np.ndarray:
-    with open_file() as fp:
-        return load_image(fp, image_size, background)
+def _load(
+    read: Reader, image_size: int, background: tuple[int, int, int]
+) -> tuple[np.ndarray, bytes]:
+    """The image's pixels (3, S, S) and a digest of its file's bytes."""
+    data = read()
+    return load_image(io.BytesIO(data), image_size, background), hashlib.blake2b(
+        data, digest_size=16
+    ).digest()
 
 
 def _ingest(
     source: Path,
-    entries: Iterator[tuple[str, Opener]],
+    entries: Iterator[tuple[str, Reader]],
     image_size: int,
     report: IngestReport,
     shard_size: int,
@@ -474,20 +484,26 @@ def _ingest(
 ) -> Iterator[Shard]:
     buffer = np.empty((shard_size, 3, image_size, image_size), dtype=np.uint8)  # one shard
     filled = index = 0
+    first_with: dict[bytes, str] = {}  # file digest → the name of the image used with it
     bar = tqdm(
         total=report.found, desc="ingesting images", unit="img", disable=None if progress else True
     )
     with bar:
-        for name, open_file in entries:
+        for name, read in entries:
             bar.update(1)
             try:
-                buffer[filled] = _load(open_file, image_size, background)
+                pixels, digest = _load(read, image_size, background)
             except ImageSkipped as exc:
                 report.skip(exc.reason, name, str(exc))
                 continue
             except _DECODE_ERRORS as exc:
                 report.skip(UNREADABLE, name, _decode_error_text(exc))
                 continue
+            if digest in first_with:  # the same file twice would weigh twice in training
+                report.skip(DUPLICATE, name, f"the same bytes as {printable(first_with[digest])}")
+                continue
+            first_with[digest] = name
+            buffer[filled] = pixels
             filled += 1
             report.images += 1
             if filled == shard_size:

@@ -239,7 +239,7 @@ def test_ingest_folder(mixed_folder: Path) -> None:
 
 def test_ingest_folder_is_streaming(tmp_path: Path) -> None:
     for i in range(5):
-        (tmp_path / f"{i}.png").write_bytes(image_bytes((10, 10), "PNG"))
+        (tmp_path / f"{i}.png").write_bytes(image_bytes((10, 10), "PNG", (i, 0, 0)))
     report = IngestReport()
     shards = ingest_images(tmp_path, 8, report, shard_size=2, progress=False)
     assert report.images == 0  # nothing decoded before the first shard is asked for
@@ -249,9 +249,8 @@ def test_ingest_folder_is_streaming(tmp_path: Path) -> None:
 
 
 def test_ingest_shard_boundaries(tmp_path: Path) -> None:
-    tiny = image_bytes((4, 4), "PNG")
     for i in range(2500):
-        (tmp_path / f"{i:05d}.png").write_bytes(tiny)
+        (tmp_path / f"{i:05d}.png").write_bytes(image_bytes((4, 4), "PNG", (i % 256, i // 256, 0)))
     shards, report = ingest_all(tmp_path, image_size=4, shard_size=1000)
     assert [s.count for s in shards] == [1000, 1000, 500]
     assert [s.index for s in shards] == [0, 1, 2]
@@ -446,6 +445,29 @@ def test_summary_counts_every_reason_with_the_first_names(
         "  unreadable: 3 (bad0.png, bad1.png, …)",
         "  too small: 3 (small0.png, small1.png, …)",
     ]
+
+
+def test_a_file_used_twice_is_a_duplicate(tmp_path: Path) -> None:
+    photo = image_bytes((20, 20), "PNG", (9, 8, 7))
+    (tmp_path / "a.png").write_bytes(photo)
+    (tmp_path / "b.png").write_bytes(image_bytes((20, 20), "PNG", (9, 8, 6)))
+    (tmp_path / "copy of a.png").write_bytes(photo)
+    (tmp_path / "junk1.png").write_bytes(b"junk")
+    (tmp_path / "junk2.png").write_bytes(b"junk")  # the same junk: unreadable, not a duplicate
+    shards, report = ingest_all(tmp_path)
+    assert report.images == 2 and shards[0].count == 2
+    assert report.by_reason == {"duplicate": 1, "unreadable": 2}
+    assert "copy of a.png: duplicate (the same bytes as a.png)" in report.skipped_examples
+
+
+def test_a_folder_file_over_the_size_limit_is_too_large(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "big.png").write_bytes(noisy_png((200, 200), seed=3))
+    (tmp_path / "small.png").write_bytes(image_bytes((20, 20), "PNG"))
+    monkeypatch.setattr(data, "MAX_MEMBER_BYTES", 20_000)
+    _, report = ingest_all(tmp_path)
+    assert report.images == 1 and report.names_by_reason == {"too large": ["big.png"]}
 
 
 def test_all_images_unusable_names_the_reasons(tmp_path: Path) -> None:
