@@ -13,6 +13,7 @@ from core.config import RunSettings
 from core.export import save_model
 from core.model import ModelConfig, gan_from_parameters
 from core.paths import cache_dir
+from core.quality import quality_std
 from core.schedule import units_per_epoch
 from core.shards import ShardFetcher
 from core.store import Store
@@ -33,6 +34,7 @@ def run_status(store: Store) -> dict[str, Any]:
         if span > 0:
             images_per_s = sum(m.images for m in metrics[1:]) / span
     latest_sample = store.latest_sample()
+    swd = latest_sample.swd if latest_sample is not None else None
     now = time.time()
     workers = store.workers()
     counts = store.unit_counts(run.version)
@@ -46,7 +48,8 @@ def run_status(store: Store) -> dict[str, Any]:
         // units_per_epoch(run.dataset_size, settings.images_per_work_unit),
         "dataset_images": run.dataset_size,
         "images_per_s": images_per_s,
-        "quality_swd": latest_sample.swd if latest_sample is not None else None,
+        "quality_swd": swd,
+        "quality_swd_std": quality_std(swd) if swd is not None else None,  # noise, not progress
         "last_losses": {"d_loss": metrics[-1].d_loss, "g_loss": metrics[-1].g_loss}
         if metrics
         else None,

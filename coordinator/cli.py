@@ -12,15 +12,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from PIL import ImageColor
+
 from coordinator import admin, volunteers
 from coordinator.runs import RunPlan, check_dataset, create_run, read_config
 from core.config import SettingsError
-from core.data import DatasetError
+from core.data import DatasetError, IngestReport
 from core.invite import SSLMODES, InviteError, encode_invite
 from core.logs import configure_logging
 from core.store import StoreError, open_store, sqlite_path
 
 Handler = Callable[[argparse.Namespace], int]
+PRESETS = {  # `init --preset NAME`: one line each for `init --help`
+    "demo": "the model and settings of `ganfriends-coordinator demo` (synthetic:10000 images)",
+}
 
 
 class UsageError(Exception):
@@ -67,19 +72,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_demo)
 
-    p = sub.add_parser("init", help="create a run: ingest the dataset and publish version 0")
+    p = sub.add_parser(
+        "init",
+        help="create a run: ingest the dataset and publish version 0",
+        description="Create a run: ingest the dataset and publish version 0.",
+        epilog="presets:\n"
+        + "\n".join(f"  {name:<8}{text}" for name, text in PRESETS.items())
+        + "\n\nWith both --preset and --config, the file's keys override the preset's.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _db_arg(p)
     p.add_argument(
         "--dataset",
         help="image folder, .zip of images, or synthetic[:N] (default synthetic; with "
         "--preset demo, the demo's synthetic:10000)",
     )
-    recipe = p.add_mutually_exclusive_group()
-    recipe.add_argument("--config", type=Path, help="TOML file with [model] and [training] tables")
-    recipe.add_argument(
-        "--preset",
-        choices=["demo"],
-        help="demo: the model and settings of `ganfriends-coordinator demo`",
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="TOML file with [model] and [training] tables (over the preset, if one is given)",
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset (listed below)")
+    p.add_argument(
+        "--background",
+        default="white",
+        metavar="COLOUR",
+        help="colour under transparent pixels of the images: a name or #RRGGBB (default white)",
     )
     p.add_argument("--name", default="ganfriends run", help="the run's name")
     p.set_defaults(handler=_init)
@@ -182,14 +200,16 @@ def _need_db(args: argparse.Namespace) -> str:
 def _init(args: argparse.Namespace) -> int:
     url = _need_db(args)
     dataset = args.dataset
+    base = None
     if args.preset == "demo":
         from coordinator.demo import DEMO_DATASET, DEMO_MODEL, DEMO_SETTINGS
 
-        model, settings = DEMO_MODEL, DEMO_SETTINGS
+        base = (DEMO_MODEL, DEMO_SETTINGS)
         dataset = dataset or f"{DEMO_DATASET[0]}:{DEMO_DATASET[1]}"
-    else:
-        model, settings = read_config(args.config)
-    plan = RunPlan(args.name, model, settings, check_dataset(dataset or "synthetic"))
+    model, settings = read_config(args.config, base)
+    dataset_spec = check_dataset(dataset or "synthetic")
+    plan = RunPlan(args.name, model, settings, dataset_spec, _colour(args.background))
+    report = IngestReport()
     path = sqlite_path(url)
     existed = path is not None and path.exists()
     # Folders open_store(create=True) is about to make, deepest first, to remove on failure.
@@ -197,7 +217,7 @@ def _init(args: argparse.Namespace) -> int:
     try:
         store = open_store(url, create=True)
         try:
-            run = create_run(store, plan, progress=sys.stderr.isatty())
+            run = create_run(store, plan, progress=sys.stderr.isatty(), report=report)
         finally:
             store.dispose()
     except BaseException:
@@ -208,10 +228,21 @@ def _init(args: argparse.Namespace) -> int:
                 if folder.exists() and not any(folder.iterdir()):
                     folder.rmdir()
         raise
+    print("\n".join(report.summary()))
     print(
         f"created run {run.name!r}: {run.dataset_size} images, version 0 published; start it with: ganfriends-coordinator serve --db {url}"
     )
     return 0
+
+
+def _colour(text: str) -> tuple[int, int, int]:
+    try:
+        red, green, blue = ImageColor.getrgb(text)[:3]
+    except ValueError:
+        raise UsageError(
+            f"--background {text!r} is not a colour: give a name such as white or black, or #RRGGBB"
+        ) from None
+    return red, green, blue
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -246,7 +277,10 @@ def _status(args: argparse.Namespace) -> int:
         ("run", f"{status['name']} ({status['status']})"),
         ("version", f"{status['version']} (epoch {status['epoch']})"),
         ("images/s", f"{ips:.1f}" if ips is not None else "—"),
-        ("quality (SWD, lower is better)", f"{swd:.2f}" if swd is not None else "—"),
+        (
+            "quality (SWD, lower is better)",
+            f"{swd:.1f} ± {status['quality_swd_std']:.1f}" if swd is not None else "—",
+        ),
         ("units of this version", ", ".join(f"{k} {v}" for k, v in units.items())),
         ("workers", f"{status['workers_active']} active, {status['workers_stalled']} stalled"),
         ("units per version", str(status["units_per_version"])),

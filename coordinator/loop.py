@@ -39,7 +39,7 @@ from core.codec import (
 from core.config import RunSettings
 from core.model import ModelConfig, gan_from_parameters, parameter_manifest
 from core.paths import cache_dir
-from core.quality import fixed_noise, sample_grid_png, sliced_wasserstein
+from core.quality import QUALITY_IMAGES, fixed_noise, sample_grid_png, sliced_wasserstein
 from core.schedule import plan_version
 from core.shards import ShardFetcher
 from core.store import DatabaseUnavailable, ResultRow, Store, StoreError, UnitSpec
@@ -53,7 +53,6 @@ MIN_NORM_HISTORY = 4  # below this many, only the absolute bound applies
 ABSOLUTE_MAX_NORM = 1e4  # no honest per-sample-mean gradient of a DCGAN comes near this
 CROSSCHECK_RTOL = 5e-2  # two computations of one unit must agree this closely (relative L2)
 SAMPLE_GRID_IMAGES = 64  # images in a sample grid
-QUALITY_IMAGES = 512  # real and generated images compared by the quality figure
 VALIDATE_BATCH = 32  # results validated per pass (read and decoded in parallel)
 IDLE_WAIT_S = 0.25  # an idle pass waits this long for a result (a new result ends it at once)
 TIDY_AFTER_CLOSES = 2  # closes without an idle pass after which tidy runs anyway

@@ -20,6 +20,7 @@ from core.data import (
     parse_dataset_spec,
     synthetic_shards,
 )
+from core.images import WHITE
 from core.model import ModelConfig, build_gan, parameters_of
 from core.schedule import plan_version
 from core.store import RunRow, Store, UnitSpec
@@ -36,12 +37,16 @@ class RunPlan:
     model: ModelConfig
     settings: RunSettings
     dataset: tuple[str, int | Path]  # ("synthetic", count) or ("path", Path)
+    background: tuple[int, int, int] = WHITE  # RGB under transparent pixels of ingested images
 
 
-def read_config(path: Path | None) -> tuple[ModelConfig, RunSettings]:
-    """[model] and [training] tables of a TOML file; defaults for anything not given."""
+def read_config(
+    path: Path | None, base: tuple[ModelConfig, RunSettings] | None = None
+) -> tuple[ModelConfig, RunSettings]:
+    """[model] and [training] tables of a TOML file over `base` (a preset; default: defaults)."""
+    model, settings = base if base is not None else (ModelConfig(), RunSettings())
     if path is None:
-        return ModelConfig(), RunSettings()
+        return model, settings
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -59,11 +64,11 @@ def read_config(path: Path | None) -> tuple[ModelConfig, RunSettings]:
                 f"{path}: {section} must be a [{section}] table of KEY = VALUE lines"
             )
     try:
-        model = ModelConfig.from_dict(data.get("model", {}))
+        model = ModelConfig.from_dict({**dataclasses.asdict(model), **data.get("model", {})})
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"{path} [model]: {exc}") from None
     try:
-        settings = RunSettings.from_dict(data.get("training", {}))
+        settings = RunSettings.from_dict({**settings.to_dict(), **data.get("training", {})})
     except SettingsError as exc:
         raise SettingsError(f"{path} [training]: {exc}") from None
     return model, settings
@@ -84,14 +89,21 @@ def dataset_shards(plan: RunPlan, report: IngestReport, progress: bool) -> Itera
     kind, value = plan.dataset
     if kind == "synthetic":
         assert isinstance(value, int)
-        report.images = value
+        report.found = report.images = value
         return synthetic_shards(value, plan.model.image_size, plan.settings.seed)
     assert isinstance(value, Path)
-    return ingest_images(value, plan.model.image_size, report, progress=progress)
+    return ingest_images(
+        value, plan.model.image_size, report, progress=progress, background=plan.background
+    )
 
 
-def create_run(store: Store, plan: RunPlan, *, progress: bool = True) -> RunRow:
-    """Ingest the dataset and publish version 0, all in one transaction."""
+def create_run(
+    store: Store, plan: RunPlan, *, progress: bool = True, report: IngestReport | None = None
+) -> RunRow:
+    """Ingest the dataset and publish version 0, all in one transaction.
+
+    `report`, if given, is filled with what ingestion found, used and skipped.
+    """
     gan = build_gan(plan.model, plan.settings.seed)
     params = parameters_of(gan)
     rounded = plan.settings.weights_precision != "fp32"
@@ -100,7 +112,7 @@ def create_run(store: Store, plan: RunPlan, *, progress: bool = True) -> RunRow:
     )
     zeros = unit_kind(plan.settings).zeros_state(params)
     optimizer = encode_optimizer_state(zeros, params if rounded else None)
-    report = IngestReport()
+    report = report if report is not None else IngestReport()
     settings = plan.settings
 
     def first_units(dataset_size: int) -> list[UnitSpec]:
@@ -127,10 +139,5 @@ def create_run(store: Store, plan: RunPlan, *, progress: bool = True) -> RunRow:
         optimizer_state=optimizer,
         first_units=first_units,
     )
-    if report.skipped:
-        log.warning(
-            "skipped %d unreadable image(s), e.g. %s",
-            report.skipped,
-            "; ".join(report.skipped_examples),
-        )
+    log.info("dataset: %s", "; ".join(line.strip() for line in report.summary()))
     return run

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import struct
 import zipfile
 import zlib
@@ -12,22 +13,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePath, PurePosixPath
-from typing import IO
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
+
+from core.images import SUFFIXES, TOO_LARGE, UNREADABLE, WHITE, ImageSkipped, load_image
 
 log = logging.getLogger(__name__)
 
 SYNTHETIC_DEFAULT_COUNT = 10_000  # images in the "synthetic" dataset when no count is given
 MAX_SYNTHETIC_COUNT = 1_000_000  # upper bound for "synthetic:N" (1M images of 64×64 = 12 GB)
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})  # compared lower-cased
-_FORMATS = ("JPEG", "PNG")  # Pillow decoders allowed: fewer decoders, less attack surface
+IMAGE_SUFFIXES = SUFFIXES  # compared lower-cased
 MAX_MEMBER_BYTES = 50 * 1024 * 1024  # zip members larger than this (uncompressed) are skipped
 MAX_SKIPPED_EXAMPLES = 5  # "name: reason" lines kept in an IngestReport
-MAX_SKIP_WARNINGS = 20  # skipped images logged as warnings; the rest at debug level
+EXAMPLES_PER_REASON = 3  # names kept per reason for the summary
+DUPLICATE = "duplicate"  # a file with the same bytes as an image already used
+LINK_LOOP = "link loop"  # a linked folder that leads back to one of its parents: not followed
+DUPLICATE_FOLDER = "folder already read"  # a second link to a folder: its images are read once
 
 # Background gradients use muted colours, shapes use saturated ones, so shapes always stand out.
 _BACKGROUNDS = np.array(
@@ -77,13 +81,43 @@ class Shard:
 class IngestReport:
     """Counters filled in while `ingest_images` runs."""
 
+    found: int = 0  # candidate image files
     images: int = 0  # images decoded and stored
     skipped: int = 0  # candidate files that could not be used
     skipped_examples: list[str] = field(default_factory=list)  # first few "name: reason"
+    by_reason: dict[str, int] = field(default_factory=dict)  # files or folders, per reason
+    names_by_reason: dict[str, list[str]] = field(default_factory=dict)  # the first few of each
+
+    def skip(self, reason: str, name: str, detail: str = "", *, image: bool = True) -> None:
+        """Count one skipped image (or, with image=False, a folder not followed)."""
+        name = printable(name)
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        names = self.names_by_reason.setdefault(reason, [])
+        if len(names) < EXAMPLES_PER_REASON:
+            names.append(name)
+        if not image:
+            log.info("not following %s: %s", name, detail or reason)
+            return
+        self.skipped += 1
+        line = f"{name}: {reason} ({detail})" if detail else f"{name}: {reason}"
+        if len(self.skipped_examples) < MAX_SKIPPED_EXAMPLES:
+            self.skipped_examples.append(line)
+        # One summary line at the end says it all on the console; each file goes to the log file.
+        log.info("skipping %s", line)
+
+    def summary(self) -> list[str]:
+        """Lines for people: found, used, and each reason for skipping with its first names."""
+        lines = [f"{self.found} images found, {self.images} used, {self.skipped} skipped"]
+        for reason, count in self.by_reason.items():
+            names = self.names_by_reason.get(reason, [])
+            more = ", …" if count > len(names) else ""
+            lines.append(f"  {reason}: {count} ({', '.join(names)}{more})")
+        return lines
 
 
-class _Skipped(Exception):
-    """A zip member that is not worth decoding (too large, unreadable)."""
+def printable(name: str) -> str:
+    """A file name as text any console or log can show: undecodable bytes become \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 # What Pillow and zipfile raise for a broken or hostile file; anything else is a bug and propagates.
@@ -94,7 +128,6 @@ _DECODE_ERRORS = (
     EOFError,
     struct.error,
     Image.DecompressionBombError,
-    _Skipped,
 )
 
 
@@ -274,7 +307,7 @@ def _check_at_least(minimum: int, **values: int) -> None:
 
 # ---------------------------------------------------------------- ingestion
 
-Opener = Callable[[], IO[bytes]]  # opens one candidate image file for reading
+Reader = Callable[[], bytes]  # reads one candidate image file's bytes
 
 
 def ingest_images(
@@ -283,13 +316,16 @@ def ingest_images(
     report: IngestReport,
     shard_size: int = 1024,
     progress: bool = True,
+    background: tuple[int, int, int] = WHITE,
 ) -> Iterator[Shard]:
     """Yield shards of the images in a folder or .zip, centre-cropped and resized to image_size.
 
-    Files are .jpg/.jpeg/.png (any case), in sorted relative-path order, dotfiles and __MACOSX/
-    ignored. Only one shard is held in memory. Unreadable images are skipped and counted in
-    `report`. A missing, empty or unreadable source raises DatasetError, before the first shard
-    when it can be known then.
+    Files are the image types of core.images (any case), in sorted relative-path order,
+    dotfiles and __MACOSX/ ignored; linked folders are followed, a link loop is reported and
+    not followed. Transparent pixels are composited onto `background`. Only one shard is held
+    in memory. Images that cannot be used are skipped and counted in `report` by reason. A
+    missing, empty or unreadable source raises DatasetError, before the first shard when it can
+    be known then.
     """
     _check_at_least(1, image_size=image_size, shard_size=shard_size)
     source = Path(source)
@@ -299,8 +335,8 @@ def ingest_images(
             "or synthetic[:N]"
         )
     if source.is_dir():
-        paths = _folder_candidates(source)
-        entries: Iterator[tuple[str, Opener]] = _folder_entries(source, paths)
+        paths = _folder_candidates(source, report)
+        entries: Iterator[tuple[str, Reader]] = _folder_entries(source, paths)
         total = len(paths)
     elif source.is_file() and (source.suffix.lower() == ".zip" or zipfile.is_zipfile(source)):
         members = _zip_candidates(source)
@@ -309,33 +345,90 @@ def ingest_images(
     else:
         raise DatasetError(
             f"dataset {source} is neither a folder nor a .zip file: give a folder of "
-            ".jpg/.png images, a .zip of them, or synthetic[:N]"
+            "images, a .zip of them, or synthetic[:N]"
         )
     if total == 0:
         raise DatasetError(
-            f"no images found in {source}: expected .jpg, .jpeg or .png files (in any subfolder)"
+            f"no images found in {source}: expected {_suffix_list()} files (in any subfolder)"
         )
-    return _ingest(source, entries, total, image_size, report, shard_size, progress)
+    report.found = total + report.skipped  # broken links were found, and skipped already
+    return _ingest(source, entries, image_size, report, shard_size, progress, background)
+
+
+def _suffix_list() -> str:
+    return ", ".join(sorted(IMAGE_SUFFIXES))
+
+
+def _is_hidden(relative: PurePath) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
 
 
 def _is_candidate(relative: PurePath) -> bool:
-    if any(part.startswith(".") or part == "__MACOSX" for part in relative.parts):
-        return False
-    return relative.suffix.lower() in IMAGE_SUFFIXES
+    return not _is_hidden(relative) and relative.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _folder_candidates(root: Path) -> list[Path]:
-    found = [p for p in root.rglob("*") if _is_candidate(p.relative_to(root)) and p.is_file()]
+def _folder_candidates(root: Path, report: IngestReport) -> list[Path]:
+    """Candidate files under root, following linked folders, each real folder read once."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()  # (device, inode) of every folder read so far
+
+    def on_error(exc: OSError) -> None:  # an unreadable folder: say so, go on with the rest
+        where = Path(exc.filename or root)
+        report.skip(UNREADABLE, _relative(root, where), str(exc.strerror or exc), image=False)
+
+    for folder, dirs, files in os.walk(root, followlinks=True, onerror=on_error):
+        here = Path(folder)
+        stat = here.stat()
+        seen.add((stat.st_dev, stat.st_ino))
+        ancestors = {os.path.realpath(p) for p in [here, *here.parents]}
+        dirs.sort()  # walk in a fixed order, so the same link is the one reported
+        for name in list(dirs):
+            child = here / name
+            if _is_hidden(child.relative_to(root)):
+                dirs.remove(name)
+                continue
+            stat = child.stat()  # os.walk listed it as a folder, so it resolves
+            if (stat.st_dev, stat.st_ino) in seen or os.path.realpath(child) in ancestors:
+                dirs.remove(name)
+                reason = LINK_LOOP if os.path.realpath(child) in ancestors else DUPLICATE_FOLDER
+                report.skip(reason, _relative(root, child), image=False)
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+        for name in files:
+            path = here / name
+            if not _is_candidate(path.relative_to(root)):
+                continue
+            if path.is_file():
+                found.append(path)
+            elif path.is_symlink() and not path.exists():
+                report.skip(UNREADABLE, _relative(root, path), "a link to nothing")
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _folder_entries(root: Path, paths: list[Path]) -> Iterator[tuple[str, Opener]]:
+def _relative(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _folder_entries(root: Path, paths: list[Path]) -> Iterator[tuple[str, Reader]]:
     for path in paths:
-        yield path.relative_to(root).as_posix(), partial(_open_file, path)
+        yield path.relative_to(root).as_posix(), partial(_read_file, path)
 
 
-def _open_file(path: Path) -> IO[bytes]:
-    return path.open("rb")
+def _read_file(path: Path) -> bytes:
+    with path.open("rb") as file:
+        _check_file_size(os.fstat(file.fileno()).st_size)
+        return file.read()
+
+
+def _check_file_size(size: int) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise ImageSkipped(
+            TOO_LARGE,
+            f"{size / 2**20:.1f} MiB uncompressed, over the {MAX_MEMBER_BYTES / 2**20:.0f} MiB limit",
+        )
 
 
 def _zip_candidates(source: Path) -> list[zipfile.ZipInfo]:
@@ -350,7 +443,7 @@ def _zip_candidates(source: Path) -> list[zipfile.ZipInfo]:
     return sorted(keep, key=lambda i: i.filename)
 
 
-def _zip_entries(source: Path, members: list[zipfile.ZipInfo]) -> Iterator[tuple[str, Opener]]:
+def _zip_entries(source: Path, members: list[zipfile.ZipInfo]) -> Iterator[tuple[str, Reader]]:
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -360,79 +453,74 @@ def _zip_entries(source: Path, members: list[zipfile.ZipInfo]) -> Iterator[tuple
             yield info.filename, partial(_read_member, archive, info)
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     """Read one member into memory (never to disk), refusing oversized ones."""
-    if info.file_size > MAX_MEMBER_BYTES:
-        raise _Skipped(f"too large ({info.file_size / 2**20:.0f} MB uncompressed)")
+    _check_file_size(info.file_size)
     try:
-        return io.BytesIO(archive.read(info))
+        return archive.read(info)
     # RuntimeError covers encrypted members and NotImplementedError (unsupported compression).
     except (zipfile.BadZipFile, zlib.error, RuntimeError, OSError, EOFError) as exc:
-        raise _Skipped(f"unreadable zip member ({exc})") from exc
+        raise ImageSkipped(UNREADABLE, f"damaged zip member: {exc}") from exc
 
 
-def _load_image(open_file: Opener, image_size: int) -> np.ndarray:
-    """Decode, centre-crop to a square and resize one image: uint8 (3, S, S)."""
-    with open_file() as fp, Image.open(fp, formats=_FORMATS) as image:
-        # JPEG only: let the decoder downscale by 2/4/8 while keeping ≥ 2× the target size.
-        image.draft(None, (2 * image_size, 2 * image_size))
-        rgb = ImageOps.exif_transpose(image).convert("RGB")
-    width, height = rgb.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    box = (left, top, left + side, top + side)
-    small = rgb.resize((image_size, image_size), Image.Resampling.LANCZOS, box=box)
-    return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1)  # (S, S, 3) → (3, S, S)
+def _load(
+    read: Reader, image_size: int, background: tuple[int, int, int]
+) -> tuple[np.ndarray, bytes]:
+    """The image's pixels (3, S, S) and a digest of its file's bytes."""
+    data = read()
+    return load_image(io.BytesIO(data), image_size, background), hashlib.blake2b(
+        data, digest_size=16
+    ).digest()
 
 
 def _ingest(
     source: Path,
-    entries: Iterator[tuple[str, Opener]],
-    total: int,
+    entries: Iterator[tuple[str, Reader]],
     image_size: int,
     report: IngestReport,
     shard_size: int,
     progress: bool,
+    background: tuple[int, int, int],
 ) -> Iterator[Shard]:
     buffer = np.empty((shard_size, 3, image_size, image_size), dtype=np.uint8)  # one shard
-    filled = index = decoded = 0
-    bar = tqdm(total=total, desc="ingesting images", unit="img", disable=None if progress else True)
+    filled = index = 0
+    first_with: dict[bytes, str] = {}  # file digest → the name of the image used with it
+    bar = tqdm(
+        total=report.found, desc="ingesting images", unit="img", disable=None if progress else True
+    )
     with bar:
-        for name, open_file in entries:
+        for name, read in entries:
             bar.update(1)
             try:
-                buffer[filled] = _load_image(open_file, image_size)
-            except _DECODE_ERRORS as exc:
-                _record_skip(report, name, exc)
+                pixels, digest = _load(read, image_size, background)
+            except ImageSkipped as exc:
+                report.skip(exc.reason, name, str(exc))
                 continue
+            except _DECODE_ERRORS as exc:
+                report.skip(UNREADABLE, name, _decode_error_text(exc))
+                continue
+            if digest in first_with:  # the same file twice would weigh twice in training
+                report.skip(DUPLICATE, name, f"the same bytes as {printable(first_with[digest])}")
+                continue
+            first_with[digest] = name
+            buffer[filled] = pixels
             filled += 1
-            decoded += 1
             report.images += 1
             if filled == shard_size:
                 yield _make_shard(index, buffer)
                 index, filled = index + 1, 0
     if filled:
         yield _make_shard(index, buffer[:filled])
-    if decoded == 0:
-        first = report.skipped_examples[0] if report.skipped_examples else "unknown"
+    if report.images == 0:
+        reasons = "; ".join(report.summary()[1:]).replace("  ", "")
         raise DatasetError(
-            f"none of the {total} images in {source} could be read (first: {first}); "
-            "check that they are valid JPEG or PNG files"
+            f"none of the {report.found} images in {source} could be used ({reasons}); "
+            f"give {_suffix_list()} images of at least {image_size // 2} pixels a side"
         )
-    log.info("ingested %d images from %s, skipped %d", decoded, source, report.skipped)
+    log.info("ingested %d images from %s, skipped %d", report.images, source, report.skipped)
 
 
-def _record_skip(report: IngestReport, name: str, exc: BaseException) -> None:
+def _decode_error_text(exc: BaseException) -> str:
     if isinstance(exc, UnidentifiedImageError):
-        reason = "not a recognisable JPEG or PNG image"
-    else:
-        reason = str(exc) or type(exc).__name__
-    report.skipped += 1
-    if len(report.skipped_examples) < MAX_SKIPPED_EXAMPLES:
-        report.skipped_examples.append(f"{name}: {reason}")
-    if report.skipped <= MAX_SKIP_WARNINGS:
-        log.warning("skipping %s: %s", name, reason)
-        if report.skipped == MAX_SKIP_WARNINGS:
-            log.warning("further skipped images are logged at debug level only")
-    else:
-        log.debug("skipping %s: %s", name, reason)
+        return "not a recognisable image of a supported type"
+    return str(exc) or type(exc).__name__

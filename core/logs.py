@@ -12,6 +12,15 @@ FILE_COUNT = 3  # rotated files kept
 HANDLER_NAME = "ganfriends"  # the name of the handlers this module installs
 
 
+class _SafeFormatter(logging.Formatter):
+    """Escapes what no stream can encode: a file name that is not UTF-8 reaches Python as lone
+    surrogates, which a strict stream refuses with a '--- Logging error ---' traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def configure_logging(program: str, *, verbose: bool = False, console: bool = True) -> None:
     """Log to stderr (warnings, or everything with `verbose`) and to `program`'s rotating file.
 
@@ -27,7 +36,7 @@ def configure_logging(program: str, *, verbose: bool = False, console: bool = Tr
         handler = logging.StreamHandler()
         handler.set_name(HANDLER_NAME)
         handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(_SafeFormatter("%(levelname)s: %(message)s"))
         root.addHandler(handler)
     try:
         directory = log_dir()
@@ -43,6 +52,6 @@ def configure_logging(program: str, *, verbose: bool = False, console: bool = Tr
         return
     file_handler.set_name(HANDLER_NAME)
     file_handler.setFormatter(
-        logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s")
+        _SafeFormatter("%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s")
     )
     root.addHandler(file_handler)

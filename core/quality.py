@@ -15,6 +15,13 @@ from torchvision.utils import make_grid
 
 from core.model import ModelConfig
 
+QUALITY_IMAGES = 512  # real and generated images the coordinator's quality figure compares
+# The figure's relative standard deviation at fixed weights: the evaluation is deterministic
+# (fixed real subset, latent noise, patches, directions and BatchNorm calibration), but which
+# subset and seeds it fixes is arbitrary; over other choices the figure of one checkpoint varies
+# by this fraction (demo model, Noto emoji and synthetic sets: python -m benchmarks.quality_noise).
+QUALITY_RELATIVE_STD = 0.025
+
 # Multi-scale SWD of Karras et al. 2018 ("Progressive Growing of GANs", appendix D).
 _MIN_LEVEL_RES = 16  # pixels: the Laplacian pyramid stops at this resolution
 _PATCH = 7  # pixels per side of each neighbourhood descriptor
@@ -28,7 +35,9 @@ _GRID_PADDING = 2  # pixels between images in a sample grid
 _BINOMIAL = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)
 
 
-def sliced_wasserstein(real: Tensor, fake: Tensor, *, seed: int = 0) -> float:
+def sliced_wasserstein(
+    real: Tensor, fake: Tensor, *, seed: int = 0, patches_per_image: int = _PATCHES_PER_IMAGE
+) -> float:
     """Multi-scale sliced Wasserstein distance ×1e3 between two image sets; lower is closer.
 
     `real` and `fake` are (N, C, H, W), uint8 or float in [-1, 1], with the same C, H, W (N may
@@ -45,13 +54,18 @@ def sliced_wasserstein(real: Tensor, fake: Tensor, *, seed: int = 0) -> float:
     if min(a.shape[-2:]) < _PATCH:
         raise ValueError(f"images must be at least {_PATCH}×{_PATCH} pixels, got {tuple(a.shape)}")
     gen = torch.Generator().manual_seed(seed)
-    count = _PATCHES_PER_IMAGE * min(len(a), len(b))  # equal counts, so sorted values pair up
+    count = patches_per_image * min(len(a), len(b))  # equal counts, so sorted values pair up
     distances = []
     for level_a, level_b in zip(_laplacian_pyramid(a), _laplacian_pyramid(b), strict=True):
         patches_a, patches_b = _patches(level_a, count, gen), _patches(level_b, count, gen)
         patches_a, patches_b = _normalise(patches_a, patches_b)
         distances.append(_sorted_projection_distance(patches_a, patches_b, gen))
     return _SCALE * sum(distances) / len(distances)
+
+
+def quality_std(swd: float) -> float:
+    """The standard deviation of a quality figure `swd` (for a ± band around the curve)."""
+    return QUALITY_RELATIVE_STD * swd
 
 
 def sample_grid_png(images: Tensor, nrow: int | None = None) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from coordinator import cli
 from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS
@@ -196,14 +198,66 @@ def test_init_preset_demo_is_the_demo_recipe(
     assert run.dataset_size == 256
 
 
-def test_init_takes_a_preset_or_a_config_not_both(
+def test_init_config_overrides_the_preset(
+    capsys: pytest.CaptureFixture[str], workdir: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "bigger.toml"
+    config.write_text("[model]\nimage_size = 64\n\n[training]\nlr = 0.0005\n")
+    argv = ["init", "--db", "sqlite:///x.db", "--preset", "demo", "--config", str(config)]
+    assert cli.main([*argv, "--dataset", "synthetic:256"]) == 0
+    store = open_store("sqlite:///x.db")
+    try:
+        run = store.get_run()
+    finally:
+        store.dispose()
+    assert ModelConfig.from_dict(run.model_config) == dataclasses.replace(DEMO_MODEL, image_size=64)
+    assert RunSettings.from_dict(run.settings) == dataclasses.replace(DEMO_SETTINGS, lr=0.0005)
+
+
+def test_init_help_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["init", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for name, text in cli.PRESETS.items():
+        assert f"  {name:<8}{text}" in out
+
+
+def test_init_prints_a_summary_of_the_images(
+    capsys: pytest.CaptureFixture[str], workdir: Path, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(70):
+        colour = (i, 255 - i, 3 * i, 255 if i % 2 else 0)  # half of them fully transparent
+        Image.new("RGBA", (40, 40), colour).save(photos / f"{i:03d}.png")
+    (photos / "broken.png").write_bytes(b"not a png")
+    Image.new("RGB", (8, 8)).save(photos / "tiny.png")
+    (photos / "loop").symlink_to(photos, target_is_directory=True)
+    argv = ["init", "--db", "sqlite:///p.db", "--dataset", str(photos), "--background", "#102030"]
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    assert cli.main([*argv, "--config", str(tmp_path / "tiny.toml")]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[:4] == [
+        "72 images found, 70 used, 2 skipped",
+        "  link loop: 1 (loop)",
+        "  unreadable: 1 (broken.png)",
+        "  too small: 1 (tiny.png)",
+    ]
+    assert "Warning" not in err
+    store = open_store("sqlite:///p.db")
+    try:
+        first = store.shard(0).data[: 3 * 32 * 32]  # 000.png: fully transparent
+    finally:
+        store.dispose()
+    assert set(first[: 32 * 32]) == {0x10} and set(first[-32 * 32 :]) == {0x30}
+
+
+def test_init_refuses_an_unknown_background(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
-    argv = ["init", "--db", "sqlite:///x.db", "--preset", "demo", "--config", "x.toml"]
-    with pytest.raises(SystemExit) as exited:
-        cli.main(argv)
-    assert exited.value.code == 2
-    assert "not allowed with argument" in capsys.readouterr().err
+    argv = ["init", "--db", "sqlite:///x.db", "--background", "blurple"]
+    assert "--background 'blurple' is not a colour" in one_line_error(capsys, cli.main, argv)
     assert files_under(workdir) == set()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def mixed_folder(tmp_path: Path) -> Path:
     (root / "a.png").write_bytes(image_bytes((40, 30), "PNG"))
     (root / "b.JPG").write_bytes(image_bytes((50, 80), "JPEG", (10, 200, 10)))
     (root / "sub" / "c.jpeg").write_bytes(image_bytes((33, 33), "JPEG", (120,)))  # grayscale
-    (root / "sub" / "deeper" / "d.PNG").write_bytes(image_bytes((7, 90), "PNG", (1, 2, 3, 128)))
+    (root / "sub" / "deeper" / "d.PNG").write_bytes(image_bytes((8, 90), "PNG", (1, 2, 3, 128)))
     (root / "sub" / "e.png").write_bytes(halves_png((300, 200)))
     (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 10)
     (root / "notes.txt").write_text("not an image")
@@ -228,8 +229,9 @@ def test_ingest_folder(mixed_folder: Path) -> None:
     verify_shard(shard)
     images = shard_images(shard)
     assert images.shape == (5, 3, 16, 16)
-    # Sorted by relative path: a.png, b.JPG, sub/c.jpeg, sub/deeper/d.PNG, sub/e.png.
-    expected_centres = [(200, 30, 60), (10, 200, 10), (120, 120, 120), (1, 2, 3)]
+    # Sorted by relative path: a.png, b.JPG, sub/c.jpeg, sub/deeper/d.PNG, sub/e.png; d is
+    # half-transparent (1, 2, 3) over white: (c·128 + 255·127 + 127) // 255.
+    expected_centres = [(200, 30, 60), (10, 200, 10), (120, 120, 120), (128, 128, 129)]
     for img, colour in zip(images, expected_centres, strict=False):
         assert torch.allclose(img[:, 8, 8].float(), torch.tensor(colour).float(), atol=6)
     assert images[4].float().std() > 100  # the black/white halves survived the resize
@@ -237,7 +239,7 @@ def test_ingest_folder(mixed_folder: Path) -> None:
 
 def test_ingest_folder_is_streaming(tmp_path: Path) -> None:
     for i in range(5):
-        (tmp_path / f"{i}.png").write_bytes(image_bytes((10, 10), "PNG"))
+        (tmp_path / f"{i}.png").write_bytes(image_bytes((10, 10), "PNG", (i, 0, 0)))
     report = IngestReport()
     shards = ingest_images(tmp_path, 8, report, shard_size=2, progress=False)
     assert report.images == 0  # nothing decoded before the first shard is asked for
@@ -247,9 +249,8 @@ def test_ingest_folder_is_streaming(tmp_path: Path) -> None:
 
 
 def test_ingest_shard_boundaries(tmp_path: Path) -> None:
-    tiny = image_bytes((4, 4), "PNG")
     for i in range(2500):
-        (tmp_path / f"{i:05d}.png").write_bytes(tiny)
+        (tmp_path / f"{i:05d}.png").write_bytes(image_bytes((4, 4), "PNG", (i % 256, i // 256, 0)))
     shards, report = ingest_all(tmp_path, image_size=4, shard_size=1000)
     assert [s.count for s in shards] == [1000, 1000, 500]
     assert [s.index for s in shards] == [0, 1, 2]
@@ -309,13 +310,15 @@ def test_ingest_truncated_jpeg_is_skipped(tmp_path: Path) -> None:
     assert report.skipped_examples[0].startswith("cut.jpg:")
 
 
-def test_ingest_decodes_only_jpeg_and_png(tmp_path: Path) -> None:
-    """Content decides, not the name: a PNG called .jpg is fine, a GIF called .png is skipped."""
+def test_ingest_decodes_only_the_allowed_formats(tmp_path: Path) -> None:
+    """Content decides, not the name: a PNG called .jpg is fine, a PPM called .png is skipped."""
     (tmp_path / "png_named.jpg").write_bytes(image_bytes((12, 12), "PNG"))
-    (tmp_path / "gif_named.png").write_bytes(image_bytes((12, 12), "GIF"))
+    (tmp_path / "ppm_named.png").write_bytes(image_bytes((12, 12), "PPM"))
     _, report = ingest_all(tmp_path)
     assert report.images == 1 and report.skipped == 1
-    assert report.skipped_examples == ["gif_named.png: not a recognisable JPEG or PNG image"]
+    assert report.skipped_examples == [
+        "ppm_named.png: unreadable (not a recognisable image of a supported type)"
+    ]
 
 
 # ---------------------------------------------------------------- zip ingestion
@@ -386,3 +389,89 @@ def test_ingest_zip_without_images(tmp_path: Path) -> None:
         archive.writestr("readme.txt", "hello")
     with pytest.raises(DatasetError, match="no images found"):
         ingest_images(source, 16, IngestReport(), progress=False)
+
+
+# ---------------------------------------------------------------- links, names and the summary
+
+
+def test_linked_folders_are_followed_and_a_loop_is_reported(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "b.png").write_bytes(image_bytes((20, 20), "PNG", (1, 2, 3)))
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.png").write_bytes(image_bytes((20, 20), "PNG"))
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)  # followed
+    (root / "sub" / "again").symlink_to(elsewhere, target_is_directory=True)  # read once
+    (root / "sub" / "back").symlink_to(root, target_is_directory=True)  # a loop
+    (root / "sub" / "up").symlink_to(tmp_path, target_is_directory=True)  # a loop via a parent
+    (root / "gone.png").symlink_to(tmp_path / "deleted.png")  # a link to nothing
+    shards, report = ingest_all(root)
+    assert report.images == 2 and shards[0].count == 2
+    assert report.by_reason == {
+        data.LINK_LOOP: 2,
+        data.DUPLICATE_FOLDER: 1,
+        "unreadable": 1,
+    }
+    assert report.names_by_reason[data.LINK_LOOP] == ["sub/back", "sub/up"]
+    assert report.names_by_reason[data.DUPLICATE_FOLDER] == ["sub/again"]
+    assert report.found == 3 and report.skipped == 1  # gone.png; folders are not images
+    summary = "\n".join(report.summary())
+    assert "3 images found, 2 used, 1 skipped" in summary
+    assert "link loop: 2 (sub/back, sub/up)" in summary
+
+
+def test_a_name_that_is_not_utf8_is_reported_safely(tmp_path: Path) -> None:
+    (tmp_path / "good.png").write_bytes(image_bytes((20, 20), "PNG"))
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.png"), "wb") as broken:
+        broken.write(b"not an image")
+    _, report = ingest_all(tmp_path)
+    assert report.images == 1
+    assert report.names_by_reason["unreadable"] == ["caf\\xe9.png"]  # the byte, escaped
+    "\n".join(report.summary()).encode("utf-8")  # printable by any UTF-8 console
+
+
+def test_summary_counts_every_reason_with_the_first_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data, "EXAMPLES_PER_REASON", 2)
+    for i in range(3):
+        (tmp_path / f"bad{i}.png").write_bytes(b"junk")
+        (tmp_path / f"small{i}.png").write_bytes(image_bytes((3, 3), "PNG"))
+    (tmp_path / "ok.png").write_bytes(image_bytes((20, 20), "PNG"))
+    _, report = ingest_all(tmp_path)
+    assert report.summary() == [
+        "7 images found, 1 used, 6 skipped",
+        "  unreadable: 3 (bad0.png, bad1.png, …)",
+        "  too small: 3 (small0.png, small1.png, …)",
+    ]
+
+
+def test_a_file_used_twice_is_a_duplicate(tmp_path: Path) -> None:
+    photo = image_bytes((20, 20), "PNG", (9, 8, 7))
+    (tmp_path / "a.png").write_bytes(photo)
+    (tmp_path / "b.png").write_bytes(image_bytes((20, 20), "PNG", (9, 8, 6)))
+    (tmp_path / "copy of a.png").write_bytes(photo)
+    (tmp_path / "junk1.png").write_bytes(b"junk")
+    (tmp_path / "junk2.png").write_bytes(b"junk")  # the same junk: unreadable, not a duplicate
+    shards, report = ingest_all(tmp_path)
+    assert report.images == 2 and shards[0].count == 2
+    assert report.by_reason == {"duplicate": 1, "unreadable": 2}
+    assert "copy of a.png: duplicate (the same bytes as a.png)" in report.skipped_examples
+
+
+def test_a_folder_file_over_the_size_limit_is_too_large(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "big.png").write_bytes(noisy_png((200, 200), seed=3))
+    (tmp_path / "small.png").write_bytes(image_bytes((20, 20), "PNG"))
+    monkeypatch.setattr(data, "MAX_MEMBER_BYTES", 20_000)
+    _, report = ingest_all(tmp_path)
+    assert report.images == 1 and report.names_by_reason == {"too large": ["big.png"]}
+
+
+def test_all_images_unusable_names_the_reasons(tmp_path: Path) -> None:
+    (tmp_path / "tiny.png").write_bytes(image_bytes((3, 3), "PNG"))
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    with pytest.raises(DatasetError, match=r"unreadable: 1 \(bad.png\); too small: 1"):
+        ingest_all(tmp_path)

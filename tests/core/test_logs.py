@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,3 +48,19 @@ def test_without_console_only_the_file_gets_the_lines(
     logging.getLogger("ganfriends.test").warning("to the file")
     assert "to the file" in (tmp_path / "quiet.log").read_text()
     assert "to the file" not in capsys.readouterr().err
+
+
+def test_a_name_that_is_not_utf8_is_logged_safely(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    root_handlers: None,
+) -> None:
+    """os.listdir gives undecodable name bytes as lone surrogates; strict UTF-8 cannot write them."""
+    monkeypatch.setenv("GANFRIENDS_LOG_DIR", str(tmp_path))
+    configure_logging("names")
+    name = os.fsdecode(b"caf\xe9.png")
+    logging.getLogger("ganfriends.test").warning("skipping %s", name)
+    assert "skipping caf\\udce9.png" in (tmp_path / "names.log").read_text(encoding="utf-8")
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "skipping caf" in err

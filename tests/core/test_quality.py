@@ -13,7 +13,13 @@ from torch import Tensor
 
 from core.data import synthetic_images
 from core.model import ModelConfig
-from core.quality import fixed_noise, sample_grid_png, sliced_wasserstein
+from core.quality import (
+    QUALITY_RELATIVE_STD,
+    fixed_noise,
+    quality_std,
+    sample_grid_png,
+    sliced_wasserstein,
+)
 
 SEED = 11  # synthetic dataset seed
 HALF = 128  # images per set: enough to separate the cases, cheap enough for a unit test
@@ -152,3 +158,16 @@ def test_fixed_noise_is_fixed_per_seed() -> None:
     assert noise.shape == (16, 20, 1, 1)
     assert torch.equal(noise, fixed_noise(cfg, 16, seed=5))
     assert not torch.equal(noise, fixed_noise(cfg, 16, seed=6))
+
+
+def test_quality_std_is_the_measured_fraction() -> None:
+    assert 0 < QUALITY_RELATIVE_STD < 0.1
+    assert quality_std(400.0) == pytest.approx(400.0 * QUALITY_RELATIVE_STD)
+
+
+def test_fewer_patches_per_image_still_separate_the_cases(
+    halves: tuple[Tensor, Tensor], real_vs_noise: float
+) -> None:
+    few = sliced_wasserstein(*halves, patches_per_image=16)
+    assert 0 < few < real_vs_noise / 5
+    assert few != sliced_wasserstein(*halves)  # the parameter is used
