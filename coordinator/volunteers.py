@@ -365,9 +365,10 @@ _OVERDUE = text(
     "extract(epoch FROM clock_timestamp() - a.xact_start) AS xact_s "
     "FROM pg_stat_activity a "
     "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
-    # direct members only: the owner is a member of each volunteer role, not of the group
-    "AND a.usesysid IN (SELECT m.member FROM pg_auth_members m "
-    "                   JOIN pg_roles g ON g.oid = m.roleid WHERE g.rolname = :group) "
+    # The invited roles by name, not the group's members: since PostgreSQL 16 the role that
+    # creates a role (the owner, with CREATEROLE) becomes a member of it, the group included.
+    "AND a.usename IN (SELECT role_name FROM volunteer.volunteers) "
+    "AND a.usename <> current_user "
     "AND ((a.state LIKE 'idle in transaction%' "
     "      AND a.state_change < clock_timestamp() - make_interval(secs => :idle)) "
     "     OR a.xact_start < clock_timestamp() - make_interval(secs => :xact))"
@@ -386,7 +387,6 @@ class Watchdog:
     def __init__(self, store: Store, limits: WatchdogLimits | None = None) -> None:
         self.store = store
         self.limits = limits or WatchdogLimits()
-        self._group: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned_blind = False
@@ -413,13 +413,10 @@ class Watchdog:
         if self.store.dialect != "postgresql":
             return []
         with self.store.session() as conn:
-            if self._group is None:
-                self._group = _config(conn, "group_role")
             self._check_visibility(conn)
             overdue = conn.execute(
                 _OVERDUE,
                 {
-                    "group": self._group,
                     "idle": self.limits.idle_in_transaction_s,
                     "xact": self.limits.transaction_s,
                 },
@@ -446,11 +443,9 @@ class Watchdog:
         blind = conn.execute(
             text(
                 "SELECT count(*) FROM pg_stat_activity a "
-                "JOIN pg_auth_members m ON m.member = a.usesysid "
-                "JOIN pg_roles g ON g.oid = m.roleid AND g.rolname = :group "
+                "JOIN volunteer.volunteers v ON v.role_name = a.usename "
                 "WHERE a.datname = current_database() AND a.state IS NULL"
-            ),
-            {"group": self._group},
+            )
         ).scalar_one()
         if blind:
             self._warned_blind = True
