@@ -106,6 +106,7 @@ def owned_db(postgres_server: PostgresServer) -> Iterator[OwnedDatabase]:
                 f'CREATE ROLE "{owner_role}" LOGIN CREATEROLE PASSWORD %s', (OWNER_PASSWORD,)
             )
             cur.execute(f'ALTER DATABASE "{name}" OWNER TO "{owner_role}"')
+            cur.execute(volunteers.parameter_grant_sql(owner_role))
     finally:
         su.close()
     su = postgres_server.connect(name)
@@ -126,6 +127,7 @@ def owned_db(postgres_server: PostgresServer) -> Iterator[OwnedDatabase]:
                 "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (name + "_",)
             )
             roles = [row[0] for row in cur.fetchall()]
+            cur.execute(f'REVOKE SET ON PARAMETER temp_file_limit FROM "{owner_role}"')
             # volunteers before their group, the owner (a member of each volunteer) last
             for role in sorted(roles, key=lambda r: (r == owner_role, r.endswith("_volunteers"))):
                 cur.execute(f'DROP ROLE "{role}"')
@@ -437,6 +439,47 @@ def test_invite_says_when_the_database_lacks_the_superuser_hardening(
     assert "can still create large objects" in err and volunteers.HARDENING_SQL in err
     assert "only works on this computer" not in err
     assert decode_invite(out.strip()).host == "gpu.lab"
+
+
+def temp_file_limit(invite: Invite) -> str:
+    conn = connect_as(invite)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW temp_file_limit")
+            return str(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_invite_caps_temporary_files_once_the_owner_may(
+    owned_db: OwnedDatabase, fake_run: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grant = volunteers.parameter_grant_sql(owned_db.owner_role)
+    owned_db.server.execute(grant.replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
+    assert volunteers.missing_hardening(fake_run) == grant
+    early = owned_db.invite(fake_run, "early")
+    assert temp_file_limit(early) == "-1"  # not capped: the superuser's step is missing
+    assert cli.main(["invite", "--db", owned_db.owner_url, "noted", "--host", "gpu.lab"]) == 0
+    assert grant in capsys.readouterr().err
+    owned_db.server.execute(grant)
+    assert volunteers.missing_hardening(fake_run) is None
+    late = owned_db.invite(fake_run, "late")
+    cap = volunteers.TEMP_FILE_LIMIT
+    assert temp_file_limit(late) == temp_file_limit(early) == cap  # the early one caught up
+    conn = connect_as(late)
+    try:
+        assert refused_code(conn, "SET temp_file_limit = -1") == "42501"
+    finally:
+        conn.close()
+
+
+def refused_code(conn: Any, statement: str) -> str:
+    with conn.cursor() as cur:
+        try:
+            cur.execute(statement)
+        except psycopg2.Error as error:
+            return str(error.pgcode)
+    raise AssertionError(f"allowed: {statement}")
 
 
 @pytest.mark.parametrize(
