@@ -39,6 +39,7 @@ FIXED = frozenset(
         "COMMIT",
         "ROLLBACK",
         "SELECT 1",
+        "LISTEN ganfriends_work",  # core.store.notify.CHANNEL
         "select pg_catalog.version()",
         "select current_schema()",
         "show standard_conforming_strings",

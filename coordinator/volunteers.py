@@ -423,6 +423,10 @@ _SESSIONS = text(
     "AND a.usename IN (SELECT role_name FROM volunteer.volunteers) "
     "AND a.usename <> current_user"
 )
+# Any login may NOTIFY any channel; workers listen on one (core.store.notify), and only the
+# volunteer API's functions notify on it. A session whose statement, running or last, notifies
+# is ended even when idle: a flood costs every listener, and unread notifications fill the queue.
+_NOTIFY = re.compile(r"\bnotify\b|pg_notify", re.IGNORECASE)
 _LARGEST = text(
     "SELECT greatest((SELECT max(octet_length(weights)) FROM model_versions), "
     "(SELECT max(octet_length(data)) FROM dataset_shards), 0)"
@@ -495,6 +499,8 @@ class Watchdog:
         """Why this session must end, or None."""
         if row.advisory:
             return "took an advisory lock"
+        if _NOTIFY.search(row.query or "") and not is_engine_statement(row.query, row.truncated):
+            return "sent a notification (NOTIFY), which only the run's own functions do"
         if row.state is None or row.state == "idle":
             return None
         if row.state.startswith("idle in transaction"):

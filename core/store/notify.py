@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 CHANNEL = "ganfriends_work"
 LISTEN_RETRY_S = 5.0  # seconds between attempts to reopen a lost LISTEN connection
 SQLITE_WATCH_S = 0.01  # seconds between looks at an SQLite database's change counter
+# Any login may NOTIFY on any channel: a flood must not turn every waiting worker into a claim
+# loop. A notification ends a wait at once, but not sooner than this after the previous one.
+NOTIFIED_GAP_S = 0.5  # seconds
 
 
 def announce_work(conn: Connection) -> None:
@@ -58,6 +61,7 @@ class WorkWaiter:
         self._listener: Any = None  # the psycopg2 connection that LISTENs
         self._retry_at = 0.0  # time.monotonic() before which no new LISTEN connection is tried
         self._watch: _SqliteWatch | None = None
+        self._last_notified = -NOTIFIED_GAP_S  # time.monotonic() of the last notified wake-up
 
     def wait(self, timeout_s: float) -> bool:
         """Block up to `timeout_s` seconds; True if work was announced meanwhile."""
@@ -98,11 +102,18 @@ class WorkWaiter:
         reader, _ = self._pair()
         if self._engine.dialect.name == "sqlite":
             return self._watch_sqlite(reader, deadline)
+        notified = False
         while (left := deadline - time.monotonic()) > 0:
+            if notified and (hold := self._last_notified + NOTIFIED_GAP_S - time.monotonic()) <= 0:
+                self._last_notified = time.monotonic()
+                return True
             listener = self._listening()
-            sources: list[Any] = [reader] if listener is None else [reader, listener]
+            # While a notified wake-up is held back, only an interrupt is waited for.
+            sources: list[Any] = [reader] if listener is None or notified else [reader, listener]
             try:
-                readable, _, _ = select.select(sources, [], [], left)
+                readable, _, _ = select.select(
+                    sources, [], [], min(left, hold) if notified else left
+                )
             except (OSError, ValueError) as error:  # the listener's socket went away
                 log.debug("waiting for work: %s", error)
                 if listener is None:
@@ -113,8 +124,8 @@ class WorkWaiter:
                 _drain(reader)
                 return False
             if listener is not None and listener in readable and self._notified(listener):
-                return True
-        return False
+                notified = True
+        return notified
 
     def _watch_sqlite(self, reader: socket.socket, deadline: float) -> bool:
         if self._watch is None:

@@ -551,6 +551,18 @@ def test_watchdog_ends_a_session_holding_an_advisory_lock(
     assert "advisory lock" in ended.why and is_closed(mallory)
 
 
+@pytest.mark.parametrize(
+    "statement", ["NOTIFY ganfriends_work", "SELECT pg_notify('ganfriends_work', 'x')"]
+)
+def test_watchdog_ends_a_session_that_notifies(
+    owned_db: OwnedDatabase, fake_run: Store, mallory: Any, statement: str
+) -> None:
+    with mallory.cursor() as cur:
+        cur.execute(statement)  # allowed to any login; then idle
+    (ended,) = Watchdog(fake_run, FAST_WATCHDOG).check()
+    assert "notification" in ended.why and is_closed(mallory)
+
+
 def test_rows_and_views_cannot_be_locked_beyond_reading(mallory: Any) -> None:
     for view in VIEWS:
         for strength in ("UPDATE", "NO KEY UPDATE", "SHARE", "KEY SHARE"):

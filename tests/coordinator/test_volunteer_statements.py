@@ -14,6 +14,7 @@ from coordinator.volunteer_statements import is_engine_statement
 ENGINE = [
     "BEGIN",
     "SELECT 1",
+    "LISTEN ganfriends_work",
     "select pg_catalog.version()",
     "SELECT alembic_version.version_num \n\tFROM alembic_version",
     "SELECT CASE WHEN to_regnamespace('volunteer') IS NULL THEN false WHEN "
@@ -66,6 +67,7 @@ HOSTILE = [
     "COPY volunteer.result_uploads (payload) FROM PROGRAM 'yes'",
     "LOCK TABLE volunteer.result_uploads IN ROW EXCLUSIVE MODE",
     "NOTIFY ganfriends_work",
+    "LISTEN other_channel",
     "SELECT pg_advisory_lock(1)",
     "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t",
     "",
