@@ -7,6 +7,10 @@ be refused by the server (SQLSTATE 42501, insufficient privilege, or the API's o
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,8 +27,11 @@ from core.store import LeaseLost, Store, UnknownWorker, open_store
 from tests.coordinator import test_volunteers as shared
 from tests.coordinator.simulate import LocalWorker, run_to
 from tests.coordinator.test_volunteers import OwnedDatabase, connect_as, make_pg_run
-from tests.core.store.factories import METRICS, UNIT_SIZE
+from tests.core.store import test_postgres_network as network
+from tests.core.store.factories import METRICS, UNIT_SIZE, make_shards, make_units
+from tests.core.store.test_postgres_network import REPO_ROOT, Namespace, _ip
 from tests.postgres import PostgresServer
+from tests.tcp_proxy import TcpProxy
 
 INTERNAL_TABLES = (
     "work_units",
@@ -54,6 +61,7 @@ VIEWS = (
     "volunteer.leaderboard",
 )
 owned_db, fake_run = shared.owned_db, shared.fake_run  # the fixtures, shared
+netns = network.netns
 
 # Quick to act: anything but the engine's statements after 0.5 s, any engine statement or
 # transaction after 1 s (no object's download is counted: the link is taken as infinitely fast).
@@ -450,10 +458,15 @@ SERIES = "SELECT count(*) FROM generate_series(1, 3e9::bigint)"
 ENDS_WITHIN_S = 10.0
 
 
-def run_unlimited(conn: Any, statement: str) -> tuple[float, psycopg2.Error | None]:
-    """Lift the role's limits a session may lift, run `statement`; (seconds, its error)."""
+def run_unlimited(
+    conn: Any, statement: str, timeout: str = "0"
+) -> tuple[float, psycopg2.Error | None]:
+    """Lift the role's limits a session may lift, run `statement`; (seconds, its error).
+
+    `timeout`: the statement_timeout to set instead of none, where no watchdog runs.
+    """
     with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = 0; SET work_mem = '64MB'")
+        cur.execute(f"SET statement_timeout = '{timeout}'; SET work_mem = '64MB'")
     started = time.monotonic()
     try:
         with conn.cursor() as cur:
@@ -502,7 +515,7 @@ def test_watchdog_ends_a_statement_the_worker_never_issues_within_seconds(
 def test_temporary_files_stay_under_the_cap(owned_db: OwnedDatabase, fake_run: Store) -> None:
     conn = connect_as(owned_db.invite(fake_run, "filler"))
     before = temp_bytes(owned_db)
-    seconds, error = run_unlimited(conn, SERIES)
+    seconds, error = run_unlimited(conn, SERIES, timeout=f"{ENDS_WITHIN_S}s")  # no watchdog
     conn.close()  # a session that ends reports its statistics at once
     assert isinstance(error, pg_errors.ConfigurationLimitExceeded), error  # temp_file_limit
     assert seconds < ENDS_WITHIN_S
@@ -622,6 +635,7 @@ def test_a_hostile_volunteer_cannot_exhaust_the_server_and_the_run_goes_on(
     (offender,) = status["sessions_ended"]
     assert offender["name"] == "mallory" and offender["sessions_ended"] >= cpu
     assert offender["repeat_offender"] and offender["revoke"].endswith("revoke mallory")
+    assert {v.name: v.sessions_ended for v in volunteers.list_volunteers(owner)}["honest"] == 0
 
 
 # ------------------------------------------------------------------------------ revoke
@@ -650,3 +664,76 @@ def test_revoke_during_a_run_reissues_the_leases_and_the_run_goes_on(
     coordinator = Coordinator(owner)
     run_to(coordinator, [helper], 1, timeout_s=60)
     assert coordinator.version == 1
+
+
+# ------------------------------------------------------------- an honest volunteer, slow link
+SLOW_CLIENT = """
+import json, sys, time
+from core.store import open_store
+from tests.core.store.factories import METRICS
+
+store = open_store(sys.argv[1])
+report = {}
+worker = store.register_worker("slow", "h", "cpu")
+lease = store.claim(worker)
+started = time.monotonic()
+weights, _, _ = store.version_weights(0)
+report["download_s"] = time.monotonic() - started
+report["download_bytes"] = len(weights)
+started = time.monotonic()
+store.submit(lease, bytes(len(weights)), "fp32", 4, METRICS, 0.1)
+report["upload_s"] = time.monotonic() - started
+print(json.dumps(report), flush=True)
+"""
+LINK = "4mbit"  # each way, shaped with tc's token bucket filter
+LARGE_BYTES = 4 << 20  # the weights and the result: ~8 s each way on that link
+
+
+@pytest.mark.slow
+def test_an_honest_worker_on_a_slow_link_moves_large_objects_under_the_watchdog(
+    netns: Namespace, owned_db: OwnedDatabase
+) -> None:
+    """A real slow link (a network namespace, tc), a watchdog quick to end foreign statements."""
+    owner = owned_db.open_owner()
+    owner.create_run(
+        name="test",
+        model_config={"image_size": 32},
+        settings={},
+        shards=make_shards(),
+        weights=bytes(LARGE_BYTES),
+        weights_sha256="0" * 64,
+        optimizer_state=b"adam0",
+        first_units=make_units(0, 1),
+    )
+    for device, where in ((netns.host_link, ()), (netns.client_link, ("-n", netns.name))):
+        _ip(*where, "link", "set", device, "mtu", "1500")
+        subprocess.run(
+            ["tc", *where, "qdisc", "add", "dev", device, "root", "tbf", "rate", LINK,
+             "burst", "32kbit", "latency", "400ms"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+    server = owned_db.server
+    buffers = 64 << 10  # the server, not the proxy, must wait for the slow client
+    with TcpProxy((server.host, server.port), netns.host_ip, buffers) as proxy:
+        invite = volunteers.invite(
+            owner, "slow", host=proxy.host, port=proxy.port, sslmode="disable"
+        )
+        watchdog = Watchdog(owner, WatchdogLimits(foreign_statement_s=0.5, every_s=0.1))
+        watchdog.poll()
+        try:
+            client = subprocess.run(
+                ["ip", "netns", "exec", netns.name, sys.executable, "-c", SLOW_CLIENT,
+                 invite.url()],
+                cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+        finally:
+            watchdog.stop()
+    assert client.returncode == 0, client.stderr[-2000:]
+    report = json.loads(client.stdout.strip().splitlines()[-1])
+    assert report["download_bytes"] == LARGE_BYTES
+    # Slow enough that the watchdog looked at each transfer many times while it ran.
+    assert report["download_s"] > 4 and report["upload_s"] > 4, report
+    (unit,) = owner.version_units(0)
+    assert unit.status == "submitted"
+    assert [v.sessions_ended for v in volunteers.list_volunteers(owner)] == [0]
