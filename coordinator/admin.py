@@ -20,6 +20,7 @@ from core.store import Store
 from core.training import calibrate_gan
 
 ACTIVE_WITHIN_S = 120.0  # a worker seen this recently counts as active
+REPEAT_OFFENDER = 3  # sessions the watchdog ended before `status` calls a volunteer one
 MAX_WEIGHTS_BYTES = 4 * 1024**3
 
 
@@ -70,6 +71,7 @@ def run_status(store: Store) -> dict[str, Any]:
             if now - w.last_seen >= ACTIVE_WITHIN_S and w.state not in ("stopped",)
         ),
         "rejected_results": sum(w.rejected for w in workers),
+        "sessions_ended": _offenders(store),
     }
 
 
@@ -109,6 +111,25 @@ def waiting_advice(store: Store) -> str | None:
     return pool_advice(active, units)["advice"]
 
 
+def _offenders(store: Store) -> list[dict[str, Any]]:
+    """Volunteers (not revoked) whose sessions the watchdog ended, most first."""
+    if store.dialect != "postgresql":
+        return []
+    rows = [
+        v for v in volunteers.list_volunteers(store) if v.sessions_ended and v.revoked_at is None
+    ]
+    return [
+        {
+            "name": v.name,
+            "sessions_ended": v.sessions_ended,
+            "repeat_offender": v.sessions_ended >= REPEAT_OFFENDER,
+            "last_why": v.last_ended_why,
+            "revoke": f"ganfriends-coordinator revoke {v.name}",
+        }
+        for v in sorted(rows, key=lambda v: -v.sessions_ended)
+    ]
+
+
 def worker_table(store: Store) -> list[dict[str, Any]]:
     now = time.time()
     return [
@@ -143,6 +164,8 @@ def volunteer_table(store: Store) -> list[dict[str, Any]]:
             "units": v.units,
             "images": v.images,
             "rejected": v.rejected,
+            "ended": v.sessions_ended,  # sessions the watchdog ended
+            "last_ended_why": v.last_ended_why,
         }
         for v in volunteers.list_volunteers(store)
     ]
@@ -154,7 +177,8 @@ def readable_volunteer(row: dict[str, Any]) -> dict[str, Any]:
     def day(seconds: float | None) -> str:
         return "—" if seconds is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
-    shown = {k: v for k, v in row.items() if k not in ("created_at", "expires_at", "revoked_at")}
+    hidden = ("created_at", "expires_at", "revoked_at", "last_ended_why")
+    shown = {k: v for k, v in row.items() if k not in hidden}
     return {
         "name": shown.pop("name"),
         "role": shown.pop("role"),

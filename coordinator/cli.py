@@ -287,6 +287,15 @@ def _status(args: argparse.Namespace) -> int:
         ("unit kind", str(status["unit_kind"])),
         ("rejected results", str(status["rejected_results"])),
     ]
+    for offender in status["sessions_ended"]:
+        repeat = "repeat offender: " if offender["repeat_offender"] else ""
+        lines.append(
+            (
+                f"watchdog: {offender['name']}",
+                f"{repeat}{offender['sessions_ended']} session(s) ended, last: "
+                f"{offender['last_why']}; to lock them out: {offender['revoke']}",
+            )
+        )
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
@@ -379,8 +388,8 @@ def _invite(args: argparse.Namespace) -> int:
         )
     if hardening:
         print(
-            "note: volunteers can still create large objects in this database; as a "
-            f"superuser, connect to it and run: {hardening}",
+            "note: volunteers can still create large objects or write unlimited temporary "
+            f"files in this database; as a superuser, connect to it and run: {hardening}",
             file=sys.stderr,
         )
     print(encode_invite(invite))
@@ -399,6 +408,13 @@ def _volunteers(args: argparse.Namespace) -> int:
     else:
         print_table([admin.readable_volunteer(row) for row in rows])
         print(f"\nvolunteer group role: {group} (in pg_hba.conf: +{group})")
+        for row in rows:
+            if row["ended"] >= admin.REPEAT_OFFENDER and row["status"] == "active":
+                print(
+                    f"repeat offender: {row['name']}, {row['ended']} session(s) ended by the "
+                    f"watchdog (last: {row['last_ended_why']}); to lock them out: "
+                    f"ganfriends-coordinator revoke {row['name']}"
+                )
     return 0
 
 

@@ -14,18 +14,27 @@ from typing import Any
 from psycopg2.extensions import encrypt_password
 from sqlalchemy import Connection, delete, select, text
 
+from coordinator.volunteer_statements import is_engine_statement
 from core.invite import Invite
 from core.store import Store, StoreError, StoreSettings, notify, queue, runs
 from core.store.schema import result_uploads, results, work_units
+from core.store.volunteer import MAX_WORKERS_PER_VOLUNTEER
 
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,19}")
-CONNECTION_LIMIT = 8  # sessions per volunteer: a worker process holds about 3
-# First line of defence, set on each volunteer role; a session can lower or lift them for
-# itself, which is why the watchdog below exists.
+# Sessions per volunteer: a worker process holds 2 (its pool's one connection in use at a
+# time, and the one that LISTENs for work), and a volunteer may run MAX_WORKERS_PER_VOLUNTEER.
+CONNECTION_LIMIT = 2 * MAX_WORKERS_PER_VOLUNTEER
+# Set on each volunteer role. A session can lower or lift these for itself, which is why the
+# watchdog below exists:
 STATEMENT_TIMEOUT_S = 300  # the longest legitimate statement: a big download on a slow link
 IDLE_IN_TRANSACTION_TIMEOUT_S = 15  # the store never idles inside a transaction
+WORK_MEM = "4MB"  # memory per sort or hash (PostgreSQL's default, whatever the server's is)
+# ... and this one it cannot: temp_file_limit may only be set by a superuser, or by a role
+# granted SET on it (PostgreSQL 15+), which the guide has the superuser grant the owner.
+# The engine's statements write no temporary files; this caps a hostile one's (per session).
+TEMP_FILE_LIMIT = "64MB"
 TERMINATE_WAIT_MS = 2000  # how long revoke waits for each ended session to go
 
 
@@ -59,6 +68,8 @@ class VolunteerRow:
     units: int  # accepted units
     images: int
     rejected: int  # results the coordinator rejected
+    sessions_ended: int  # by the watchdog, ever
+    last_ended_why: str | None  # the watchdog's reason, the last time
 
 
 @dataclass(frozen=True)
@@ -100,8 +111,13 @@ def group_role(store: Store) -> str:
         return _config(conn, "group_role")
 
 
+def parameter_grant_sql(owner: str) -> str:
+    """The superuser statement that lets `owner` cap volunteers' temporary files."""
+    return f'GRANT SET ON PARAMETER temp_file_limit TO "{owner}";'
+
+
 def missing_hardening(store: Store) -> str | None:
-    """The superuser statement this run's database still lacks, or None when it has it."""
+    """The superuser statements this run's database still lacks, or None when it has them."""
     _need_postgres(store)
     with store.session() as conn:
         open_to_all = conn.execute(
@@ -111,7 +127,13 @@ def missing_hardening(store: Store) -> str | None:
             ),
             {"functions": list(LARGE_OBJECT_FUNCTIONS)},
         ).scalar_one()
-    return HARDENING_SQL if open_to_all else None
+        owner, may_cap = conn.execute(
+            text("SELECT current_user, has_parameter_privilege('temp_file_limit', 'SET')")
+        ).one()
+    missing = ([HARDENING_SQL] if open_to_all else []) + (
+        [] if may_cap else [parameter_grant_sql(owner)]
+    )
+    return " ".join(missing) or None
 
 
 def check_name(name: str) -> str:
@@ -215,11 +237,22 @@ def _create_role(
         f"ALTER ROLE {r} SET statement_timeout = '{STATEMENT_TIMEOUT_S}s'",
         f"ALTER ROLE {r} SET idle_in_transaction_session_timeout = "
         f"'{IDLE_IN_TRANSACTION_TIMEOUT_S}s'",
+        f"ALTER ROLE {r} SET work_mem = '{WORK_MEM}'",
         # Membership lets the owner see the role's sessions and end them (watchdog, revoke)
         # without being a superuser.
         f"GRANT {r} TO CURRENT_USER",
     ):
         conn.exec_driver_sql(statement)
+    may_cap = conn.execute(
+        text("SELECT has_parameter_privilege('temp_file_limit', 'SET')")
+    ).scalar_one()
+    if may_cap:  # otherwise `invite` prints the superuser's grant (missing_hardening)
+        # Every volunteer, so those invited before the grant get the cap now too.
+        roles = conn.execute(text("SELECT role_name FROM volunteer.volunteers")).scalars()
+        for name in {role, *roles}:
+            conn.exec_driver_sql(
+                f"ALTER ROLE {_quote(conn, name)} SET temp_file_limit = '{TEMP_FILE_LIMIT}'"
+            )
 
 
 def list_volunteers(store: Store) -> list[VolunteerRow]:
@@ -232,11 +265,12 @@ def list_volunteers(store: Store) -> list[VolunteerRow]:
                 "(SELECT count(*) FROM pg_stat_activity a WHERE a.usename = v.role_name) "
                 "AS sessions, count(w.id) AS workers, coalesce(sum(w.units), 0) AS units, "
                 "coalesce(sum(w.images), 0) AS images, "
-                "coalesce(sum(w.rejected), 0) AS rejected "
+                "coalesce(sum(w.rejected), 0) AS rejected, v.sessions_ended, v.last_ended_why "
                 "FROM volunteer.volunteers v "
                 "LEFT JOIN volunteer.worker_roles r ON r.role_name = v.role_name "
                 "LEFT JOIN workers w ON w.id = r.worker_id "
-                "GROUP BY v.name, v.role_name, v.created_at, v.expires_at, v.revoked_at "
+                "GROUP BY v.name, v.role_name, v.created_at, v.expires_at, v.revoked_at, "
+                "v.sessions_ended, v.last_ended_why "
                 "ORDER BY v.created_at, v.name"
             )
         ).all()
@@ -252,6 +286,8 @@ def list_volunteers(store: Store) -> list[VolunteerRow]:
             int(r.units),
             int(r.images),
             int(r.rejected),
+            int(r.sessions_ended),
+            r.last_ended_why,
         )
         for r in rows
     ]
@@ -345,9 +381,19 @@ def _take_back_work(conn: Connection, role: str, now: float) -> tuple[int, int]:
 class WatchdogLimits:
     """When the watchdog ends a volunteer session."""
 
-    idle_in_transaction_s: float = 20.0  # a transaction left open with nothing running
-    transaction_s: float = 360.0  # any transaction (or statement) open this long
-    every_s: float = 5.0  # seconds between checks
+    foreign_statement_s: float = 2.0  # a running statement the worker engine never issues
+    idle_in_transaction_s: float = 10.0  # a transaction left open with nothing running
+    # An engine statement or transaction may run as long as moving the run's largest object
+    # (weights, a shard or a result, about the weights' size) over the slowest link planned
+    # for, plus this slack; a longer one is not a download.
+    slowest_link_bytes_per_s: float = 125_000.0  # 1 Mbit/s
+    transfer_slack_s: float = 60.0
+    every_s: float = 1.0  # seconds between checks
+    sizes_every_s: float = 60.0  # seconds between looks at the largest object's size
+
+    def transfer_s(self, largest_bytes: int) -> float:
+        """The longest an engine statement or transaction may run."""
+        return self.transfer_slack_s + largest_bytes / self.slowest_link_bytes_per_s
 
 
 @dataclass(frozen=True)
@@ -359,37 +405,58 @@ class EndedSession:
     why: str
 
 
-_OVERDUE = text(
-    "SELECT a.pid, a.usename, a.state, "
+_SESSIONS = text(
+    "SELECT a.pid, a.usename, a.state, a.query, "
+    "octet_length(a.query) >= (SELECT setting::int - 1 FROM pg_settings "
+    "                          WHERE name = 'track_activity_query_size') AS truncated, "
+    "extract(epoch FROM clock_timestamp() - a.query_start) AS query_s, "
     "extract(epoch FROM clock_timestamp() - a.state_change) AS state_s, "
-    "extract(epoch FROM clock_timestamp() - a.xact_start) AS xact_s "
+    "extract(epoch FROM clock_timestamp() - a.xact_start) AS xact_s, "
+    # The engine takes no advisory lock; one held (even by an idle session) could block the
+    # coordinator's own.
+    "EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory') "
+    "AS advisory "
     "FROM pg_stat_activity a "
     "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
-    # direct members only: the owner is a member of each volunteer role, not of the group
-    "AND a.usesysid IN (SELECT m.member FROM pg_auth_members m "
-    "                   JOIN pg_roles g ON g.oid = m.roleid WHERE g.rolname = :group) "
-    "AND ((a.state LIKE 'idle in transaction%' "
-    "      AND a.state_change < clock_timestamp() - make_interval(secs => :idle)) "
-    "     OR a.xact_start < clock_timestamp() - make_interval(secs => :xact))"
+    # The invited roles by name, not the group's members: since PostgreSQL 16 the role that
+    # creates a role (the owner, with CREATEROLE) becomes a member of it, the group included.
+    "AND a.usename IN (SELECT role_name FROM volunteer.volunteers) "
+    "AND a.usename <> current_user"
+)
+# Any login may NOTIFY any channel; workers listen on one (core.store.notify), and only the
+# volunteer API's functions notify on it. A session whose statement, running or last, notifies
+# is ended even when idle: a flood costs every listener, and unread notifications fill the queue.
+_NOTIFY = re.compile(r"\bnotify\b|pg_notify", re.IGNORECASE)
+_LARGEST = text(
+    "SELECT greatest((SELECT max(octet_length(weights)) FROM model_versions), "
+    "(SELECT max(octet_length(data)) FROM dataset_shards), 0)"
 )
 
 
 class Watchdog:
-    """Ends volunteer sessions that hold a transaction open (PostgreSQL).
+    """Ends volunteer sessions that run what the worker engine never runs, or run too long.
 
-    A volunteer that opens a transaction, calls claim and then sleeps holds row locks the
-    coordinator's close needs. The check therefore runs on a thread of its own, started by
-    the first `poll()` (from `Coordinator.step()`), so a step blocked on such a lock cannot
-    keep it from running. Explicit lifecycle: `stop()`.
+    A volunteer login may lift its own statement_timeout and work_mem, so limits set on its
+    role are only defaults; this is where they are enforced (PostgreSQL):
+    - a running statement that is not one the worker engine issues
+      (coordinator/volunteer_statements.py) ends after `foreign_statement_s`;
+    - an engine statement, or any transaction, that has run longer than moving the run's
+      largest object over the slowest link needs ends then;
+    - a transaction idle for `idle_in_transaction_s` ends (it holds row locks the
+      coordinator's close needs).
+    Each end is an event and counts against the volunteer (`volunteers`, `status`). The check
+    runs on a thread of its own, started by the first `poll()` (from `Coordinator.step()`), so
+    a step blocked on a volunteer's lock cannot keep it from running. Explicit lifecycle:
+    `stop()`.
     """
 
     def __init__(self, store: Store, limits: WatchdogLimits | None = None) -> None:
         self.store = store
         self.limits = limits or WatchdogLimits()
-        self._group: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned_blind = False
+        self._largest: tuple[float, int] | None = None  # (when looked, bytes)
 
     def poll(self) -> None:
         """Make sure the checks run (PostgreSQL only); cheap, call it as often as you like."""
@@ -409,34 +476,64 @@ class Watchdog:
                 log.warning("watchdog check failed: %s", exc)
 
     def check(self) -> list[EndedSession]:
-        """One pass: end every overdue volunteer session now; what was ended."""
+        """One pass: end every volunteer session that broke a limit now; what was ended."""
         if self.store.dialect != "postgresql":
             return []
         with self.store.session() as conn:
-            if self._group is None:
-                self._group = _config(conn, "group_role")
             self._check_visibility(conn)
-            overdue = conn.execute(
-                _OVERDUE,
-                {
-                    "group": self._group,
-                    "idle": self.limits.idle_in_transaction_s,
-                    "xact": self.limits.transaction_s,
-                },
-            ).all()
-            ended = [self._end(conn, row) for row in overdue]
+            transfer_s = self.limits.transfer_s(self._largest_bytes(conn))
+            ended = []
+            for row in conn.execute(_SESSIONS).all():
+                why = self._verdict(row, transfer_s)
+                if why is not None:
+                    ended.append(self._end(conn, row, why))
         return [session for session in ended if session is not None]
 
-    def _end(self, conn: Connection, row: Any) -> EndedSession | None:
-        if row.state and row.state.startswith("idle in transaction"):
-            why = f"idle in a transaction for {row.state_s:.0f} s"
-        else:
-            why = f"a transaction open for {row.xact_s:.0f} s ({row.state})"
+    def _largest_bytes(self, conn: Connection) -> int:
+        now = time.monotonic()
+        if self._largest is None or now - self._largest[0] > self.limits.sizes_every_s:
+            self._largest = (now, int(conn.execute(_LARGEST).scalar_one() or 0))
+        return self._largest[1]
+
+    def _verdict(self, row: Any, transfer_s: float) -> str | None:
+        """Why this session must end, or None."""
+        if row.advisory:
+            return "took an advisory lock"
+        if _NOTIFY.search(row.query or "") and not is_engine_statement(row.query, row.truncated):
+            return "sent a notification (NOTIFY), which only the run's own functions do"
+        if row.state is None or row.state == "idle":
+            return None
+        if row.state.startswith("idle in transaction"):
+            if row.state_s > self.limits.idle_in_transaction_s:
+                return f"idle in a transaction for {row.state_s:.0f} s"
+        elif row.state != "active" or not is_engine_statement(row.query, row.truncated):
+            if row.query_s > self.limits.foreign_statement_s:
+                shown = " ".join(row.query.split())[:80]
+                return f"ran a statement the worker never issues ({row.state}: {shown!r})"
+        elif row.query_s > transfer_s:
+            return f"one statement ran {row.query_s:.0f} s, longer than any download needs"
+        if row.xact_s is not None and row.xact_s > transfer_s:
+            return f"a transaction open for {row.xact_s:.0f} s ({row.state})"
+        return None
+
+    def _end(self, conn: Connection, row: Any, why: str) -> EndedSession | None:
         if not conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": row.pid}).scalar():
             return None  # it ended by itself meanwhile
-        message = f"watchdog ended a session of {row.usename}: {why}"
+        now = time.time()
+        ended = conn.execute(
+            text(
+                "UPDATE volunteer.volunteers SET sessions_ended = sessions_ended + 1, "
+                "last_ended_at = :now, last_ended_why = :why WHERE role_name = :role "
+                "RETURNING name, sessions_ended"
+            ),
+            {"now": now, "why": why, "role": row.usename},
+        ).one()
+        message = (
+            f"watchdog ended a session of {ended.name} (role {row.usename}): {why}; "
+            f"{ended.sessions_ended} session(s) ended so far"
+        )
         log.warning("%s", message)
-        queue.add_event(conn, time.time(), "watchdog", message)
+        queue.add_event(conn, now, "watchdog", message)
         return EndedSession(int(row.pid), str(row.usename), why)
 
     def _check_visibility(self, conn: Connection) -> None:
@@ -446,11 +543,9 @@ class Watchdog:
         blind = conn.execute(
             text(
                 "SELECT count(*) FROM pg_stat_activity a "
-                "JOIN pg_auth_members m ON m.member = a.usesysid "
-                "JOIN pg_roles g ON g.oid = m.roleid AND g.rolname = :group "
+                "JOIN volunteer.volunteers v ON v.role_name = a.usename "
                 "WHERE a.datname = current_database() AND a.state IS NULL"
-            ),
-            {"group": self._group},
+            )
         ).scalar_one()
         if blind:
             self._warned_blind = True

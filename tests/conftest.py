@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from core.logs import HANDLER_NAME
 from tests.postgres import PostgresServer
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the PostgreSQL server `postgres` (scripts/test reruns them).
+
+    A test uses it through its fixtures, or as the "postgresql" case of a backend parameter
+    whose fixture asks for the server by name (`request.getfixturevalue`).
+    """
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec is not None else ()
+        if "postgres_server" in getattr(item, "fixturenames", ()) or "postgresql" in params:
+            item.add_marker(pytest.mark.postgres)
+
+
+def pytest_report_header() -> str:
+    chosen = os.environ.get("GANFRIENDS_TEST_PG_BIN")
+    return f"PostgreSQL server binaries: {chosen or 'the installed ones'}"
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ as an unprivileged user when the tests run as root (initdb refuses to run as roo
 it afterwards. To use an existing server instead, set GANFRIENDS_TEST_PG_URL to a superuser URL
 such as `postgresql+psycopg2://postgres:secret@127.0.0.1:5432/postgres`; each test then gets its
 own database on that server, dropped afterwards (restart tests are skipped on such a server).
+To start the cluster from other server binaries (another PostgreSQL release, such as the one
+`python -m tests.pg_binaries` fetches), set GANFRIENDS_TEST_PG_BIN to their `bin` folder.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ class PostgresUnavailable(RuntimeError):
 
 
 def _binary(name: str) -> str:
+    chosen = os.environ.get("GANFRIENDS_TEST_PG_BIN")
+    if chosen:
+        path = Path(chosen) / name
+        if not os.access(path, os.X_OK):
+            raise PostgresUnavailable(
+                f"GANFRIENDS_TEST_PG_BIN={chosen} holds no {name}: point it at the bin folder "
+                "of a PostgreSQL server (`python -m tests.pg_binaries` prints one)"
+            )
+        return str(path)
     found = shutil.which(name) or next(
         iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
     )
@@ -44,6 +55,29 @@ def _binary(name: str) -> str:
             "postgresql) or set GANFRIENDS_TEST_PG_URL to an existing server"
         )
     return found
+
+
+def _reachable_binaries(root: Path) -> Path | None:
+    """GANFRIENDS_TEST_PG_BIN's folder, copied into `root` when the cluster's owner can't reach it.
+
+    As root the cluster runs as UNPRIVILEGED_USER, who cannot enter root's home, where
+    `tests.pg_binaries` caches the binaries: a copy of the install (bin, lib, share) goes with
+    the cluster then. None when no folder is chosen.
+    """
+    chosen = os.environ.get("GANFRIENDS_TEST_PG_BIN")
+    if not chosen:
+        return None
+    initdb = _binary("initdb")
+    if os.geteuid() != 0:
+        return Path(initdb).parent
+    reachable = subprocess.run(
+        ["runuser", "-u", UNPRIVILEGED_USER, "--", "test", "-x", initdb], timeout=30
+    )
+    if reachable.returncode == 0:
+        return Path(initdb).parent
+    install = root / "install"
+    shutil.copytree(Path(initdb).parent.parent, install, symlinks=True)
+    return install / "bin"
 
 
 def _free_port() -> int:
@@ -60,6 +94,7 @@ class PostgresServer:
     port: int
     password: str
     data_dir: Path | None  # None when the server is not ours (GANFRIENDS_TEST_PG_URL)
+    bin_dir: Path | None = None  # where initdb and pg_ctl are; None: _binary() finds them
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     @classmethod
@@ -70,11 +105,15 @@ class PostgresServer:
             return cls(url.host or "127.0.0.1", url.port or 5432, url.password or "", None)
         root = Path(tempfile.mkdtemp(prefix="ganfriends-pg-"))
         server = cls("127.0.0.1", _free_port(), PASSWORD, root / "data")
+        server.bin_dir = _reachable_binaries(root)
         server._initdb(root)
         server.pg_ctl(
             "start", "-w", "-t", "60", "-l", str(root / "server.log"), "-o", server._options(root)
         )
         return server
+
+    def _binary(self, name: str) -> str:
+        return str(self.bin_dir / name) if self.bin_dir is not None else _binary(name)
 
     def _options(self, root: Path) -> str:
         settings = {
@@ -97,7 +136,7 @@ class PostgresServer:
             for path in (root, pwfile):
                 os.chown(path, account.pw_uid, account.pw_gid)
         self._as_owner(
-            _binary("initdb"),
+            self._binary("initdb"),
             "-D", str(self.data_dir),
             "-U", SUPERUSER,
             f"--pwfile={pwfile}",
@@ -116,7 +155,7 @@ class PostgresServer:
         if self.data_dir is None:
             raise RuntimeError("this server is not ours to start or stop")
         result = self._as_owner(
-            _binary("pg_ctl"), action, "-D", str(self.data_dir), *args, check=False
+            self._binary("pg_ctl"), action, "-D", str(self.data_dir), *args, check=False
         )
         if result.returncode != 0:
             log = self.data_dir.parent / "server.log"

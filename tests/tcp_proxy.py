@@ -21,8 +21,16 @@ class TcpProxy:
     byte of the exchange is counted.
     """
 
-    def __init__(self, target: tuple[str, int], listen_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        target: tuple[str, int],
+        listen_host: str = "127.0.0.1",
+        buffer_bytes: int | None = None,
+    ) -> None:
+        """`buffer_bytes`: cap the kernel's socket buffers on the download path, so that a
+        slow client slows the server's sending down instead of the proxy holding megabytes."""
         self.target = target
+        self._buffer_bytes = buffer_bytes
         self._server = socket.create_server((listen_host, 0))
         self._server.settimeout(ACCEPT_POLL_S)  # so `close` ends the accept loop promptly
         self.host, self.port = self._server.getsockname()[:2]
@@ -77,8 +85,10 @@ class TcpProxy:
             except OSError:
                 return  # closed
             client.settimeout(None)
+            if self._buffer_bytes is not None:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._buffer_bytes)
             try:
-                upstream = socket.create_connection(self.target, timeout=10)
+                upstream = self._connect()
             except OSError as error:
                 log.warning("proxy cannot reach %s: %s", self.target, error)
                 client.close()
@@ -90,6 +100,15 @@ class TcpProxy:
                 threading.Thread(
                     target=self._pump, args=(source, sink, up), name="tcp-proxy-pump", daemon=True
                 ).start()
+
+    def _connect(self) -> socket.socket:
+        if self._buffer_bytes is None:
+            return socket.create_connection(self.target, timeout=10)
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._buffer_bytes)
+        upstream.settimeout(10)
+        upstream.connect(self.target)
+        return upstream
 
     def _pump(self, source: socket.socket, sink: socket.socket, up: bool) -> None:
         try:

@@ -29,6 +29,12 @@ CHANNEL = "ganfriends_work"  # units became claimable (workers listen)
 RESULTS_CHANNEL = "ganfriends_results"  # a result was submitted (the coordinator listens)
 LISTEN_RETRY_S = 5.0  # seconds between attempts to reopen a lost LISTEN connection
 SQLITE_WATCH_S = 0.01  # seconds between looks at an SQLite database's change counter
+# Any login may NOTIFY on any channel: a flood must not turn every waiting worker into a claim
+# loop. A notification ends a wait at once, but not sooner than this after the previous one.
+# Workers: a version rarely closes twice within it. The coordinator waits on results with a
+# shorter gap: the last result of a version must not wait, and its wake-up costs one query.
+NOTIFIED_GAP_S = 0.5  # seconds
+RESULTS_NOTIFIED_GAP_S = 0.02  # seconds
 
 
 def announce_work(conn: Connection) -> None:
@@ -71,9 +77,14 @@ class WorkWaiter:
     """
 
     def __init__(
-        self, engine: Engine, channel: str = CHANNEL, pending: Select | None = None
+        self,
+        engine: Engine,
+        channel: str = CHANNEL,
+        pending: Select | None = None,
+        notified_gap_s: float = NOTIFIED_GAP_S,
     ) -> None:
         self._engine = engine
+        self._gap_s = notified_gap_s
         self._channel = channel
         self._pending = pending_work() if pending is None else pending
         self._lock = threading.Lock()  # one waiter at a time
@@ -82,6 +93,7 @@ class WorkWaiter:
         self._listener: Any = None  # the psycopg2 connection that LISTENs
         self._retry_at = 0.0  # time.monotonic() before which no new LISTEN connection is tried
         self._watch: _SqliteWatch | None = None
+        self._last_notified = -notified_gap_s  # time.monotonic() of the last notified wake-up
 
     def wait(self, timeout_s: float) -> bool:
         """Block up to `timeout_s` seconds; True if work was announced meanwhile."""
@@ -122,11 +134,18 @@ class WorkWaiter:
         reader, _ = self._pair()
         if self._engine.dialect.name == "sqlite":
             return self._watch_sqlite(reader, deadline)
+        notified = False
         while (left := deadline - time.monotonic()) > 0:
+            if notified and (hold := self._last_notified + self._gap_s - time.monotonic()) <= 0:
+                self._last_notified = time.monotonic()
+                return True
             listener = self._listening()
-            sources: list[Any] = [reader] if listener is None else [reader, listener]
+            # While a notified wake-up is held back, only an interrupt is waited for.
+            sources: list[Any] = [reader] if listener is None or notified else [reader, listener]
             try:
-                readable, _, _ = select.select(sources, [], [], left)
+                readable, _, _ = select.select(
+                    sources, [], [], min(left, hold) if notified else left
+                )
             except (OSError, ValueError) as error:  # the listener's socket went away
                 log.debug("waiting for work: %s", error)
                 if listener is None:
@@ -137,8 +156,8 @@ class WorkWaiter:
                 _drain(reader)
                 return False
             if listener is not None and listener in readable and self._notified(listener):
-                return True
-        return False
+                notified = True
+        return notified
 
     def _watch_sqlite(self, reader: socket.socket, deadline: float) -> bool:
         if self._watch is None:

@@ -53,7 +53,7 @@ class Store:
         self._work_waiter = notify.WorkWaiter(engine)
         # The coordinator's: results to validate (created on its first wait, unused elsewhere).
         self._result_waiter = notify.WorkWaiter(
-            engine, notify.RESULTS_CHANNEL, notify.new_results()
+            engine, notify.RESULTS_CHANNEL, notify.new_results(), notify.RESULTS_NOTIFIED_GAP_S
         )
         # Volunteer login (PostgreSQL)? Decided by the first session; see `volunteer_login`.
         self._volunteer: bool | None = None

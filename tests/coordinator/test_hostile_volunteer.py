@@ -7,6 +7,10 @@ be refused by the server (SQLSTATE 42501, insufficient privilege, or the API's o
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,15 +20,18 @@ import psycopg2
 import pytest
 from psycopg2 import errors as pg_errors
 
-from coordinator import volunteers
+from coordinator import admin, volunteers
 from coordinator.loop import Coordinator
 from coordinator.volunteers import Watchdog, WatchdogLimits
 from core.store import LeaseLost, Store, UnknownWorker, open_store
 from tests.coordinator import test_volunteers as shared
 from tests.coordinator.simulate import LocalWorker, run_to
 from tests.coordinator.test_volunteers import OwnedDatabase, connect_as, make_pg_run
-from tests.core.store.factories import METRICS, UNIT_SIZE
+from tests.core.store import test_postgres_network as network
+from tests.core.store.factories import METRICS, UNIT_SIZE, make_shards, make_units
+from tests.core.store.test_postgres_network import REPO_ROOT, Namespace, _ip
 from tests.postgres import PostgresServer
+from tests.tcp_proxy import TcpProxy
 
 INTERNAL_TABLES = (
     "work_units",
@@ -54,8 +61,17 @@ VIEWS = (
     "volunteer.leaderboard",
 )
 owned_db, fake_run = shared.owned_db, shared.fake_run  # the fixtures, shared
+netns = network.netns
 
-FAST_WATCHDOG = WatchdogLimits(idle_in_transaction_s=0.5, transaction_s=1.0, every_s=0.1)
+# Quick to act: anything but the engine's statements after 0.5 s, any engine statement or
+# transaction after 1 s (no object's download is counted: the link is taken as infinitely fast).
+FAST_WATCHDOG = WatchdogLimits(
+    foreign_statement_s=0.5,
+    idle_in_transaction_s=0.5,
+    slowest_link_bytes_per_s=float("inf"),
+    transfer_slack_s=1.0,
+    every_s=0.1,
+)
 
 
 def refused(conn: Any, statement: str, params: tuple[Any, ...] = ()) -> str:
@@ -431,6 +447,197 @@ def test_a_volunteer_sitting_on_a_locked_claim_does_not_stop_the_run(
     assert row.units == 3  # it did every unit, the squatted one too
 
 
+# ------------------------------------------------------------- what a session can consume
+# CPU only: a nested loop over a catalog every login may read; no temporary file, so only the
+# watchdog can end it. SERIES materialises its rows: temporary files, as fast as the disk goes.
+CPU_ONLY = (
+    "SELECT count(*) FROM pg_catalog.pg_attribute a, pg_catalog.pg_attribute b, "
+    "pg_catalog.pg_attribute c"
+)
+SERIES = "SELECT count(*) FROM generate_series(1, 3e9::bigint)"
+ENDS_WITHIN_S = 10.0
+
+
+def run_unlimited(
+    conn: Any, statement: str, timeout: str = "0"
+) -> tuple[float, psycopg2.Error | None]:
+    """Lift the role's limits a session may lift, run `statement`; (seconds, its error).
+
+    `timeout`: the statement_timeout to set instead of none, where no watchdog runs.
+    """
+    with conn.cursor() as cur:
+        cur.execute(f"SET statement_timeout = '{timeout}'; SET work_mem = '64MB'")
+    started = time.monotonic()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    except psycopg2.Error as error:
+        return time.monotonic() - started, error
+    return time.monotonic() - started, None
+
+
+def ended_by_watchdog(error: psycopg2.Error | None) -> bool:
+    return isinstance(error, psycopg2.OperationalError | pg_errors.AdminShutdown)
+
+
+def temp_bytes(owned_db: OwnedDatabase) -> int:
+    """Bytes of temporary files written in the run's database so far (server statistics)."""
+    su = owned_db.superuser()
+    try:
+        with su.cursor() as cur:
+            cur.execute("SELECT pg_stat_clear_snapshot()")
+            cur.execute(
+                "SELECT temp_bytes FROM pg_stat_database WHERE datname = %s", (su.info.dbname,)
+            )
+            return int(cur.fetchone()[0])
+    finally:
+        su.close()
+
+
+def test_watchdog_ends_a_statement_the_worker_never_issues_within_seconds(
+    owned_db: OwnedDatabase,
+    fake_run: Store,
+) -> None:
+    conn = connect_as(owned_db.invite(fake_run, "miner"))
+    watchdog = Watchdog(fake_run)  # the coordinator's own limits
+    watchdog.poll()
+    try:
+        seconds, error = run_unlimited(conn, CPU_ONLY)
+    finally:
+        watchdog.stop()
+    assert ended_by_watchdog(error) and seconds < ENDS_WITHIN_S, (seconds, error)
+    (row,) = volunteers.list_volunteers(fake_run)
+    assert row.sessions_ended == 1 and row.last_ended_why is not None
+    assert "never issues" in row.last_ended_why and "pg_attribute" in row.last_ended_why
+    assert any(e.kind == "watchdog" and "miner" in e.message for e in fake_run.events(5))
+
+
+def test_temporary_files_stay_under_the_cap(owned_db: OwnedDatabase, fake_run: Store) -> None:
+    conn = connect_as(owned_db.invite(fake_run, "filler"))
+    before = temp_bytes(owned_db)
+    seconds, error = run_unlimited(conn, SERIES, timeout=f"{ENDS_WITHIN_S}s")  # no watchdog
+    conn.close()  # a session that ends reports its statistics at once
+    assert isinstance(error, pg_errors.ConfigurationLimitExceeded), error  # temp_file_limit
+    assert seconds < ENDS_WITHIN_S
+    cap = 64 << 20
+    assert volunteers.TEMP_FILE_LIMIT == "64MB"
+    deadline = time.monotonic() + 10
+    while (written := temp_bytes(owned_db) - before) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert 0 < written <= cap, written
+
+
+def test_watchdog_ends_an_engine_statement_that_runs_longer_than_any_download(
+    owned_db: OwnedDatabase,
+    fake_run: Store,
+) -> None:
+    """An engine-shaped statement (here one that waits on a row lock) may not run for ever."""
+    conn = connect_as(owned_db.invite(fake_run, "stuck"))
+    with conn.cursor() as cur:
+        cur.execute("SELECT volunteer.register('s', 'h', 'cpu')")
+        worker = cur.fetchone()[0]
+    blocker = owned_db.superuser()
+    blocker.autocommit = False
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("SELECT 1 FROM workers WHERE id = %s FOR UPDATE", (worker,))
+        watchdog = Watchdog(fake_run, FAST_WATCHDOG)
+        watchdog.poll()
+        try:
+            seconds, error = run_unlimited(conn, f"SELECT volunteer.touch({worker}, 'x')")
+        finally:
+            watchdog.stop()
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert ended_by_watchdog(error) and seconds < ENDS_WITHIN_S
+    (row,) = volunteers.list_volunteers(fake_run)
+    assert row.last_ended_why is not None and "longer than any download" in row.last_ended_why
+
+
+def test_watchdog_ends_a_session_holding_an_advisory_lock(
+    owned_db: OwnedDatabase, fake_run: Store, mallory: Any
+) -> None:
+    with mallory.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(42)")  # then idle: no transaction open
+    (ended,) = Watchdog(fake_run, FAST_WATCHDOG).check()
+    assert "advisory lock" in ended.why and is_closed(mallory)
+
+
+@pytest.mark.parametrize(
+    "statement", ["NOTIFY ganfriends_work", "SELECT pg_notify('ganfriends_work', 'x')"]
+)
+def test_watchdog_ends_a_session_that_notifies(
+    owned_db: OwnedDatabase, fake_run: Store, mallory: Any, statement: str
+) -> None:
+    with mallory.cursor() as cur:
+        cur.execute(statement)  # allowed to any login; then idle
+    (ended,) = Watchdog(fake_run, FAST_WATCHDOG).check()
+    assert "notification" in ended.why and is_closed(mallory)
+
+
+def test_rows_and_views_cannot_be_locked_beyond_reading(mallory: Any) -> None:
+    for view in VIEWS:
+        for strength in ("UPDATE", "NO KEY UPDATE", "SHARE", "KEY SHARE"):
+            assert refused(mallory, f"SELECT * FROM {view} FOR {strength}") == "42501"
+        for mode in ("ROW SHARE", "ROW EXCLUSIVE", "SHARE", "EXCLUSIVE", "ACCESS EXCLUSIVE"):
+            code = refused(mallory, f"BEGIN; LOCK TABLE {view} IN {mode} MODE")
+            assert code == "42501", (view, mode)
+            with mallory.cursor() as cur:
+                cur.execute("ROLLBACK")
+
+
+@pytest.mark.slow
+def test_a_hostile_volunteer_cannot_exhaust_the_server_and_the_run_goes_on(
+    owned_db: OwnedDatabase,
+    tmp_path: Path,
+) -> None:
+    """Issue 13's attack, repeated for a while on several connections, during a real run."""
+    run = make_pg_run(owned_db, tmp_path)
+    owner = owned_db.opened[0]
+    invite = owned_db.invite(owner, "mallory")
+    honest = LocalWorker(run, owned_db.open_volunteer(owned_db.invite(owner, "honest")), "h")
+    coordinator = Coordinator(owner)  # with the watchdog's default limits
+    before = temp_bytes(owned_db)
+    attempts: list[tuple[str, float, psycopg2.Error | None]] = []
+    attack_s = 15.0
+
+    def attack(statement: str) -> None:
+        until = time.monotonic() + attack_s
+        while time.monotonic() < until:
+            conn = connect_as(invite)
+            try:
+                attempts.append((statement, *run_unlimited(conn, statement)))
+            finally:
+                conn.close()
+
+    threads = [threading.Thread(target=attack, args=(s,)) for s in (CPU_ONLY, CPU_ONLY, SERIES)]
+    first = coordinator.version
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        honest.work_one()
+        coordinator.step()
+    published = coordinator.version - first
+    for statement, seconds, error in attempts:
+        assert seconds < ENDS_WITHIN_S, (statement, seconds)
+        if statement == CPU_ONLY:
+            assert ended_by_watchdog(error), error
+        else:
+            assert isinstance(error, pg_errors.ConfigurationLimitExceeded), error
+    series = sum(1 for a in attempts if a[0] == SERIES)
+    assert temp_bytes(owned_db) - before <= series * (64 << 20)
+    assert published >= 2, published  # the coordinator kept publishing meanwhile
+    (row,) = [w for w in owner.workers() if w.name == "h"]
+    assert row.units >= 3 * published  # every unit of those versions was the honest one's
+    cpu = sum(1 for a in attempts if a[0] == CPU_ONLY)
+    status = admin.run_status(owner)
+    (offender,) = status["sessions_ended"]
+    assert offender["name"] == "mallory" and offender["sessions_ended"] >= cpu
+    assert offender["repeat_offender"] and offender["revoke"].endswith("revoke mallory")
+    assert {v.name: v.sessions_ended for v in volunteers.list_volunteers(owner)}["honest"] == 0
+
+
 # ------------------------------------------------------------------------------ revoke
 @pytest.mark.slow
 def test_revoke_during_a_run_reissues_the_leases_and_the_run_goes_on(
@@ -457,3 +664,76 @@ def test_revoke_during_a_run_reissues_the_leases_and_the_run_goes_on(
     coordinator = Coordinator(owner)
     run_to(coordinator, [helper], 1, timeout_s=60)
     assert coordinator.version == 1
+
+
+# ------------------------------------------------------------- an honest volunteer, slow link
+SLOW_CLIENT = """
+import json, sys, time
+from core.store import open_store
+from tests.core.store.factories import METRICS
+
+store = open_store(sys.argv[1])
+report = {}
+worker = store.register_worker("slow", "h", "cpu")
+lease = store.claim(worker)
+started = time.monotonic()
+weights, _, _ = store.version_weights(0)
+report["download_s"] = time.monotonic() - started
+report["download_bytes"] = len(weights)
+started = time.monotonic()
+store.submit(lease, bytes(len(weights)), "fp32", 4, METRICS, 0.1)
+report["upload_s"] = time.monotonic() - started
+print(json.dumps(report), flush=True)
+"""
+LINK = "4mbit"  # each way, shaped with tc's token bucket filter
+LARGE_BYTES = 4 << 20  # the weights and the result: ~8 s each way on that link
+
+
+@pytest.mark.slow
+def test_an_honest_worker_on_a_slow_link_moves_large_objects_under_the_watchdog(
+    netns: Namespace, owned_db: OwnedDatabase
+) -> None:
+    """A real slow link (a network namespace, tc), a watchdog quick to end foreign statements."""
+    owner = owned_db.open_owner()
+    owner.create_run(
+        name="test",
+        model_config={"image_size": 32},
+        settings={},
+        shards=make_shards(),
+        weights=bytes(LARGE_BYTES),
+        weights_sha256="0" * 64,
+        optimizer_state=b"adam0",
+        first_units=make_units(0, 1),
+    )
+    for device, where in ((netns.host_link, ()), (netns.client_link, ("-n", netns.name))):
+        _ip(*where, "link", "set", device, "mtu", "1500")
+        subprocess.run(
+            ["tc", *where, "qdisc", "add", "dev", device, "root", "tbf", "rate", LINK,
+             "burst", "32kbit", "latency", "400ms"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+    server = owned_db.server
+    buffers = 64 << 10  # the server, not the proxy, must wait for the slow client
+    with TcpProxy((server.host, server.port), netns.host_ip, buffers) as proxy:
+        invite = volunteers.invite(
+            owner, "slow", host=proxy.host, port=proxy.port, sslmode="disable"
+        )
+        watchdog = Watchdog(owner, WatchdogLimits(foreign_statement_s=0.5, every_s=0.1))
+        watchdog.poll()
+        try:
+            client = subprocess.run(
+                ["ip", "netns", "exec", netns.name, sys.executable, "-c", SLOW_CLIENT,
+                 invite.url()],
+                cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+        finally:
+            watchdog.stop()
+    assert client.returncode == 0, client.stderr[-2000:]
+    report = json.loads(client.stdout.strip().splitlines()[-1])
+    assert report["download_bytes"] == LARGE_BYTES
+    # Slow enough that the watchdog looked at each transfer many times while it ran.
+    assert report["download_s"] > 4 and report["upload_s"] > 4, report
+    (unit,) = owner.version_units(0)
+    assert unit.status == "submitted"
+    assert [v.sessions_ended for v in volunteers.list_volunteers(owner)] == [0]

@@ -106,6 +106,7 @@ def owned_db(postgres_server: PostgresServer) -> Iterator[OwnedDatabase]:
                 f'CREATE ROLE "{owner_role}" LOGIN CREATEROLE PASSWORD %s', (OWNER_PASSWORD,)
             )
             cur.execute(f'ALTER DATABASE "{name}" OWNER TO "{owner_role}"')
+            cur.execute(volunteers.parameter_grant_sql(owner_role))
     finally:
         su.close()
     su = postgres_server.connect(name)
@@ -126,6 +127,7 @@ def owned_db(postgres_server: PostgresServer) -> Iterator[OwnedDatabase]:
                 "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (name + "_",)
             )
             roles = [row[0] for row in cur.fetchall()]
+            cur.execute(f'REVOKE SET ON PARAMETER temp_file_limit FROM "{owner_role}"')
             # volunteers before their group, the owner (a member of each volunteer) last
             for role in sorted(roles, key=lambda r: (r == owner_role, r.endswith("_volunteers"))):
                 cur.execute(f'DROP ROLE "{role}"')
@@ -439,6 +441,47 @@ def test_invite_says_when_the_database_lacks_the_superuser_hardening(
     assert decode_invite(out.strip()).host == "gpu.lab"
 
 
+def temp_file_limit(invite: Invite) -> str:
+    conn = connect_as(invite)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW temp_file_limit")
+            return str(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_invite_caps_temporary_files_once_the_owner_may(
+    owned_db: OwnedDatabase, fake_run: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grant = volunteers.parameter_grant_sql(owned_db.owner_role)
+    owned_db.server.execute(grant.replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
+    assert volunteers.missing_hardening(fake_run) == grant
+    early = owned_db.invite(fake_run, "early")
+    assert temp_file_limit(early) == "-1"  # not capped: the superuser's step is missing
+    assert cli.main(["invite", "--db", owned_db.owner_url, "noted", "--host", "gpu.lab"]) == 0
+    assert grant in capsys.readouterr().err
+    owned_db.server.execute(grant)
+    assert volunteers.missing_hardening(fake_run) is None
+    late = owned_db.invite(fake_run, "late")
+    cap = volunteers.TEMP_FILE_LIMIT
+    assert temp_file_limit(late) == temp_file_limit(early) == cap  # the early one caught up
+    conn = connect_as(late)
+    try:
+        assert refused_code(conn, "SET temp_file_limit = -1") == "42501"
+    finally:
+        conn.close()
+
+
+def refused_code(conn: Any, statement: str) -> str:
+    with conn.cursor() as cur:
+        try:
+            cur.execute(statement)
+        except psycopg2.Error as error:
+            return str(error.pgcode)
+    raise AssertionError(f"allowed: {statement}")
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -558,6 +601,9 @@ def test_worker_engine_with_an_invite_completes_units(
     thread = threading.Thread(target=engine.run)
     thread.start()
     coordinator = Coordinator(owner)
+    # Ends at once any statement the engine does not issue that it sees running: the engine
+    # itself must never trip it.
+    coordinator.watchdog.limits = volunteers.WatchdogLimits(foreign_statement_s=0.0, every_s=0.02)
     deadline = time.monotonic() + 120
     while coordinator.version < 1 and time.monotonic() < deadline:
         if not coordinator.step():
@@ -567,3 +613,4 @@ def test_worker_engine_with_an_invite_completes_units(
     assert coordinator.version == 1
     (row,) = owner.workers()
     assert (row.name, row.units) == ("hal-pc", 3)
+    assert [v.sessions_ended for v in volunteers.list_volunteers(owner)] == [0]

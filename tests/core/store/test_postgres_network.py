@@ -76,6 +76,7 @@ class Namespace:
     host_link: str  # this namespace's end of the veth pair
     host_ip: str
     client_ip: str
+    client_link: str  # the client's end of the pair, inside the namespace
 
 
 def _ip(*args: str) -> None:
@@ -87,7 +88,9 @@ def netns() -> Iterator[Namespace]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2 (`ip netns`) to build a real network blackhole")
     tag = os.getpid() % 100_000
-    ns = Namespace(f"gf-{tag}", f"gfh{tag}", f"10.213.{tag % 250}.1", f"10.213.{tag % 250}.2")
+    ns = Namespace(
+        f"gf-{tag}", f"gfh{tag}", f"10.213.{tag % 250}.1", f"10.213.{tag % 250}.2", f"gfc{tag}"
+    )
     try:
         _ip("netns", "add", ns.name)
     except subprocess.CalledProcessError as error:

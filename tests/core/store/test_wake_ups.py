@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from core.store import Store, make_engine, open_store
+from core.store import Store, make_engine, notify, open_store
 from tests.postgres import PostgresServer
 
 from .factories import FakeClock, close, create_test_run
@@ -148,3 +148,34 @@ def test_listening_resumes_after_the_session_is_terminated(
     assert postgres_server.terminate_sessions(pg_database) >= 1
     worker.wait_for_work(0.5)  # sees the loss and listens again on a new connection
     assert timed_wait(worker, lambda: close(coordinator, 0)) < PROMPT_S
+
+
+def test_a_flood_of_notifications_wakes_a_worker_at_most_twice_a_second(
+    pg_pair: tuple[Store, Store], postgres_server: PostgresServer, pg_database: str
+) -> None:
+    """Any login may NOTIFY: a flood must not turn waiting workers into a claim loop."""
+    worker, _ = pg_pair
+    worker.wait_for_work(0.01)  # listening
+    stop = threading.Event()
+
+    def flood() -> None:
+        conn = postgres_server.connect(pg_database)
+        try:
+            with conn.cursor() as cur:
+                while not stop.is_set():
+                    cur.execute("NOTIFY ganfriends_work")
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=flood)
+    thread.start()
+    try:
+        wakes, started = 0, time.monotonic()
+        while time.monotonic() - started < 2.0:
+            assert worker.wait_for_work(WAIT_S)  # each wait is ended by the flood
+            wakes += 1
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join()
+    assert 2 <= wakes <= elapsed / notify.NOTIFIED_GAP_S + 1, wakes
