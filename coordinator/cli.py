@@ -18,9 +18,10 @@ from core.config import SettingsError
 from core.data import DatasetError
 from core.invite import SSLMODES, InviteError, encode_invite
 from core.logs import configure_logging
-from core.store import StoreError, open_store, sqlite_path
+from core.store import RunHeld, RunLock, StoreError, Superseded, open_store, sqlite_path
 
 Handler = Callable[[argparse.Namespace], int]
+EXIT_RUN_HELD = 3  # another coordinator serves the run (refused at start, or taken over)
 
 
 class UsageError(Exception):
@@ -165,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except (RunHeld, Superseded) as exc:
+        # Its own exit status, so a service manager can be told not to restart on it.
+        print(f"ganfriends-coordinator {args.command}: {exc}", file=sys.stderr)
+        return EXIT_RUN_HELD
     except (UsageError, StoreError, SettingsError, DatasetError, InviteError) as exc:
         print(f"ganfriends-coordinator {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -218,18 +223,23 @@ def _serve(args: argparse.Namespace) -> int:
     from coordinator.loop import Coordinator
 
     store = open_store(_need_db(args))
-    coordinator = Coordinator(
-        store,
-        on_published=lambda p: print(
-            f"published version {p.version}: d_loss {p.metrics.d_loss:.3f} g_loss {p.metrics.g_loss:.3f}",
-            flush=True,
-        ),
-    )
+    lock = RunLock(store.engine)  # held until this process ends
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"serving from version {coordinator.version}; Ctrl-C stops", file=sys.stderr)
-    coordinator.serve(stop)
+    try:
+        coordinator = Coordinator(
+            store,
+            on_published=lambda p: print(
+                f"published version {p.version}: d_loss {p.metrics.d_loss:.3f} g_loss {p.metrics.g_loss:.3f}",
+                flush=True,
+            ),
+            lock=lock,
+        )
+        print(f"serving from version {coordinator.version}; Ctrl-C stops", file=sys.stderr)
+        coordinator.serve(stop)
+    finally:
+        lock.release()
     print(f"stopped at version {coordinator.version}", file=sys.stderr)
     return 0
 

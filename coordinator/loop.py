@@ -36,7 +36,7 @@ from core.paths import cache_dir
 from core.quality import fixed_noise, sample_grid_png, sliced_wasserstein
 from core.schedule import plan_version
 from core.shards import ShardFetcher
-from core.store import DatabaseUnavailable, ResultRow, Store, UnitSpec
+from core.store import DatabaseUnavailable, ResultRow, RunLock, Store, UnitSpec, fence
 from core.training import AdamState, GradientSum, UnitMetrics, adam_step, calibrate_gan
 
 log = logging.getLogger(__name__)
@@ -81,17 +81,22 @@ class Coordinator:
         *,
         on_published: Callable[[Published], None] | None = None,
         on_sampled: Callable[[Sampled], None] | None = None,
+        lock: RunLock | None = None,
     ) -> None:
-        self.store = store
+        # Takes the run: every transaction of self.store checks the epoch taken here, so once
+        # another coordinator takes over, this one writes nothing more (Superseded).
+        self.lock = lock
+        self.store = store.take_run(lock)
+        self._beat_at = time.monotonic()
         self.on_published = on_published or (lambda p: None)
         self.on_sampled = on_sampled or (lambda s: None)
         self._norms: deque[float] = deque(maxlen=NORM_HISTORY)
         self._real_for_quality: torch.Tensor | None = None
         # Ends volunteer sessions holding transactions open (PostgreSQL); own thread, see poll.
-        self.watchdog = Watchdog(store)
+        self.watchdog = Watchdog(self.store)
         weakref.finalize(self, self.watchdog.stop)
         # Checkpoints and payload deletes wait for idle passes, out of the close's way.
-        store.take_over_checkpoints()
+        self.store.take_over_checkpoints()
         self._closes_since_tidy = 1  # so the first idle pass tidies what an earlier run left
         self._load()
 
@@ -154,6 +159,8 @@ class Coordinator:
         close tidies the database (`Store.tidy`); without idle passes, every second close does.
         """
         self.watchdog.poll()
+        if time.monotonic() - self._beat_at >= fence.HOLDER_BEAT_S:
+            self._beat()
         busy = self.store.expire_leases() > 0
         results = self.store.new_results(VALIDATE_BATCH)
         for row in results:
@@ -172,6 +179,15 @@ class Coordinator:
             self.store.tidy()
             self._closes_since_tidy = 0
         return busy
+
+    def _beat(self) -> None:
+        """Show that this coordinator is alive; take the lock again if its session was lost."""
+        if self.lock is not None and not self.lock.held() and not self.lock.acquire():
+            log.warning(
+                "another process holds %s; this coordinator may be taken over", self.lock.where
+            )
+        self.store.beat()  # Superseded if another coordinator took over meanwhile
+        self._beat_at = time.monotonic()
 
     def _validate(self, row: ResultRow) -> None:
         if row.version != self.version:

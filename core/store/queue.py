@@ -9,6 +9,7 @@ another claimer's rows may simply be passed over), and result payloads arrive by
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import struct
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Update, and_, exists, func, insert, select, update
 
-from core.store.binary_copy import insert_bytes
+from core.store.binary_copy import Field, insert_bytes
 from core.store.errors import AlreadySubmitted, LeaseLost, StoreError
 from core.store.notify import announce_work
 from core.store.rows import Lease, StoreSettings
@@ -316,7 +317,11 @@ def submit(
         conn.execute(insert(results).values(**values).returning(results.c.id)).scalar_one()
     )
     # Binary COPY on PostgreSQL: the payload's bytes cross the wire once, not as hex text.
-    insert_bytes(conn, result_payloads, {"result_id": result_id}, "payload", payload)
+    described: dict[str, Field] = {
+        "result_id": result_id,
+        "sha256": hashlib.sha256(payload).hexdigest(),  # checked on every read
+    }
+    insert_bytes(conn, result_payloads, described, "payload", payload)
     return result_id
 
 

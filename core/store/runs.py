@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -83,6 +84,12 @@ def insert_units(conn: Connection, version: int, specs: Sequence[UnitSpec], now:
     """Designate `specs` as version `version`'s units (copy 0, pending)."""
     if not specs:
         return
+    # Recorded with the version, so a rollback can designate the same units again.
+    conn.execute(
+        update(model_versions)
+        .where(model_versions.c.version == version)
+        .values(unit_start=specs[0].unit_index, unit_count=len(specs))
+    )
     conn.execute(
         insert(work_units),
         [
@@ -122,6 +129,12 @@ def insert_version(
         "created_at": float(now),
     }
     insert_bytes(conn, model_versions, row, "weights", weights)
+
+
+def insert_optimizer_state(conn: Connection, version: int, state: bytes) -> None:
+    """Store the Adam state of `version`'s weights with its sha256."""
+    row: dict[str, Field] = {"version": version, "sha256": hashlib.sha256(state).hexdigest()}
+    insert_bytes(conn, optimizer_states, row, "state", state)
 
 
 def create_run(
@@ -179,7 +192,7 @@ def create_run(
         )
     )
     insert_version(conn, 0, weights, weights_sha256, model_config, store_settings, now)
-    insert_bytes(conn, optimizer_states, {"version": 0}, "state", optimizer)
+    insert_optimizer_state(conn, 0, optimizer)
     insert_units(conn, 0, units, now)
     add_event(conn, now, "run", f"run {name!r} created with {dataset_size} images", version=0)
     return read_run(conn)
@@ -210,7 +223,7 @@ def close_version(
     settings = StoreSettings.from_settings(current.settings)
     published = version + 1
     insert_version(conn, published, weights, weights_sha256, model_config, settings, now)
-    insert_bytes(conn, optimizer_states, {"version": published}, "state", optimizer)
+    insert_optimizer_state(conn, published, optimizer)
     conn.execute(
         update(run)
         .where(run.c.id == 1)

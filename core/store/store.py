@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, delete, insert, update
 
-from core.store import housekeeping, notify, queue, reads, runs, verdicts, volunteer
+from core.store import fence, housekeeping, notify, queue, reads, runs, verdicts, volunteer
 from core.store.errors import RunPaused, StoreError, UnknownWorker, translated_errors
 from core.store.rows import (
     RUN_STATUSES,
@@ -53,6 +53,9 @@ class Store:
         self._work_waiter = notify.WorkWaiter(engine)
         # Volunteer login (PostgreSQL)? Decided by the first session; see `volunteer_login`.
         self._volunteer: bool | None = None
+        # The coordinator epoch every transaction checks, once `take_run` made this store a
+        # coordinator's (core.store.fence); None for everyone else.
+        self._epoch: int | None = None
 
     @property
     def dialect(self) -> str:
@@ -130,11 +133,64 @@ class Store:
             if self._volunteer:
                 connection.execution_options(schema_translate_map=volunteer.READ_VIEWS)
             # ---
+            if self._epoch is not None:  # a coordinator's: write nothing once superseded
+                fence.check(connection, self._epoch)
             self._local.connection = connection
             try:
                 yield connection
             finally:
                 self._local.connection = None
+
+    # ---------------------------------------------------- the run's holder
+    def take_run(self, lock: fence.RunLock | None = None) -> Store:
+        """Take the run as its coordinator: a new epoch, and a store that is fenced by it.
+
+        The store returned shares this one's engine; each of its transactions first checks
+        that the epoch is still its own, so once another coordinator takes over it writes
+        nothing (Superseded). With a `lock`, a live coordinator elsewhere holding it means
+        RunHeld (naming it); one silent for `fence.HOLDER_LEASE_S` (frozen, suspended) is
+        taken over, its sessions ended on PostgreSQL. Without one (tests), the run is taken.
+        """
+        stale = False
+        if lock is not None and not lock.acquire():
+            with self.session() as conn:
+                holder, now = fence.read_holder(conn), fence.db_now(conn)
+            if now - holder.seen_at < fence.HOLDER_LEASE_S:
+                raise fence.RunHeld(
+                    f"another coordinator serves this run ({holder.describe(now)}); stop it "
+                    f"first — a coordinator silent for {fence.HOLDER_LEASE_S:.0f} s is taken "
+                    f"over ({lock.where})"
+                )
+            log.warning("taking the run over from a silent coordinator (%s)", holder.describe(now))
+            stale = True
+        with self.session() as conn:
+            if stale:
+                fence.end_stale_sessions(conn)
+            holder = fence.take(conn)
+            queue.add_event(
+                conn,
+                holder.since,
+                "coordinator",
+                f"coordinator pid {holder.pid} on {holder.host} took the run (epoch {holder.epoch})",
+            )
+        fenced = Store(self.engine, clock=self.clock)
+        fenced._epoch = holder.epoch
+        return fenced
+
+    @property
+    def epoch(self) -> int | None:
+        """The coordinator epoch this store is fenced by (None: not a coordinator's store)."""
+        return self._epoch
+
+    def holder(self) -> fence.Holder:
+        """The coordinator that holds the run, as recorded."""
+        with self.session() as conn:
+            return fence.read_holder(conn)
+
+    def beat(self) -> None:
+        """Record that this store's coordinator is alive (Superseded if it no longer holds)."""
+        with self.session() as conn:
+            fence.beat(conn)
 
     # ----------------------------------------------------------------- run
     def create_run(
