@@ -36,7 +36,7 @@ from core.paths import cache_dir
 from core.quality import fixed_noise, sample_grid_png, sliced_wasserstein
 from core.schedule import plan_version
 from core.shards import ShardFetcher
-from core.store import DatabaseUnavailable, ResultRow, RunLock, Store, UnitSpec, fence
+from core.store import DamagedData, DatabaseUnavailable, ResultRow, RunLock, Store, UnitSpec, fence
 from core.training import AdamState, GradientSum, UnitMetrics, adam_step, calibrate_gan
 
 log = logging.getLogger(__name__)
@@ -195,19 +195,19 @@ class Coordinator:
                 row.id, "rejected", f"result for version {row.version}, not {self.version}"
             )
             return
-        payload = self.store.result_payload(row.id)
         try:
-            grads = self._decode(payload)
+            grads = self._decode(self.store.result_payload(row.id))
             norm, bound = global_norm(grads), self._norm_bound()  # the norm is also remembered
             if not norm <= bound:
                 raise NormTooLarge(f"global L2 norm {norm:.6g} exceeds the bound {bound:.6g}")
             _check_metrics(row)
-        except PayloadError as exc:
+        except (PayloadError, DamagedData) as exc:
             log.warning("rejected result %d of unit %d: %s", row.id, row.unit_index, exc)
             self.store.resolve_result(row.id, "rejected", str(exc))
             return
         accepted = self.store.accepted_result(row.version, row.unit_index)
-        if accepted is None:
+        first = None if accepted is None else self._read_back(accepted)
+        if accepted is None or first is None:
             self.store.resolve_result(row.id, "accepted")
             self._norms.append(norm)
             self._last_accept_at = time.perf_counter()
@@ -218,13 +218,17 @@ class Coordinator:
                     self._sum.add(grads, metrics, unit.sample_count)
                     self._next += 1
             return
-        self._crosscheck(row, grads, accepted)
+        assert accepted is not None
+        self._crosscheck(row, grads, accepted, first)
 
     def _crosscheck(
-        self, row: ResultRow, grads: dict[str, torch.Tensor], accepted: ResultRow
+        self,
+        row: ResultRow,
+        grads: dict[str, torch.Tensor],
+        accepted: ResultRow,
+        first: dict[str, torch.Tensor],
     ) -> None:
         """A second valid result of a unit: compare it with the first; record disagreement."""
-        first = self._decode(self.store.result_payload(accepted.id))
         diff = global_norm({n: grads[n] - first[n] for n in grads})
         scale = max(global_norm(first), 1e-12)
         reason = None
@@ -244,6 +248,28 @@ class Coordinator:
             max_bytes=int(self.settings.max_payload_mb * 1024**2),
         )
 
+    def _read_back(self, result: ResultRow) -> dict[str, torch.Tensor] | None:
+        """An accepted result's gradients, checked again as stored; None once withdrawn.
+
+        A payload damaged in storage (sha256), or one that no longer decodes to finite values
+        within the absolute norm bound, is withdrawn and its unit computed again, instead of
+        stopping (and on restart, stopping again) the coordinator.
+        """
+        try:
+            return decode_tensors(
+                self.store.result_payload(result.id),
+                self.manifest,
+                precision=self.settings.precision,
+                max_bytes=int(self.settings.max_payload_mb * 1024**2),
+                max_norm=ABSOLUTE_MAX_NORM,
+            )
+        except (PayloadError, DamagedData) as exc:
+            log.warning(
+                "withdrew accepted result %d of unit %d: %s", result.id, result.unit_index, exc
+            )
+            self.store.withdraw_result(result.id, f"its stored payload fails a check: {exc}")
+            return None
+
     def _norm_bound(self) -> float:
         if len(self._norms) < MIN_NORM_HISTORY:
             return ABSOLUTE_MAX_NORM
@@ -261,7 +287,9 @@ class Coordinator:
                 if unit.unit_index not in parked:
                     return
             else:
-                grads = self._decode(self.store.result_payload(result.id))
+                grads = self._read_back(result)
+                if grads is None:  # withdrawn: the unit is computed again
+                    return
                 metrics = UnitMetrics(result.d_loss, result.g_loss, result.d_real, result.d_fake)
                 # The coordinator's sample count, never the worker's claim.
                 self._sum.add(grads, metrics, unit.sample_count)

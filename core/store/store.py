@@ -508,6 +508,11 @@ class Store:
                 conn, result_id, outcome, reason, self.clock(), settings.max_attempts
             )
 
+    def withdraw_result(self, result_id: int, reason: str) -> bool:
+        """Take back an accepted result whose payload is damaged; its unit is computed again."""
+        with self.session() as conn:
+            return verdicts.withdraw(conn, result_id, reason, self.clock())
+
     def accepted_payloads(self, version: int) -> Iterator[tuple[int, int, bytes]]:
         """(unit_index, sample_count, payload) of every accepted result, in unit order.
 
