@@ -148,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the volunteer's name, as given to invite")
     p.set_defaults(handler=_revoke)
 
+    p = sub.add_parser(
+        "rollback",
+        help="go back to a kept version (weights and optimizer state); later ones are deleted",
+    )
+    _db_arg(p)
+    p.add_argument(
+        "--to", type=int, required=True, metavar="VERSION", help="the version to go back to"
+    )
+    p.set_defaults(handler=_rollback)
+
     p = sub.add_parser("export", help="write the latest model (weights + config) to a file")
     _db_arg(p)
     p.add_argument("--out", type=Path, required=True, help="file to write (safetensors)")
@@ -380,6 +390,27 @@ def _revoke(args: argparse.Namespace) -> int:
         f"revoked {done.name} (role {done.role}) in {done.seconds:.2f} s: "
         f"{done.sessions_ended} session(s) ended, {done.leases_released} lease(s) released, "
         f"{done.results_dropped} unjudged result(s) dropped"
+    )
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from coordinator.rollback import full_states, roll_back
+
+    store = open_store(_need_db(args))
+    lock = RunLock(store.engine)
+    try:
+        # Taking the run refuses while a coordinator serves it, and fences a frozen one.
+        fenced = store.take_run(lock)
+        at = fenced.get_run().version
+        roll_back(fenced, args.to, f"by the owner, from version {at}")
+        kept = ", ".join(map(str, full_states(fenced)))
+    finally:
+        lock.release()
+        store.dispose()
+    print(
+        f"rolled back from version {at} to version {args.to} (kept full states now: {kept}); "
+        "`serve` continues from there"
     )
     return 0
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from coordinator import rollback
 from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
 from core.cache import ShardCache
@@ -102,6 +103,14 @@ class Coordinator:
 
     # State ----------------------------------------------------------------------------------
     def _load(self) -> None:
+        try:
+            self._load_state()
+        except DamagedData as damage:  # the latest weights or optimizer state: go back
+            version = rollback.repair(self.store, damage)
+            log.warning("damaged state: rolled back to version %d to replay from there", version)
+            self._load_state()
+
+    def _load_state(self) -> None:
         run = self.store.get_run()
         self.version = run.version
         self.cursor = run.cursor

@@ -19,7 +19,6 @@ from core.store.schema import (
     result_payloads,
     result_uploads,
     results,
-    run,
     samples,
     work_units,
 )
@@ -38,10 +37,14 @@ def delete_dropped_payloads(conn: Connection) -> int:
 
 
 def delete_old_optimizer_states(conn: Connection) -> int:
-    """Delete the optimizer states of versions before the published one; how many."""
-    published = select(run.c.version).where(run.c.id == 1).scalar_subquery()
+    """Delete the optimizer states of versions whose weights retention pruned; how many.
+
+    Every kept version (the newest `keep_versions` and the kept checkpoints) keeps its Adam
+    state, so each is a full state to roll back to (`ganfriends-coordinator rollback`).
+    """
+    kept = select(model_versions.c.version)
     return conn.execute(
-        delete(optimizer_states).where(optimizer_states.c.version < published)
+        delete(optimizer_states).where(optimizer_states.c.version.not_in(kept))
     ).rowcount
 
 

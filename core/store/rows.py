@@ -76,6 +76,9 @@ class VersionRow:
     model_config: dict[str, object]
     is_checkpoint: bool
     created_at: float
+    unit_start: int | None = None  # global index of its first designated unit (None: unknown)
+    unit_count: int | None = None  # how many units were designated for it
+    has_optimizer_state: bool = False  # kept with it: a full state to roll back to
 
 
 @dataclass(frozen=True)

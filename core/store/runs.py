@@ -312,3 +312,45 @@ def _keep_newest(conn: Connection, key: Any, keep: int) -> None:
 def count_rows(conn: Connection, table: Any) -> int:
     """Rows in a table (for status displays and tests)."""
     return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def rollback(
+    conn: Connection, now: float, version: int, units: Sequence[UnitSpec], reason: str
+) -> None:
+    """Go back to `version` (caller's transaction: all of it or nothing); see Store.rollback."""
+    current = read_run(conn, for_update=True)
+    if not 0 <= version <= current.version:
+        raise StoreError(
+            f"cannot roll back to version {version}: the run is at version {current.version}"
+        )
+    if not units:
+        raise StoreError(f"rolling back to version {version} needs its units")
+    for table, key in (
+        (model_versions, model_versions.c.version),
+        (optimizer_states, optimizer_states.c.version),
+        (samples, samples.c.version),
+    ):
+        conn.execute(delete(table).where(key > version))
+    conn.execute(delete(metrics).where(metrics.c.version >= version))
+    conn.execute(delete(results).where(results.c.version >= version))  # payloads: tidy
+    conn.execute(delete(work_units).where(work_units.c.version >= version))
+    conn.execute(
+        update(run)
+        .where(run.c.id == 1)
+        .values(
+            version=version,
+            cursor=units[-1].unit_index + 1,
+            alert=None,
+            updated_at=now,
+        )
+    )
+    insert_units(conn, version, units, now)
+    add_event(
+        conn,
+        now,
+        "rollback",
+        f"rolled back from version {current.version} to version {version} ({reason}); its "
+        "units are computed again",
+        version=version,
+    )
+    log.warning("rolled back from version %d to %d: %s", current.version, version, reason)

@@ -301,7 +301,20 @@ class Store:
     def versions(self) -> list[VersionRow]:
         """The kept model versions, oldest first (no weight bytes)."""
         with self.session() as conn:
-            return reads.versions(conn)
+            return reads.versions(conn, full=not self.volunteer_login)
+
+    def optimizer_state_of(self, version: int) -> bytes:
+        """The Adam state kept with `version`'s weights (DamagedData if damaged)."""
+        with self.session() as conn:
+            return reads.optimizer_state_of(conn, version)
+
+    def rollback(self, version: int, units: Sequence[UnitSpec], reason: str) -> None:
+        """Make `version` the latest again: later versions, their metrics, samples, units and
+        results are deleted, and `units` (the version's own, as first designated) are issued
+        again. One transaction. The caller checked `version` has a full state."""
+        with self.session() as conn:
+            runs.rollback(conn, self.clock(), version, units, reason)
+            notify.announce_work(conn)
 
     def optimizer_state(self) -> tuple[int, bytes]:
         """(version, Adam state bytes) for the latest published version."""
