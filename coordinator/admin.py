@@ -63,6 +63,7 @@ def run_status(store: Store) -> dict[str, Any]:
             if now - w.last_seen >= ACTIVE_WITHIN_S and w.state not in ("stopped",)
         ),
         "rejected_results": sum(w.rejected for w in workers),
+        "alert": run.alert,  # what stops the run, with the remedy; None when nothing does
     }
 
 

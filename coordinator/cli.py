@@ -271,6 +271,9 @@ def _status(args: argparse.Namespace) -> int:
         ("workers", f"{status['workers_active']} active, {status['workers_stalled']} stalled"),
         ("rejected results", str(status["rejected_results"])),
     ]
+    alert = status["alert"]
+    if alert:
+        lines.append(("PROBLEM", f"{alert['message']}; {alert['remedy']}"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from coordinator import rollback
+from coordinator import rollback, stall
 from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
 from core.cache import ShardCache
@@ -53,6 +53,7 @@ VALIDATE_BATCH = 32  # results validated per pass
 TIDY_AFTER_CLOSES = 2  # closes without an idle pass after which tidy runs anyway
 RECONNECT_INITIAL_S = 0.5  # first wait after the database was lost (then doubling, with jitter)
 RECONNECT_MAX_S = 15.0  # longest wait between attempts to reach a lost database
+PARKED_CHECK_S = 1.0  # idle passes look this often for units parked inside a worker's claim
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class Coordinator:
         # another coordinator takes over, this one writes nothing more (Superseded).
         self.lock = lock
         self.store = store.take_run(lock)
-        self._beat_at = time.monotonic()
+        self._beat_at = self._advanced_at = self._checked_at = time.monotonic()
         self.on_published = on_published or (lambda p: None)
         self.on_sampled = on_sampled or (lambda s: None)
         self._norms: deque[float] = deque(maxlen=NORM_HISTORY)
@@ -124,6 +125,7 @@ class Coordinator:
         _, state = self.store.optimizer_state()
         tensors, meta = decode_named(state, MAX_STATE_BYTES)
         self.adam = AdamState.from_tensors(int(meta["step"]), tensors)
+        self._alert = None if run.alert is None else str(run.alert["kind"])
         self._start_version()
 
     def _start_version(self) -> None:
@@ -132,6 +134,7 @@ class Coordinator:
         self._sum = GradientSum()
         self._next = 0  # position in _designated up to which results are summed
         self._last_accept_at: float | None = None
+        self._progress_at = time.monotonic()  # a version published, or a result accepted
         self._advance()
 
     # The loop -------------------------------------------------------------------------------
@@ -175,8 +178,10 @@ class Coordinator:
         for row in results:
             self._validate(row)
         busy = busy or bool(results)
-        if busy:
-            self._advance()
+        if busy or time.monotonic() - self._advanced_at >= PARKED_CHECK_S:
+            self._advance()  # idle too: a worker's claim may have parked the missing unit
+        if time.monotonic() - self._checked_at >= stall.CHECK_EVERY_S:
+            self._check_progress()
         if self._next == len(self._designated):
             self._close()
             self._closes_since_tidy += 1
@@ -220,6 +225,7 @@ class Coordinator:
             self.store.resolve_result(row.id, "accepted")
             self._norms.append(norm)
             self._last_accept_at = time.perf_counter()
+            self._progress_at = time.monotonic()
             if self._next < len(self._designated):
                 unit = self._designated[self._next]
                 if unit.unit_index == row.unit_index:  # next in unit order: sum it right away
@@ -286,6 +292,7 @@ class Coordinator:
 
     def _advance(self) -> None:
         """Add accepted results to the running sum in unit order, as far as they are contiguous."""
+        self._advanced_at = time.monotonic()
         parked: set[int] | None = None
         while self._next < len(self._designated):
             unit = self._designated[self._next]
@@ -303,6 +310,53 @@ class Coordinator:
                 # The coordinator's sample count, never the worker's claim.
                 self._sum.add(grads, metrics, unit.sample_count)
             self._next += 1
+
+    def _check_progress(self) -> None:
+        """No silent stall: say what keeps the version from closing (`status`, the app)."""
+        self._checked_at = time.monotonic()
+        stalled_s = self._checked_at - self._progress_at
+        if stalled_s < stall.STALL_S:
+            if self._alert is not None:
+                self.store.set_alert(None)
+                self._alert = None
+            return
+        problem = stall.diagnose(self.store, self.version, self.settings.lease_s, stalled_s)
+        if problem is None:
+            return
+        if problem.kind == "damage":
+            self._load()  # checks the stored weights and optimizer state; rolls back if damaged
+            self._progress_at = self._checked_at - stalled_s  # a reload is no progress
+        if problem.kind != self._alert:
+            log.warning("%s; %s", problem.message, problem.remedy)
+        self.store.set_alert(problem.kind, problem.message, problem.remedy)
+        self._alert = problem.kind
+
+    def _publishable(self, params: dict[str, torch.Tensor], adam: AdamState) -> bool:
+        """Whether the step's weights and optimizer state are finite; if not, nothing is
+        published: the version's results are computed again and the run waits for its owner.
+        """
+        tensors = {**params, **adam.to_tensors()}
+        bad = sorted(name for name, t in tensors.items() if not bool(torch.isfinite(t).all()))
+        if not bad:
+            return True
+        message = (
+            f"the step from version {self.version} made {len(bad)} tensor(s) non-finite "
+            f"(e.g. {bad[0]}); nothing was published and the run is paused"
+        )
+        log.error("%s", message)
+        for result in self.store.version_results(self.version):
+            if result.status == "accepted":
+                self.store.withdraw_result(result.id, "its version's step was not finite")
+        self.store.set_status("paused")
+        self.store.set_alert(
+            "non_finite",
+            message,
+            "check lr, beta1, beta2 and eps (ganfriends-coordinator status), fix them with "
+            "`set`, then `resume`; or go back with `rollback --to VERSION`",
+        )
+        self._alert = "non_finite"
+        self._start_version()
+        return False
 
     def _parked_units(self) -> set[int]:
         """Units of this version that will never get a result: every copy parked or cancelled."""
@@ -334,6 +388,8 @@ class Coordinator:
                 "empty_version",
                 f"version {self.version} closed with every unit parked; weights unchanged",
             )
+        if not self._publishable(params, adam):
+            return
         metrics = self._sum.mean_metrics()
         parked = len(self._designated) - self._sum.units
         new_version = self.version + 1

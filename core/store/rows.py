@@ -65,6 +65,8 @@ class RunRow:
     cursor: int  # next global unit index to designate
     created_at: float  # seconds since the epoch
     updated_at: float
+    # What stops the run, if anything: {"kind", "message", "remedy", "since"} (None: nothing).
+    alert: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)

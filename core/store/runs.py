@@ -66,6 +66,7 @@ def run_row(row: Any) -> RunRow:
         cursor=row.cursor,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        alert=from_json(row.alert) if row.alert else None,
     )
 
 

@@ -248,6 +248,24 @@ class Store:
                     notify.announce_work(conn)
             return runs.read_run(conn)
 
+    def set_alert(self, kind: str | None, message: str = "", remedy: str = "") -> None:
+        """Record what stops the run (shown by `status` and the app), or clear it (kind None).
+
+        Setting a new kind also adds an event; setting the same kind again only updates it.
+        """
+        with self.session() as conn:
+            current = runs.read_run(conn).alert
+            now = self.clock()
+            if kind is None:
+                if current is not None:
+                    conn.execute(update(run).where(run.c.id == 1).values(alert=None))
+                return
+            since = current["since"] if current and current.get("kind") == kind else now
+            alert = {"kind": kind, "message": message, "remedy": remedy, "since": since}
+            conn.execute(update(run).where(run.c.id == 1).values(alert=runs.to_json(alert)))
+            if current is None or current.get("kind") != kind:
+                queue.add_event(conn, now, "alert", f"{message}; {remedy}")
+
     def update_settings(self, changes: Mapping[str, object]) -> RunRow:
         """Merge `changes` into the run's settings and return the updated run."""
         with self.session() as conn:
