@@ -35,7 +35,7 @@ from core.config import RunSettings
 from core.model import ModelConfig, gan_from_parameters, parameter_manifest
 from core.paths import cache_dir
 from core.quality import fixed_noise, sample_grid_png, sliced_wasserstein
-from core.schedule import plan_version
+from core.schedule import plan_unit, plan_version
 from core.shards import ShardFetcher
 from core.store import DamagedData, DatabaseUnavailable, ResultRow, RunLock, Store, UnitSpec, fence
 from core.training import AdamState, GradientSum, UnitMetrics, adam_step, calibrate_gan
@@ -324,12 +324,27 @@ class Coordinator:
         if problem is None:
             return
         if problem.kind == "damage":
+            self._repair_units()
             self._load()  # checks the stored weights and optimizer state; rolls back if damaged
             self._progress_at = self._checked_at - stalled_s  # a reload is no progress
         if problem.kind != self._alert:
             log.warning("%s; %s", problem.message, problem.remedy)
         self.store.set_alert(problem.kind, problem.message, problem.remedy)
         self._alert = problem.kind
+
+    def _repair_units(self) -> None:
+        """Rewrite this version's units whose stored seed or images differ from the plan."""
+        specs = []
+        for unit in self._designated:
+            plan = plan_unit(
+                self.settings.seed,
+                self.dataset_size,
+                self.settings.images_per_work_unit,
+                unit.unit_index,
+            )
+            specs.append(UnitSpec(plan.unit_index, plan.seed, plan.sample_indices))
+        if self.store.repair_units(self.version, specs):
+            log.warning("rewrote damaged work units of version %d from the plan", self.version)
 
     def _publishable(self, params: dict[str, torch.Tensor], adam: AdamState) -> bool:
         """Whether the step's weights and optimizer state are finite; if not, nothing is

@@ -22,6 +22,7 @@ from core.codec import decode_named, encode_tensors
 from core.config import RunSettings
 from core.events import WorkerEvent
 from core.model import GAN, ModelConfig, gan_from_parameters, load_parameters
+from core.schedule import plan_unit
 from core.shards import ShardFetcher
 from core.store import (
     AlreadySubmitted,
@@ -237,6 +238,8 @@ class WorkerEngine:
         while True:
             try:
                 loaded = self._load_version(store, lease.version)
+                assert self._fetcher is not None
+                _check_unit(lease, loaded.settings, self._fetcher.dataset_size)
                 self._emit(
                     "state", "downloading", f"Fetching images for unit {lease.unit_index}", lease
                 )
@@ -441,6 +444,23 @@ class WorkerEngine:
             self._store.touch_worker(self._worker_id, state)
         except StoreError as exc:  # only bookkeeping: computing goes on
             log.debug("could not report state: %s", exc)
+
+
+def _check_unit(lease: Lease, settings: RunSettings, dataset_size: int) -> None:
+    """DamagedData unless the unit's seed and images are the run's plan for its index.
+
+    Both follow from settings fixed at `init` (seed, images_per_work_unit) and the unit's
+    index, so this is a stronger check than a stored checksum, and volunteers can make it too.
+    """
+    plan = plan_unit(settings.seed, dataset_size, settings.images_per_work_unit, lease.unit_index)
+    if plan.seed != lease.seed or tuple(plan.sample_indices) != tuple(lease.sample_indices):
+        raise DamagedData(
+            f"work unit {lease.unit_index} (row {lease.unit_id} of work_units) does not match "
+            "the run's plan for it: its stored seed or image list is damaged; the run's "
+            "coordinator rewrites it from the plan when it notices",
+            "work_units",
+            lease.unit_id,
+        )
 
 
 class _WakeUp(threading.Event):

@@ -446,3 +446,37 @@ def park_unit(conn: Connection, unit_id: int, now: float) -> bool:
         version=unit.version,
     )
     return True
+
+
+def repair_units(conn: Connection, version: int, units: Sequence[Any], now: float) -> int:
+    """Rewrite damaged copies of `units` (UnitSpecs) of `version`; how many were rewritten."""
+    repaired = 0
+    for spec in units:
+        packed = pack_indices(spec.sample_indices)
+        rows = conn.execute(
+            select(work_units.c.id, work_units.c.seed, work_units.c.sample_indices).where(
+                work_units.c.version == version, work_units.c.unit_index == spec.unit_index
+            )
+        ).all()
+        for row in rows:
+            if row.seed == spec.seed and bytes(row.sample_indices) == packed:
+                continue
+            conn.execute(
+                update(work_units)
+                .where(work_units.c.id == row.id)
+                .values(
+                    seed=spec.seed,
+                    sample_indices=packed,
+                    sample_count=len(spec.sample_indices),
+                )
+            )
+            add_event(
+                conn,
+                now,
+                "damage",
+                f"unit {spec.unit_index} (row {row.id} of work_units) was damaged; rewritten "
+                "from the run's plan",
+                version=version,
+            )
+            repaired += 1
+    return repaired

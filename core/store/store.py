@@ -495,6 +495,12 @@ class Store:
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
             return queue.expire_leases(conn, self.clock(), settings.max_attempts)
 
+    def repair_units(self, version: int, units: Sequence[UnitSpec]) -> int:
+        """Rewrite the seed and images of `version`'s copies of `units` where they differ
+        (damage); how many copies were rewritten."""
+        with self.session() as conn:
+            return queue.repair_units(conn, version, units, self.clock())
+
     def park_unit(self, unit_id: int) -> bool:
         """Park a pending or leased unit copy; False if it was already finished."""
         with self.session() as conn:

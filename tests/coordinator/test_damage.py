@@ -9,16 +9,25 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from sqlalchemy import Table, select, update
 
+from coordinator import stall
 from coordinator.loop import Coordinator
+from core import worker as worker_module
 from core.cache import ShardCache
 from core.store import DamagedData, Store
-from core.store.schema import dataset_shards, model_versions, optimizer_states, result_payloads
+from core.store.schema import (
+    dataset_shards,
+    model_versions,
+    optimizer_states,
+    result_payloads,
+    work_units,
+)
 from core.worker import WorkerEngine, WorkerEvent, WorkerOptions
 from tests.coordinator.harness import (
     TinyRun,
@@ -162,4 +171,37 @@ def test_a_worker_reports_damaged_weights_as_damage(run: TinyRun, tmp_path: Path
     assert said.startswith("The run's database holds damaged data: the weights of version 0")
     assert "Lost the database" not in said
     assert {u.status for u in store.version_units(0)} == {"pending"}  # the unit was given back
+    store.dispose()
+
+
+def test_a_damaged_work_unit_is_reported_and_rewritten_from_the_plan(
+    run: TinyRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stall, "STALL_S", 0.3)
+    monkeypatch.setattr(stall, "CHECK_EVERY_S", 0.1)
+    monkeypatch.setattr(worker_module, "DAMAGE_RETRY_S", 0.5)
+    store = run.store()
+    coordinator = Coordinator(store)
+    (unit,) = [u for u in store.version_units(0) if u.unit_index == 0]
+    flip_byte(store, work_units, "sample_indices", "id", unit.id)
+    events: list[WorkerEvent] = []
+    options = WorkerOptions(name="w", hostname="h", device=torch.device("cpu"), threads=1)
+    engine = WorkerEngine(run.store, ShardCache(tmp_path / "shards"), options, events.append)
+    thread = threading.Thread(target=engine.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while coordinator.version < 1:
+            assert time.monotonic() < deadline, [e.message for e in events]
+            if not coordinator.step():
+                time.sleep(0.02)
+    finally:
+        engine.stop()
+        thread.join(30)
+    said = [e.message for e in events if e.kind == "error"]
+    assert said and said[0].startswith(
+        f"The run's database holds damaged data: work unit 0 (row {unit.id} of work_units)"
+    )
+    assert any("rewritten from the run's plan" in e.message for e in store.events(100))
+    assert_bitwise_equal(published_params(store, 1), reference_params(run, 1))
     store.dispose()
