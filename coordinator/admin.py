@@ -72,6 +72,7 @@ def run_status(store: Store) -> dict[str, Any]:
         ),
         "rejected_results": sum(w.rejected for w in workers),
         "sessions_ended": _offenders(store),
+        "alert": run.alert,  # what stops the run, with the remedy; None when nothing does
     }
 
 

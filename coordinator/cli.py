@@ -20,12 +20,13 @@ from core.config import SettingsError
 from core.data import DatasetError, IngestReport
 from core.invite import SSLMODES, InviteError, encode_invite
 from core.logs import configure_logging
-from core.store import StoreError, open_store, sqlite_path
+from core.store import RunHeld, RunLock, StoreError, Superseded, open_store, sqlite_path
 
 Handler = Callable[[argparse.Namespace], int]
 PRESETS = {  # `init --preset NAME`: one line each for `init --help`
     "demo": "the model and settings of `ganfriends-coordinator demo` (synthetic:10000 images)",
 }
+EXIT_RUN_HELD = 3  # another coordinator serves the run (refused at start, or taken over)
 
 
 class UsageError(Exception):
@@ -165,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the volunteer's name, as given to invite")
     p.set_defaults(handler=_revoke)
 
+    p = sub.add_parser(
+        "rollback",
+        help="go back to a kept version (weights and optimizer state); later ones are deleted",
+    )
+    _db_arg(p)
+    p.add_argument(
+        "--to", type=int, required=True, metavar="VERSION", help="the version to go back to"
+    )
+    p.set_defaults(handler=_rollback)
+
     p = sub.add_parser("export", help="write the latest model (weights + config) to a file")
     _db_arg(p)
     p.add_argument("--out", type=Path, required=True, help="file to write (safetensors)")
@@ -183,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except (RunHeld, Superseded) as exc:
+        # Its own exit status, so a service manager can be told not to restart on it.
+        print(f"ganfriends-coordinator {args.command}: {exc}", file=sys.stderr)
+        return EXIT_RUN_HELD
     except (UsageError, StoreError, SettingsError, DatasetError, InviteError) as exc:
         print(f"ganfriends-coordinator {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -249,18 +264,23 @@ def _serve(args: argparse.Namespace) -> int:
     from coordinator.loop import Coordinator
 
     store = open_store(_need_db(args))
-    coordinator = Coordinator(
-        store,
-        on_published=lambda p: print(
-            f"published version {p.version}: d_loss {p.metrics.d_loss:.3f} g_loss {p.metrics.g_loss:.3f}",
-            flush=True,
-        ),
-    )
+    lock = RunLock(store.engine)  # held until this process ends
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"serving from version {coordinator.version}; Ctrl-C stops", file=sys.stderr)
-    coordinator.serve(stop)
+    try:
+        coordinator = Coordinator(
+            store,
+            on_published=lambda p: print(
+                f"published version {p.version}: d_loss {p.metrics.d_loss:.3f} g_loss {p.metrics.g_loss:.3f}",
+                flush=True,
+            ),
+            lock=lock,
+        )
+        print(f"serving from version {coordinator.version}; Ctrl-C stops", file=sys.stderr)
+        coordinator.serve(stop)
+    finally:
+        lock.release()
     print(f"stopped at version {coordinator.version}", file=sys.stderr)
     return 0
 
@@ -296,6 +316,9 @@ def _status(args: argparse.Namespace) -> int:
                 f"{offender['last_why']}; to lock them out: {offender['revoke']}",
             )
         )
+    alert = status["alert"]
+    if alert:
+        lines.append(("PROBLEM", f"{alert['message']}; {alert['remedy']}"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
@@ -428,6 +451,27 @@ def _revoke(args: argparse.Namespace) -> int:
         f"revoked {done.name} (role {done.role}) in {done.seconds:.2f} s: "
         f"{done.sessions_ended} session(s) ended, {done.leases_released} lease(s) released, "
         f"{done.results_dropped} unjudged result(s) dropped"
+    )
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from coordinator.rollback import full_states, roll_back
+
+    store = open_store(_need_db(args))
+    lock = RunLock(store.engine)
+    try:
+        # Taking the run refuses while a coordinator serves it, and fences a frozen one.
+        fenced = store.take_run(lock)
+        at = fenced.get_run().version
+        roll_back(fenced, args.to, f"by the owner, from version {at}")
+        kept = ", ".join(map(str, full_states(fenced)))
+    finally:
+        lock.release()
+        store.dispose()
+    print(
+        f"rolled back from version {at} to version {args.to} (kept full states now: {kept}); "
+        "`serve` continues from there"
     )
     return 0
 

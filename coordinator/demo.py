@@ -20,7 +20,7 @@ from coordinator.runs import RunPlan, create_run
 from core.config import RunSettings
 from core.model import ModelConfig
 from core.paths import data_dir
-from core.store import NoRun, Store, open_store
+from core.store import NoRun, RunHeld, RunLock, Store, make_engine, open_store
 from core.training import intra_op_threads
 
 DEMO_MODEL = ModelConfig(image_size=32, latent_dim=64, g_features=32, d_features=32)
@@ -63,16 +63,23 @@ def run_demo(opts: DemoOptions) -> int:
 
 def _run_demo(opts: DemoOptions) -> int:
     path = demo_db_path()
+    url = f"sqlite:///{path}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(make_engine(url))  # held until this process ends
     if opts.fresh:
+        if not lock.acquire():  # never delete the database of a demo that is running
+            raise RunHeld(f"another demo or coordinator is using {path}; stop it first")
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
-    url = f"sqlite:///{path}"
     store = _open_or_create(url)
     samples_dir = opts.out / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
     bar = _ProgressBar(opts)
     coordinator = Coordinator(
-        store, on_published=bar.published, on_sampled=lambda s: _save_sample(s, samples_dir, bar)
+        store,
+        on_published=bar.published,
+        on_sampled=lambda s: _save_sample(s, samples_dir, bar),
+        lock=lock,
     )
     target = coordinator.version + opts.rounds if opts.rounds else None
     print(f"demo database: {path}", file=sys.stderr)

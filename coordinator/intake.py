@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from core.codec import PayloadError, global_norm
+from core.store import DamagedData
 
 MAX_DECODE_THREADS = 8  # threads reading and decoding results at once
 HELD_MAX_BYTES = 1024**3  # decoded results held for their turn in unit order, at most
@@ -54,10 +55,11 @@ class ResultIntake:
         self._decode = decode  # payload → validated fp32 gradients, or raises PayloadError
         self._pool = ThreadPoolExecutor(decode_threads(), thread_name_prefix="decode")
 
-    def decode_all(self, result_ids: Sequence[int]) -> list[Decoded | PayloadError]:
-        """Each result decoded, or the PayloadError that refused it, in the order given.
+    def decode_all(self, result_ids: Sequence[int]) -> list[Decoded | PayloadError | DamagedData]:
+        """Each result decoded, or the error that refused it (a bad payload, or a stored one
+        that fails its checksum), in the order given.
 
-        Database errors propagate (the caller's retry logic handles a lost database).
+        Other database errors propagate (the caller's retry logic handles a lost database).
         """
         if len(result_ids) <= 1:
             return [self._one(result_id) for result_id in result_ids]
@@ -66,7 +68,7 @@ class ResultIntake:
     def decode_one(self, result_id: int) -> Decoded:
         """One result, decoded in the caller's thread; raises PayloadError if refused."""
         outcome = self._one(result_id)
-        if isinstance(outcome, PayloadError):
+        if isinstance(outcome, PayloadError | DamagedData):
             raise outcome
         return outcome
 
@@ -79,11 +81,10 @@ class ResultIntake:
         owner can hand it to `weakref.finalize` and still be garbage-collected."""
         return self._pool.shutdown
 
-    def _one(self, result_id: int) -> Decoded | PayloadError:
-        payload = self._read(result_id)
+    def _one(self, result_id: int) -> Decoded | PayloadError | DamagedData:
         try:
-            grads = self._decode(payload)
-        except PayloadError as exc:
+            grads = self._decode(self._read(result_id))
+        except (PayloadError, DamagedData) as exc:
             return exc
         return Decoded(grads, global_norm(grads))
 

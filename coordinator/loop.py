@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from coordinator import rollback, stall
 from coordinator.intake import Decoded, HeldResults, ResultIntake
 from coordinator.state import (
     decode_optimizer_state,
@@ -40,9 +41,18 @@ from core.config import RunSettings
 from core.model import ModelConfig, gan_from_parameters, parameter_manifest
 from core.paths import cache_dir
 from core.quality import QUALITY_IMAGES, fixed_noise, sample_grid_png, sliced_wasserstein
-from core.schedule import plan_version
+from core.schedule import plan_unit, plan_version
 from core.shards import ShardFetcher
-from core.store import DatabaseUnavailable, ResultRow, Store, StoreError, UnitSpec
+from core.store import (
+    DamagedData,
+    DatabaseUnavailable,
+    ResultRow,
+    RunLock,
+    Store,
+    StoreError,
+    UnitSpec,
+    fence,
+)
 from core.training import AdamState, GradientSum, UnitMetrics, calibrate_gan
 from core.unit_kinds import unit_kind
 
@@ -58,6 +68,7 @@ IDLE_WAIT_S = 0.25  # an idle pass waits this long for a result (a new result en
 TIDY_AFTER_CLOSES = 2  # closes without an idle pass after which tidy runs anyway
 RECONNECT_INITIAL_S = 0.5  # first wait after the database was lost (then doubling, with jitter)
 RECONNECT_MAX_S = 15.0  # longest wait between attempts to reach a lost database
+PARKED_CHECK_S = 1.0  # idle passes look this often for units parked inside a worker's claim
 
 
 @dataclass(frozen=True)
@@ -87,8 +98,13 @@ class Coordinator:
         *,
         on_published: Callable[[Published], None] | None = None,
         on_sampled: Callable[[Sampled], None] | None = None,
+        lock: RunLock | None = None,
     ) -> None:
-        self.store = store
+        # Takes the run: every transaction of self.store checks the epoch taken here, so once
+        # another coordinator takes over, this one writes nothing more (Superseded).
+        self.lock = lock
+        self.store = store.take_run(lock)
+        self._beat_at = self._advanced_at = self._checked_at = time.monotonic()
         self.on_published = on_published or (lambda p: None)
         self.on_sampled = on_sampled or (lambda s: None)
         self._norms: deque[float] = deque(maxlen=NORM_HISTORY)
@@ -97,15 +113,23 @@ class Coordinator:
         self._held = HeldResults()  # accepted results decoded before their turn in unit order
         self._real_for_quality: torch.Tensor | None = None
         # Ends volunteer sessions holding transactions open (PostgreSQL); own thread, see poll.
-        self.watchdog = Watchdog(store)
+        self.watchdog = Watchdog(self.store)
         weakref.finalize(self, self.watchdog.stop)
         # Checkpoints and payload deletes wait for idle passes, out of the close's way.
-        store.take_over_checkpoints()
+        self.store.take_over_checkpoints()
         self._closes_since_tidy = 1  # so the first idle pass tidies what an earlier run left
         self._load()
 
     # State ----------------------------------------------------------------------------------
     def _load(self) -> None:
+        try:
+            self._load_run()
+        except DamagedData as damage:  # the latest weights or optimizer state: go back
+            version = rollback.repair(self.store, damage)
+            log.warning("damaged state: rolled back to version %d to replay from there", version)
+            self._load_run()
+
+    def _load_run(self) -> None:
         run = self.store.get_run()
         self.version = run.version
         self.cursor = run.cursor
@@ -115,6 +139,7 @@ class Coordinator:
         self.model_config = ModelConfig.from_dict(run.model_config)
         self.manifest = parameter_manifest(self.model_config)
         self.params, self.adam = self._load_state()
+        self._alert = None if run.alert is None else str(run.alert["kind"])
         self._start_version()
 
     def _load_state(self) -> tuple[dict[str, torch.Tensor], AdamState]:
@@ -196,6 +221,7 @@ class Coordinator:
         self._held.clear()
         self._next = 0  # position in _designated up to which results are summed
         self._last_accept_at: float | None = None
+        self._progress_at = time.monotonic()  # a version published, or a result accepted
         self._advance()
 
     # The loop -------------------------------------------------------------------------------
@@ -236,6 +262,8 @@ class Coordinator:
         close tidies the database (`Store.tidy`); without idle passes, every second close does.
         """
         self.watchdog.poll()
+        if time.monotonic() - self._beat_at >= fence.HOLDER_BEAT_S:
+            self._beat()
         busy = self.store.expire_leases() > 0
         results = self.store.new_results(VALIDATE_BATCH)
         current = [row.id for row in results if row.version == self.version]
@@ -243,8 +271,10 @@ class Coordinator:
         for row in results:
             self._validate(row, decoded.get(row.id))
         busy = busy or bool(results)
-        if busy:
-            self._advance()
+        if busy or time.monotonic() - self._advanced_at >= PARKED_CHECK_S:
+            self._advance()  # idle too: a worker's claim may have parked the missing unit
+        if time.monotonic() - self._checked_at >= stall.CHECK_EVERY_S:
+            self._check_progress()
         if self._next == len(self._designated):
             self._close()
             self._closes_since_tidy += 1
@@ -257,29 +287,43 @@ class Coordinator:
             self._closes_since_tidy = 0
         return busy
 
-    def _validate(self, row: ResultRow, outcome: Decoded | PayloadError | None) -> None:
-        """The verdict on one result, given what decoding it gave (None: another version)."""
+    def _beat(self) -> None:
+        """Show that this coordinator is alive; take the lock again if its session was lost."""
+        if self.lock is not None and not self.lock.held() and not self.lock.acquire():
+            log.warning(
+                "another process holds %s; this coordinator may be taken over", self.lock.where
+            )
+        self.store.beat()  # Superseded if another coordinator took over meanwhile
+        self._beat_at = time.monotonic()
+
+    def _validate(
+        self, row: ResultRow, outcome: Decoded | PayloadError | DamagedData | None
+    ) -> None:
+        """The verdict on one result, given what reading and decoding it gave (None: another
+        version)."""
         if row.version != self.version or outcome is None:
             self.store.resolve_result(
                 row.id, "rejected", f"result for version {row.version}, not {self.version}"
             )
             return
         try:
-            if isinstance(outcome, PayloadError):
+            if isinstance(outcome, PayloadError | DamagedData):
                 raise outcome
             grads, norm, bound = outcome.grads, outcome.norm, self._norm_bound()
             if not norm <= bound:
                 raise NormTooLarge(f"global L2 norm {norm:.6g} exceeds the bound {bound:.6g}")
             _check_metrics(row)
-        except PayloadError as exc:
+        except (PayloadError, DamagedData) as exc:
             log.warning("rejected result %d of unit %d: %s", row.id, row.unit_index, exc)
             self.store.resolve_result(row.id, "rejected", str(exc))
             return
         accepted = self.store.accepted_result(row.version, row.unit_index)
-        if accepted is None:
+        first = None if accepted is None else self._read_back(accepted)
+        if accepted is None or first is None:
             self.store.resolve_result(row.id, "accepted")
             self._norms.append(norm)
             self._last_accept_at = time.perf_counter()
+            self._progress_at = time.monotonic()
             if self._next < len(self._designated):
                 unit = self._designated[self._next]
                 if unit.unit_index == row.unit_index:  # next in unit order: sum it right away
@@ -289,13 +333,17 @@ class Coordinator:
                 else:  # its turn comes later: keep it decoded (or re-read it then)
                     self._held.keep(row.unit_index, outcome)
             return
-        self._crosscheck(row, grads, accepted)
+        assert accepted is not None
+        self._crosscheck(row, grads, accepted, first)
 
     def _crosscheck(
-        self, row: ResultRow, grads: dict[str, torch.Tensor], accepted: ResultRow
+        self,
+        row: ResultRow,
+        grads: dict[str, torch.Tensor],
+        accepted: ResultRow,
+        first: dict[str, torch.Tensor],
     ) -> None:
         """A second valid result of a unit: compare it with the first; record disagreement."""
-        first = self._intake.decode_one(accepted.id).grads
         diff = global_norm({n: grads[n] - first[n] for n in grads})
         scale = max(global_norm(first), 1e-12)
         reason = None
@@ -315,6 +363,28 @@ class Coordinator:
             max_bytes=int(self.settings.max_payload_mb * 1024**2),
         )
 
+    def _read_back(self, result: ResultRow) -> dict[str, torch.Tensor] | None:
+        """An accepted result's gradients, checked again as stored; None once withdrawn.
+
+        A payload damaged in storage (sha256), or one that no longer decodes to finite values
+        within the absolute norm bound, is withdrawn and its unit computed again, instead of
+        stopping (and on restart, stopping again) the coordinator.
+        """
+        try:
+            return decode_tensors(
+                self.store.result_payload(result.id),
+                self.manifest,
+                precision=self.settings.precision,
+                max_bytes=int(self.settings.max_payload_mb * 1024**2),
+                max_norm=ABSOLUTE_MAX_NORM,
+            )
+        except (PayloadError, DamagedData) as exc:
+            log.warning(
+                "withdrew accepted result %d of unit %d: %s", result.id, result.unit_index, exc
+            )
+            self.store.withdraw_result(result.id, f"its stored payload fails a check: {exc}")
+            return None
+
     def _norm_bound(self) -> float:
         if len(self._norms) < MIN_NORM_HISTORY:
             return ABSOLUTE_MAX_NORM
@@ -322,6 +392,7 @@ class Coordinator:
 
     def _advance(self) -> None:
         """Add accepted results to the running sum in unit order, as far as they are contiguous."""
+        self._advanced_at = time.monotonic()
         parked: set[int] | None = None
         while self._next < len(self._designated):
             unit = self._designated[self._next]
@@ -332,12 +403,76 @@ class Coordinator:
                 if unit.unit_index not in parked:
                     return
             else:
-                held = self._held.take(unit.unit_index)
-                grads = (held or self._intake.decode_one(result.id)).grads
+                held = self._held.take(unit.unit_index)  # decoded and checked at its verdict
+                grads = held.grads if held is not None else self._read_back(result)
+                if grads is None:  # withdrawn: the unit is computed again
+                    return
                 metrics = UnitMetrics(result.d_loss, result.g_loss, result.d_real, result.d_fake)
                 # The coordinator's sample count, never the worker's claim.
                 self._sum.add(grads, metrics, unit.sample_count)
             self._next += 1
+
+    def _check_progress(self) -> None:
+        """No silent stall: say what keeps the version from closing (`status`, the app)."""
+        self._checked_at = time.monotonic()
+        stalled_s = self._checked_at - self._progress_at
+        if stalled_s < stall.STALL_S:
+            if self._alert is not None:
+                self.store.set_alert(None)
+                self._alert = None
+            return
+        problem = stall.diagnose(self.store, self.version, self.settings.lease_s, stalled_s)
+        if problem is None:
+            return
+        if problem.kind == "damage":
+            self._repair_units()
+            self._load()  # checks the stored weights and optimizer state; rolls back if damaged
+            self._progress_at = self._checked_at - stalled_s  # a reload is no progress
+        if problem.kind != self._alert:
+            log.warning("%s; %s", problem.message, problem.remedy)
+        self.store.set_alert(problem.kind, problem.message, problem.remedy)
+        self._alert = problem.kind
+
+    def _repair_units(self) -> None:
+        """Rewrite this version's units whose stored seed or images differ from the plan."""
+        specs = []
+        for unit in self._designated:
+            plan = plan_unit(
+                self.settings.seed,
+                self.dataset_size,
+                self.settings.images_per_work_unit,
+                unit.unit_index,
+            )
+            specs.append(UnitSpec(plan.unit_index, plan.seed, plan.sample_indices))
+        if self.store.repair_units(self.version, specs):
+            log.warning("rewrote damaged work units of version %d from the plan", self.version)
+
+    def _publishable(self, params: dict[str, torch.Tensor], adam: AdamState) -> bool:
+        """Whether the step's weights and optimizer state are finite; if not, nothing is
+        published: the version's results are computed again and the run waits for its owner.
+        """
+        tensors = {**params, **adam.to_tensors()}
+        bad = sorted(name for name, t in tensors.items() if not bool(torch.isfinite(t).all()))
+        if not bad:
+            return True
+        message = (
+            f"the step from version {self.version} made {len(bad)} tensor(s) non-finite "
+            f"(e.g. {bad[0]}); nothing was published and the run is paused"
+        )
+        log.error("%s", message)
+        for result in self.store.version_results(self.version):
+            if result.status == "accepted":
+                self.store.withdraw_result(result.id, "its version's step was not finite")
+        self.store.set_status("paused")
+        self.store.set_alert(
+            "non_finite",
+            message,
+            "check lr, beta1, beta2 and eps (ganfriends-coordinator status), fix them with "
+            "`set`, then `resume`; or go back with `rollback --to VERSION`",
+        )
+        self._alert = "non_finite"
+        self._start_version()
+        return False
 
     def _parked_units(self) -> set[int]:
         """Units of this version that will never get a result: every copy parked or cancelled."""
@@ -363,6 +498,8 @@ class Coordinator:
                 "empty_version",
                 f"version {self.version} closed with every unit parked; weights unchanged",
             )
+        if not self._publishable(params, adam):
+            return
         metrics = self._sum.mean_metrics()
         parked = len(self._designated) - self._sum.units
         new_version = self.version + 1

@@ -23,13 +23,15 @@ import torch
 from core.backoff import Backoff
 from core.cache import ShardCache
 from core.claim_ahead import CLAIM_AHEAD_BELOW_S, NextUnit
-from core.codec import decode_named, encode_tensors, sha256_hex
+from core.codec import decode_named, encode_tensors
 from core.config import RunSettings
 from core.events import WorkerEvent
 from core.model import GAN, ModelConfig, gan_from_parameters, load_parameters
+from core.schedule import plan_unit
 from core.shards import ShardFetcher
 from core.store import (
     AlreadySubmitted,
+    DamagedData,
     DatabaseUnavailable,
     Lease,
     LeaseLost,
@@ -47,6 +49,7 @@ IDLE_POLL_MAX_S = 2.0  # longest wait between claims when the queue stays empty
 PROGRESS_EVERY_S = 0.5  # at most this often a progress event
 REPORT_EVERY_S = 15.0  # at most this often the worker's state is written to the database
 MAX_WEIGHTS_BYTES = 2 * 1024**3  # refuse published weights larger than this
+DAMAGE_RETRY_S = 60.0  # wait after finding damaged data, for the coordinator to repair it
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,12 @@ class WorkerEngine:
         self._abandon.clear()
         try:
             loaded, images = self._fetch(store, lease, images)
+        except DamagedData as exc:  # damage, not a lost connection: say so, and wait
+            self._emit("error", "error", f"The run's database holds damaged data: {exc}", lease)
+            self._give_back(store, lease, lost=False)
+            self._report_damage(store, exc)
+            self._sleep(DAMAGE_RETRY_S)
+            return
         except DatabaseUnavailable as exc:
             self._emit("error", "error", f"Lost the database while fetching data ({exc})", lease)
             self._give_back(store, lease, lost=False)
@@ -325,7 +334,9 @@ class WorkerEngine:
         while True:
             try:
                 loaded = self._load_version(store, lease.version)
-                if images is not None:
+                assert self._fetcher is not None
+                _check_unit(lease, loaded.settings, self._fetcher.dataset_size)
+                if images is not None:  # fetched ahead
                     return loaded, images
                 self._emit(
                     "state", "downloading", f"Fetching images for unit {lease.unit_index}", lease
@@ -444,9 +455,8 @@ class WorkerEngine:
         self._emit(
             "state", "downloading", f"Downloading the model of version {version}", version=version
         )
-        weights, sha256, model_config = store.version_weights(version)
-        if sha256_hex(weights) != sha256:
-            raise DatabaseUnavailable(f"the weights of version {version} do not match their sha256")
+        # The store checks the weights against their sha256 (DamagedData if they differ).
+        weights, _, model_config = store.version_weights(version)
         params, _ = decode_named(weights, MAX_WEIGHTS_BYTES)
         config = ModelConfig.from_dict(model_config)
         if self._loaded is not None and self._loaded.gan.config == config:
@@ -520,6 +530,17 @@ class WorkerEngine:
         except Exception:  # a broken subscriber must not stop the computing
             log.exception("event subscriber failed")
 
+    def _report_damage(self, store: Store, damage: DamagedData) -> None:
+        """Show the owner (`workers`, and the coordinator's stall check) what is damaged."""
+        if self._worker_id is None:
+            return
+        try:
+            store.touch_worker(
+                self._worker_id, f"error: damaged data ({damage.table} row {damage.key})"
+            )
+        except StoreError as exc:  # only bookkeeping
+            log.debug("could not report damage: %s", exc)
+
     def _report_state(self, state: str, changed: bool) -> None:
         """Tell the admin console what this worker does: on settling states, and every so often."""
         now = time.monotonic()
@@ -533,6 +554,23 @@ class WorkerEngine:
             self._store.touch_worker(self._worker_id, state)
         except StoreError as exc:  # only bookkeeping: computing goes on
             log.debug("could not report state: %s", exc)
+
+
+def _check_unit(lease: Lease, settings: RunSettings, dataset_size: int) -> None:
+    """DamagedData unless the unit's seed and images are the run's plan for its index.
+
+    Both follow from settings fixed at `init` (seed, images_per_work_unit) and the unit's
+    index, so this is a stronger check than a stored checksum, and volunteers can make it too.
+    """
+    plan = plan_unit(settings.seed, dataset_size, settings.images_per_work_unit, lease.unit_index)
+    if plan.seed != lease.seed or tuple(plan.sample_indices) != tuple(lease.sample_indices):
+        raise DamagedData(
+            f"work unit {lease.unit_index} (row {lease.unit_id} of work_units) does not match "
+            "the run's plan for it: its stored seed or image list is damaged; the run's "
+            "coordinator rewrites it from the plan when it notices",
+            "work_units",
+            lease.unit_id,
+        )
 
 
 class _WakeUp(threading.Event):

@@ -10,6 +10,7 @@ from core.store.engine import (
 )
 from core.store.errors import (
     AlreadySubmitted,
+    DamagedData,
     DatabaseUnavailable,
     LeaseLost,
     NoRun,
@@ -18,6 +19,7 @@ from core.store.errors import (
     StoreError,
     UnknownWorker,
 )
+from core.store.fence import Holder, RunHeld, RunLock, Superseded
 from core.store.rows import (
     EventRow,
     Lease,
@@ -39,14 +41,18 @@ from core.store.store import Store
 
 __all__ = [
     "AlreadySubmitted",
+    "DamagedData",
     "DatabaseUnavailable",
     "EventRow",
+    "Holder",
     "Lease",
     "LeaseLost",
     "MetricsRow",
     "NoRun",
     "ResultRow",
     "RunExists",
+    "RunHeld",
+    "RunLock",
     "RunPaused",
     "RunRow",
     "SampleRow",
@@ -56,6 +62,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreSettings",
+    "Superseded",
     "UnitCounts",
     "UnitRow",
     "UnitSpec",

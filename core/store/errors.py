@@ -52,6 +52,19 @@ class RunPaused(StoreError):
         super().__init__(message)
 
 
+class DamagedData(StoreError):
+    """Stored bytes do not match the checksum written with them: damage, not a lost link.
+
+    The message names the row and what to do. `table` and `key` name the row for code that
+    recovers (the coordinator rebuilds or recomputes what it can).
+    """
+
+    def __init__(self, message: str, table: str, key: int) -> None:
+        super().__init__(message)
+        self.table = table
+        self.key = key
+
+
 class LeaseLost(StoreError):
     """The lease no longer holds (expired, cancelled, re-issued or another worker's)."""
 

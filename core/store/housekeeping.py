@@ -37,14 +37,19 @@ def delete_dropped_payloads(conn: Connection) -> int:
 
 
 def delete_old_optimizer_states(conn: Connection) -> int:
-    """Delete the optimizer states older than the newest stored one; how many.
+    """Delete the optimizer states of versions whose weights retention pruned; how many.
 
-    Not "older than the published version": between publishing a version and storing its
-    state, the previous state is what a restarted coordinator rebuilds the new one from.
+    Every kept version (the newest `keep_versions` and the kept checkpoints) keeps its Adam
+    state, so each is a full state to roll back to (`ganfriends-coordinator rollback`). The
+    newest stored state always stays: between publishing a version and storing its state it is
+    what a restarted coordinator rebuilds the new one from.
     """
+    kept = select(model_versions.c.version)
     newest = select(func.max(optimizer_states.c.version)).scalar_subquery()
     return conn.execute(
-        delete(optimizer_states).where(optimizer_states.c.version < newest)
+        delete(optimizer_states).where(
+            optimizer_states.c.version.not_in(kept), optimizer_states.c.version < newest
+        )
     ).rowcount
 
 

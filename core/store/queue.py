@@ -9,6 +9,7 @@ another claimer's rows may simply be passed over), and result payloads arrive by
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import struct
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Update, and_, exists, func, insert, select, update
 
-from core.store.binary_copy import insert_bytes
+from core.store.binary_copy import Field, insert_bytes
 from core.store.errors import AlreadySubmitted, LeaseLost, StoreError
 from core.store.notify import announce_work
 from core.store.rows import Lease, StoreSettings
@@ -316,7 +317,11 @@ def submit(
         conn.execute(insert(results).values(**values).returning(results.c.id)).scalar_one()
     )
     # Binary COPY on PostgreSQL: the payload's bytes cross the wire once, not as hex text.
-    insert_bytes(conn, result_payloads, {"result_id": result_id}, "payload", payload)
+    described: dict[str, Field] = {
+        "result_id": result_id,
+        "sha256": hashlib.sha256(payload).hexdigest(),  # checked on every read
+    }
+    insert_bytes(conn, result_payloads, described, "payload", payload)
     return result_id
 
 
@@ -441,3 +446,37 @@ def park_unit(conn: Connection, unit_id: int, now: float) -> bool:
         version=unit.version,
     )
     return True
+
+
+def repair_units(conn: Connection, version: int, units: Sequence[Any], now: float) -> int:
+    """Rewrite damaged copies of `units` (UnitSpecs) of `version`; how many were rewritten."""
+    repaired = 0
+    for spec in units:
+        packed = pack_indices(spec.sample_indices)
+        rows = conn.execute(
+            select(work_units.c.id, work_units.c.seed, work_units.c.sample_indices).where(
+                work_units.c.version == version, work_units.c.unit_index == spec.unit_index
+            )
+        ).all()
+        for row in rows:
+            if row.seed == spec.seed and bytes(row.sample_indices) == packed:
+                continue
+            conn.execute(
+                update(work_units)
+                .where(work_units.c.id == row.id)
+                .values(
+                    seed=spec.seed,
+                    sample_indices=packed,
+                    sample_count=len(spec.sample_indices),
+                )
+            )
+            add_event(
+                conn,
+                now,
+                "damage",
+                f"unit {spec.unit_index} (row {row.id} of work_units) was damaged; rewritten "
+                "from the run's plan",
+                version=version,
+            )
+            repaired += 1
+    return repaired

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
 from core.store.binary_copy import read_bytes
-from core.store.errors import NoRun, StoreError
+from core.store.errors import DamagedData, NoRun, StoreError
 from core.store.housekeeping import READABLE
 from core.store.queue import METRIC_KEYS, null_to_nan
 from core.store.rows import (
@@ -42,8 +43,26 @@ from core.store.schema import (
 STATUS_RANK = ("done", "submitted", "leased", "pending", "parked", "cancelled")
 
 
+OWNER_REMEDY = (
+    "the run's coordinator rebuilds it from a kept version when it reads it; if it cannot, "
+    "its owner rolls the run back (ganfriends-coordinator rollback --to VERSION)"
+)
+
+
+def verified(data: bytes, sha256: str | None, what: str, table: str, key: int) -> bytes:
+    """`data` if its sha256 is `sha256`; DamagedData naming the row otherwise."""
+    if sha256 is not None and hashlib.sha256(data).hexdigest() == sha256:
+        return data
+    raise DamagedData(
+        f"{what} (row {key} of {table}) fails its sha256 check: the stored bytes are "
+        f"damaged (disk, memory or a hand edit), not lost in transit; {OWNER_REMEDY}",
+        table,
+        key,
+    )
+
+
 def version_weights(conn: Connection, version: int) -> tuple[bytes, str, dict[str, object]]:
-    """(safetensors bytes, sha256, model config) of a kept version."""
+    """(safetensors bytes, sha256, model config) of a kept version; DamagedData if damaged."""
     where = model_versions.c.version == version
     row = conn.execute(
         select(model_versions.c.sha256, model_versions.c.model_config).where(where)
@@ -54,13 +73,16 @@ def version_weights(conn: Connection, version: int) -> tuple[bytes, str, dict[st
             f"version {version} is not stored (never published or pruned by retention); "
             "fetch the latest version instead"
         )
+    verified(weights, row.sha256, f"the weights of version {version}", "model_versions", version)
     return weights, row.sha256, from_json(row.model_config)
 
 
-def versions(conn: Connection) -> list[VersionRow]:
+def versions(conn: Connection, full: bool = True) -> list[VersionRow]:
     """The kept model versions, oldest first (no weight bytes)."""
     columns = [c for c in model_versions.c if c.name != "weights"]
     rows = conn.execute(select(*columns).order_by(model_versions.c.version)).all()
+    # Volunteers cannot read optimizer states: to them no version has one.
+    with_state = set(conn.execute(select(optimizer_states.c.version)).scalars()) if full else set()
     return [
         VersionRow(
             version=row.version,
@@ -68,6 +90,9 @@ def versions(conn: Connection) -> list[VersionRow]:
             model_config=from_json(row.model_config),
             is_checkpoint=bool(row.is_checkpoint),
             created_at=row.created_at,
+            unit_start=row.unit_start,
+            unit_count=row.unit_count,
+            has_optimizer_state=row.version in with_state,
         )
         for row in rows
     ]
@@ -95,6 +120,7 @@ def shard(conn: Connection, index: int) -> ShardData:
     data = None if row is None else read_bytes(conn, dataset_shards.c.data, where)
     if row is None or data is None:
         raise StoreError(f"no dataset shard {index}; shard_index() lists the stored ones")
+    verified(data, row.sha256, f"dataset shard {index}", "dataset_shards", index)
     return ShardData(row.idx, row._mapping["count"], row.image_size, data, row.sha256)
 
 
@@ -115,20 +141,27 @@ def optimizer_state(conn: Connection) -> tuple[int, bytes]:
     version = conn.execute(select(run.c.version).where(run.c.id == 1)).scalar()
     if version is None:
         raise NoRun()
-    state = read_bytes(conn, optimizer_states.c.state, optimizer_states.c.version == version)
+    return int(version), optimizer_state_of(conn, int(version))
+
+
+def optimizer_state_of(conn: Connection, version: int) -> bytes:
+    """The Adam state stored with `version`'s weights; DamagedData if damaged."""
+    where = optimizer_states.c.version == version
+    state = read_bytes(conn, optimizer_states.c.state, where)
     if state is None:
         raise StoreError(f"the optimizer state of version {version} is missing from the database")
-    return int(version), state
+    sha256 = conn.execute(select(optimizer_states.c.sha256).where(where)).scalar()
+    what = f"the optimizer state of version {version}"
+    return verified(state, sha256, what, "optimizer_states", version)
 
 
 def newest_optimizer_state(conn: Connection) -> tuple[int, bytes]:
-    """(version, Adam state bytes) of the newest stored optimizer state."""
+    """(version, Adam state bytes) of the newest stored optimizer state; DamagedData if
+    damaged."""
     version = conn.execute(select(func.max(optimizer_states.c.version))).scalar()
     if version is None:
         raise StoreError("the run has no optimizer state in the database")
-    state = read_bytes(conn, optimizer_states.c.state, optimizer_states.c.version == version)
-    assert state is not None  # the row was just found
-    return int(version), state
+    return int(version), optimizer_state_of(conn, int(version))
 
 
 def result_payload(conn: Connection, result_id: int) -> bytes:
@@ -146,7 +179,12 @@ def result_payload(conn: Connection, result_id: int) -> bytes:
             f"result {result_id} has no payload: it was rejected, cross-checked or its "
             "version was closed"
         )
-    return payload
+    sha256 = conn.execute(
+        select(result_payloads.c.sha256).where(result_payloads.c.result_id == result_id)
+    ).scalar()
+    return verified(
+        payload, sha256, f"the payload of result {result_id}", "result_payloads", result_id
+    )
 
 
 def accepted_ids(conn: Connection, version: int) -> list[tuple[int, int, int]]:

@@ -65,6 +65,8 @@ class RunRow:
     cursor: int  # next global unit index to designate
     created_at: float  # seconds since the epoch
     updated_at: float
+    # What stops the run, if anything: {"kind", "message", "remedy", "since"} (None: nothing).
+    alert: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ class VersionRow:
     model_config: dict[str, object]
     is_checkpoint: bool
     created_at: float
+    unit_start: int | None = None  # global index of its first designated unit (None: unknown)
+    unit_count: int | None = None  # how many units were designated for it
+    has_optimizer_state: bool = False  # kept with it: a full state to roll back to
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -65,6 +66,7 @@ def run_row(row: Any) -> RunRow:
         cursor=row.cursor,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        alert=from_json(row.alert) if row.alert else None,
     )
 
 
@@ -83,6 +85,12 @@ def insert_units(conn: Connection, version: int, specs: Sequence[UnitSpec], now:
     """Designate `specs` as version `version`'s units (copy 0, pending)."""
     if not specs:
         return
+    # Recorded with the version, so a rollback can designate the same units again.
+    conn.execute(
+        update(model_versions)
+        .where(model_versions.c.version == version)
+        .values(unit_start=specs[0].unit_index, unit_count=len(specs))
+    )
     conn.execute(
         insert(work_units),
         [
@@ -122,6 +130,12 @@ def insert_version(
         "created_at": float(now),
     }
     insert_bytes(conn, model_versions, row, "weights", weights)
+
+
+def insert_optimizer_state(conn: Connection, version: int, state: bytes) -> None:
+    """Store the Adam state of `version`'s weights with its sha256."""
+    row: dict[str, Field] = {"version": version, "sha256": hashlib.sha256(state).hexdigest()}
+    insert_bytes(conn, optimizer_states, row, "state", state)
 
 
 def create_run(
@@ -179,7 +193,7 @@ def create_run(
         )
     )
     insert_version(conn, 0, weights, weights_sha256, model_config, store_settings, now)
-    insert_bytes(conn, optimizer_states, {"version": 0}, "state", optimizer)
+    insert_optimizer_state(conn, 0, optimizer)
     insert_units(conn, 0, units, now)
     add_event(conn, now, "run", f"run {name!r} created with {dataset_size} images", version=0)
     return read_run(conn)
@@ -279,7 +293,7 @@ def store_optimizer_state(conn: Connection, version: int, optimizer: bytes) -> N
             f"cannot store the optimizer state of version {version}: the run is at version "
             f"{current.version}"
         )
-    insert_bytes(conn, optimizer_states, {"version": version}, "state", optimizer)
+    insert_optimizer_state(conn, version, optimizer)
     conn.execute(delete(results).where(results.c.version == version - 1))
 
 
@@ -343,3 +357,45 @@ def _keep_newest(conn: Connection, key: Any, keep: int) -> None:
 def count_rows(conn: Connection, table: Any) -> int:
     """Rows in a table (for status displays and tests)."""
     return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def rollback(
+    conn: Connection, now: float, version: int, units: Sequence[UnitSpec], reason: str
+) -> None:
+    """Go back to `version` (caller's transaction: all of it or nothing); see Store.rollback."""
+    current = read_run(conn, for_update=True)
+    if not 0 <= version <= current.version:
+        raise StoreError(
+            f"cannot roll back to version {version}: the run is at version {current.version}"
+        )
+    if not units:
+        raise StoreError(f"rolling back to version {version} needs its units")
+    for table, key in (
+        (model_versions, model_versions.c.version),
+        (optimizer_states, optimizer_states.c.version),
+        (samples, samples.c.version),
+    ):
+        conn.execute(delete(table).where(key > version))
+    conn.execute(delete(metrics).where(metrics.c.version >= version))
+    conn.execute(delete(results).where(results.c.version >= version))  # payloads: tidy
+    conn.execute(delete(work_units).where(work_units.c.version >= version))
+    conn.execute(
+        update(run)
+        .where(run.c.id == 1)
+        .values(
+            version=version,
+            cursor=units[-1].unit_index + 1,
+            alert=None,
+            updated_at=now,
+        )
+    )
+    insert_units(conn, version, units, now)
+    add_event(
+        conn,
+        now,
+        "rollback",
+        f"rolled back from version {current.version} to version {version} ({reason}); its "
+        "units are computed again",
+        version=version,
+    )
+    log.warning("rolled back from version %d to %d: %s", current.version, version, reason)

@@ -47,8 +47,26 @@ run = Table(
     Column("cursor", Integer, nullable=False),  # next global unit index to designate
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
+    # What stops the run, if anything (JSON {kind, message, remedy, since}; NULL when
+    # healthy): set by the coordinator, shown by `status` and the app (migration 0008).
+    Column("alert", Text, nullable=True),
     CheckConstraint("id = 1", name="single_row"),
     CheckConstraint("status IN ('active', 'paused')", name="status"),
+)
+
+# Who serves the run (one row, id 1). Taking the run adds 1 to `epoch`; every write
+# transaction of a coordinator checks that the epoch is still its own (core.store.fence), so
+# one that wakes after another took over writes nothing. Times are the database's clock.
+coordinator = Table(
+    "coordinator",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("epoch", Integer, nullable=False),  # 0 until a coordinator first takes the run
+    Column("host", String(255), nullable=False),  # the holder's host name
+    Column("pid", Integer, nullable=False),  # the holder's process id
+    Column("since", Double, nullable=False),  # when it took the run
+    Column("seen_at", Double, nullable=False),  # its last sign of life
+    CheckConstraint("id = 1", name="single_row"),
 )
 
 dataset_shards = Table(
@@ -70,6 +88,10 @@ model_versions = Table(
     Column("model_config", Text, nullable=False),  # JSON object
     Column("is_checkpoint", Boolean, nullable=False),
     Column("created_at", Double, nullable=False),
+    # The units designated for this version: global indices unit_start.. (unit_count of
+    # them), so a rollback can designate them again (NULL before migration 0008).
+    Column("unit_start", Integer, nullable=True),
+    Column("unit_count", Integer, nullable=True),
 )
 
 # Adam's moments for a version's weights: the close inserts the row of the version it
@@ -79,6 +101,7 @@ optimizer_states = Table(
     metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("state", LargeBinary, nullable=False),
+    Column("sha256", String(64), nullable=False),  # of `state`, checked on every read
 )
 
 workers = Table(
@@ -171,6 +194,9 @@ result_payloads = Table(
     metadata,
     Column("result_id", Integer, primary_key=True, autoincrement=False),
     Column("payload", LargeBinary, nullable=False),
+    # Of `payload`, checked on every read. PostgreSQL fills it in by trigger when an insert
+    # leaves it out (volunteers' payloads, written by `volunteer.submit`).
+    Column("sha256", String(64), nullable=False),
 )
 
 # A result payload on its way into `result_payloads` (PostgreSQL): it arrives by binary COPY, so its

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, delete, insert, update
 
-from core.store import housekeeping, notify, queue, reads, runs, verdicts, volunteer
+from core.store import fence, housekeeping, notify, queue, reads, runs, verdicts, volunteer
 from core.store.errors import RunPaused, StoreError, UnknownWorker, translated_errors
 from core.store.rows import (
     RUN_STATUSES,
@@ -57,6 +57,9 @@ class Store:
         )
         # Volunteer login (PostgreSQL)? Decided by the first session; see `volunteer_login`.
         self._volunteer: bool | None = None
+        # The coordinator epoch every transaction checks, once `take_run` made this store a
+        # coordinator's (core.store.fence); None for everyone else.
+        self._epoch: int | None = None
 
     @property
     def dialect(self) -> str:
@@ -135,11 +138,64 @@ class Store:
             if self._volunteer:
                 connection.execution_options(schema_translate_map=volunteer.READ_VIEWS)
             # ---
+            if self._epoch is not None:  # a coordinator's: write nothing once superseded
+                fence.check(connection, self._epoch)
             self._local.connection = connection
             try:
                 yield connection
             finally:
                 self._local.connection = None
+
+    # ---------------------------------------------------- the run's holder
+    def take_run(self, lock: fence.RunLock | None = None) -> Store:
+        """Take the run as its coordinator: a new epoch, and a store that is fenced by it.
+
+        The store returned shares this one's engine; each of its transactions first checks
+        that the epoch is still its own, so once another coordinator takes over it writes
+        nothing (Superseded). With a `lock`, a live coordinator elsewhere holding it means
+        RunHeld (naming it); one silent for `fence.HOLDER_LEASE_S` (frozen, suspended) is
+        taken over, its sessions ended on PostgreSQL. Without one (tests), the run is taken.
+        """
+        stale = False
+        if lock is not None and not lock.acquire():
+            with self.session() as conn:
+                holder, now = fence.read_holder(conn), fence.db_now(conn)
+            if now - holder.seen_at < fence.HOLDER_LEASE_S:
+                raise fence.RunHeld(
+                    f"another coordinator serves this run ({holder.describe(now)}); stop it "
+                    f"first — a coordinator silent for {fence.HOLDER_LEASE_S:.0f} s is taken "
+                    f"over ({lock.where})"
+                )
+            log.warning("taking the run over from a silent coordinator (%s)", holder.describe(now))
+            stale = True
+        with self.session() as conn:
+            if stale:
+                fence.end_stale_sessions(conn)
+            holder = fence.take(conn)
+            queue.add_event(
+                conn,
+                holder.since,
+                "coordinator",
+                f"coordinator pid {holder.pid} on {holder.host} took the run (epoch {holder.epoch})",
+            )
+        fenced = Store(self.engine, clock=self.clock)
+        fenced._epoch = holder.epoch
+        return fenced
+
+    @property
+    def epoch(self) -> int | None:
+        """The coordinator epoch this store is fenced by (None: not a coordinator's store)."""
+        return self._epoch
+
+    def holder(self) -> fence.Holder:
+        """The coordinator that holds the run, as recorded."""
+        with self.session() as conn:
+            return fence.read_holder(conn)
+
+    def beat(self) -> None:
+        """Record that this store's coordinator is alive (Superseded if it no longer holds)."""
+        with self.session() as conn:
+            fence.beat(conn)
 
     # ----------------------------------------------------------------- run
     def create_run(
@@ -196,6 +252,24 @@ class Store:
                 if status == "active":
                     notify.announce_work(conn)
             return runs.read_run(conn)
+
+    def set_alert(self, kind: str | None, message: str = "", remedy: str = "") -> None:
+        """Record what stops the run (shown by `status` and the app), or clear it (kind None).
+
+        Setting a new kind also adds an event; setting the same kind again only updates it.
+        """
+        with self.session() as conn:
+            current = runs.read_run(conn).alert
+            now = self.clock()
+            if kind is None:
+                if current is not None:
+                    conn.execute(update(run).where(run.c.id == 1).values(alert=None))
+                return
+            since = current["since"] if current and current.get("kind") == kind else now
+            alert = {"kind": kind, "message": message, "remedy": remedy, "since": since}
+            conn.execute(update(run).where(run.c.id == 1).values(alert=runs.to_json(alert)))
+            if current is None or current.get("kind") != kind:
+                queue.add_event(conn, now, "alert", f"{message}; {remedy}")
 
     def update_settings(self, changes: Mapping[str, object]) -> RunRow:
         """Merge `changes` into the run's settings and return the updated run."""
@@ -286,7 +360,20 @@ class Store:
     def versions(self) -> list[VersionRow]:
         """The kept model versions, oldest first (no weight bytes)."""
         with self.session() as conn:
-            return reads.versions(conn)
+            return reads.versions(conn, full=not self.volunteer_login)
+
+    def optimizer_state_of(self, version: int) -> bytes:
+        """The Adam state kept with `version`'s weights (DamagedData if damaged)."""
+        with self.session() as conn:
+            return reads.optimizer_state_of(conn, version)
+
+    def rollback(self, version: int, units: Sequence[UnitSpec], reason: str) -> None:
+        """Make `version` the latest again: later versions, their metrics, samples, units and
+        results are deleted, and `units` (the version's own, as first designated) are issued
+        again. One transaction. The caller checked `version` has a full state."""
+        with self.session() as conn:
+            runs.rollback(conn, self.clock(), version, units, reason)
+            notify.announce_work(conn)
 
     def optimizer_state(self) -> tuple[int, bytes]:
         """(version, Adam state bytes) for the latest published version."""
@@ -467,6 +554,12 @@ class Store:
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
             return queue.expire_leases(conn, self.clock(), settings.max_attempts)
 
+    def repair_units(self, version: int, units: Sequence[UnitSpec]) -> int:
+        """Rewrite the seed and images of `version`'s copies of `units` where they differ
+        (damage); how many copies were rewritten."""
+        with self.session() as conn:
+            return queue.repair_units(conn, version, units, self.clock())
+
     def park_unit(self, unit_id: int) -> bool:
         """Park a pending or leased unit copy; False if it was already finished."""
         with self.session() as conn:
@@ -510,6 +603,11 @@ class Store:
             return verdicts.resolve(
                 conn, result_id, outcome, reason, self.clock(), settings.max_attempts
             )
+
+    def withdraw_result(self, result_id: int, reason: str) -> bool:
+        """Take back an accepted result whose payload is damaged; its unit is computed again."""
+        with self.session() as conn:
+            return verdicts.withdraw(conn, result_id, reason, self.clock())
 
     def accepted_payloads(self, version: int) -> Iterator[tuple[int, int, bytes]]:
         """(unit_index, sample_count, payload) of every accepted result, in unit order.

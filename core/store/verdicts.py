@@ -7,6 +7,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, select, update
 
 from core.store.errors import StoreError
+from core.store.notify import announce_work
 from core.store.queue import add_event, return_copy
 from core.store.schema import results, work_units, workers
 
@@ -106,3 +107,43 @@ def _reject(
     )
     if unit.status == "submitted":
         return_copy(conn, unit, now, max_attempts, "result rejected")
+
+
+def withdraw(conn: Connection, result_id: int, reason: str, now: float) -> bool:
+    """Take back an accepted result whose stored payload no longer checks out; False if it
+    is not accepted (any more).
+
+    Storage, not the worker, is to blame (the payload passed every check when it arrived):
+    the result becomes rejected without counting against its worker, and its unit is
+    computed again.
+    """
+    result = conn.execute(
+        select(results).where(results.c.id == result_id, results.c.status == "accepted")
+    ).first()
+    if result is None:
+        return False
+    conn.execute(
+        update(results).where(results.c.id == result_id).values(status="rejected", reason=reason)
+    )
+    conn.execute(
+        update(work_units)
+        .where(work_units.c.id == result.unit_id)
+        .values(
+            status="pending",
+            lease_token=None,
+            lease_expires_at=None,
+            leased_at=None,
+            worker_id=None,
+            attempts=0,
+        )
+    )
+    add_event(
+        conn,
+        now,
+        "damage",
+        f"accepted result {result_id} of unit {result.unit_index} withdrawn ({reason}); "
+        "the unit is computed again",
+        version=result.version,
+    )
+    announce_work(conn)
+    return True

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import insert
 
+from core.codec import sha256_hex
 from core.store import Store, UnitSpec
 from core.store.rows import ShardData
 from core.store.schema import work_units
@@ -30,9 +31,15 @@ class FakeClock:
 
 
 def make_shards(count: int = 3, images: int = 8) -> list[ShardData]:
-    """Fake shards: the store never decodes them."""
+    """Fake shards: the store never decodes them (but checks their sha256)."""
     return [
-        ShardData(index=i, count=images, image_size=32, data=bytes([i]) * 10, sha256=f"{i:064x}")
+        ShardData(
+            index=i,
+            count=images,
+            image_size=32,
+            data=bytes([i]) * 10,
+            sha256=sha256_hex(bytes([i]) * 10),
+        )
         for i in range(count)
     ]
 
@@ -76,7 +83,7 @@ def create_test_run(store: Store, units: int = 3, **settings: object) -> None:
         settings=settings,
         shards=make_shards(),
         weights=b"w0",
-        weights_sha256="0" * 64,
+        weights_sha256=sha256_hex(b"w0"),
         optimizer_state=b"adam0",
         first_units=make_units(0, units),
     )
@@ -99,7 +106,7 @@ def close(store: Store, version: int, next_units: int = 3, closed_units: int = 3
     store.close_version(
         version,
         weights=f"w{version + 1}".encode(),
-        weights_sha256=f"{version + 1:064x}",
+        weights_sha256=sha256_hex(f"w{version + 1}".encode()),
         model_config={"image_size": 32},
         optimizer_state=f"adam{version + 1}".encode(),
         metrics=close_metrics(closed_units),

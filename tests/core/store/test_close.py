@@ -7,6 +7,7 @@ import math
 import pytest
 from sqlalchemy import func, select
 
+from core.codec import sha256_hex
 from core.store import Store, StoreError
 
 from .factories import (
@@ -61,7 +62,7 @@ def test_close_publishes_the_next_version(store: Store, clock: FakeClock) -> Non
     close(store, 0, next_units=4)
     run = store.get_run()
     assert (run.version, run.cursor, run.updated_at) == (1, 7, clock())
-    assert store.version_weights(1) == (b"w1", f"{1:064x}", {"image_size": 32})
+    assert store.version_weights(1) == (b"w1", sha256_hex(b"w1"), {"image_size": 32})
     assert store.optimizer_state() == (1, b"adam1")
     assert store.version_results(0) == []
     (row,) = store.metrics()
@@ -100,7 +101,7 @@ def test_failed_close_changes_nothing(store: Store) -> None:
         store.close_version(
             0,
             weights=b"w1",
-            weights_sha256="1" * 64,
+            weights_sha256=sha256_hex(b"w1"),
             model_config={"image_size": 32},
             optimizer_state=b"adam1",
             metrics=close_metrics(3),
@@ -124,7 +125,7 @@ def test_close_needs_every_metric(store: Store) -> None:
         store.close_version(
             0,
             weights=b"w1",
-            weights_sha256="1" * 64,
+            weights_sha256=sha256_hex(b"w1"),
             model_config={},
             optimizer_state=b"",
             metrics=metrics,
@@ -139,7 +140,7 @@ def test_nan_metrics_survive_as_nan(store: Store) -> None:
     store.close_version(
         0,
         weights=b"w1",
-        weights_sha256="1" * 64,
+        weights_sha256=sha256_hex(b"w1"),
         model_config={},
         optimizer_state=b"",
         metrics={**close_metrics(3), "d_loss": math.nan},

@@ -41,20 +41,26 @@ def test_tidy_deletes_dropped_payloads_and_keeps_the_ones_still_read(store: Stor
     assert store.tidy() == 0
 
 
-def test_tidy_deletes_closed_versions_payloads_and_old_optimizer_states(store: Store) -> None:
-    create_test_run(store, units=3)
+def test_tidy_deletes_closed_versions_payloads_and_pruned_versions_optimizer_states(
+    store: Store,
+) -> None:
+    create_test_run(store, units=3, keep_versions=1, keep_checkpoints=1)
     worker = store.register_worker("w", "h", "cpu")
-    for _ in range(3):
-        store.resolve_result(work_one(store, worker), "accepted")
-    close(store, 0)
-    assert store.optimizer_state() == (1, b"adam1")
+    for version in (0, 1):
+        for _ in range(3):
+            store.resolve_result(work_one(store, worker), "accepted")
+        close(store, version)
+    assert store.optimizer_state() == (2, b"adam2")
 
-    assert store.tidy() == 3
+    assert store.tidy() == 6
     assert _payload_ids(store) == set()
     with store.session() as conn:
         kept = list(conn.execute(select(optimizer_states.c.version)).scalars())
-    assert kept == [1]
-    assert store.optimizer_state() == (1, b"adam1")  # what a restarted coordinator loads
+    # Version 1 was pruned; the newest and the checkpoint (0) keep theirs: full states to
+    # roll back to.
+    assert sorted(kept) == [0, 2]
+    assert [v.version for v in store.versions() if v.has_optimizer_state] == [0, 2]
+    assert store.optimizer_state() == (2, b"adam2")  # what a restarted coordinator loads
 
 
 def test_a_new_sqlite_database_uses_big_pages(tmp_path) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
+from core.codec import sha256_hex
 from core.store import Store, UnitSpec, make_engine, open_store
 from core.store.binary_copy import SIGNATURE, CopyFormatError, encode_row, parse_single_value
 from core.store.rows import ShardData
@@ -30,13 +31,14 @@ MAX_RATIO = 1.1  # wire bytes ÷ payload bytes; hex text would be 2.0
 def proxied(postgres_server: PostgresServer, pg_database: str) -> Iterator[tuple[Store, TcpProxy]]:
     """A store on a fresh run whose every byte passes a counting proxy."""
     direct = open_store(postgres_server.database_url(pg_database), create=True)
+    shard, weights = os.urandom(MIB), os.urandom(MIB)
     direct.create_run(
         name="wire",
         model_config={},
         settings={},
-        shards=[ShardData(0, 8, 32, os.urandom(MIB), "0" * 64)],
-        weights=os.urandom(MIB),
-        weights_sha256="0" * 64,
+        shards=[ShardData(0, 8, 32, shard, sha256_hex(shard))],
+        weights=weights,
+        weights_sha256=sha256_hex(weights),
         optimizer_state=b"",
         first_units=[],
     )
@@ -74,7 +76,7 @@ def test_a_close_sends_weights_and_adam_state_once(proxied: tuple[Store, TcpProx
     store.close_version(
         0,
         weights=weights,
-        weights_sha256="1" * 64,
+        weights_sha256=sha256_hex(weights),
         model_config={"image_size": 32},
         optimizer_state=state,
         metrics=close_metrics(0, parked=0),
@@ -85,7 +87,7 @@ def test_a_close_sends_weights_and_adam_state_once(proxied: tuple[Store, TcpProx
     assert store.version_weights(1)[0] == weights
     assert store.optimizer_state() == (1, state)
     (published,) = [v for v in store.versions() if v.version == 1]
-    assert published.sha256 == "1" * 64 and published.is_checkpoint is False
+    assert published.sha256 == sha256_hex(weights) and published.is_checkpoint is False
     assert published.created_at > 1e9  # a float8 sent in binary, read back as seconds
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.codec import sha256_hex
 from core.store import NoRun, RunExists, Store, StoreError, UnitSpec
 from core.store.rows import ShardData
 
@@ -48,7 +49,7 @@ def test_first_units_may_depend_on_the_dataset_size(store: Store) -> None:
         sizes.append(dataset_size)
         return make_units(0, dataset_size // 4)
 
-    store.create_run("t", {}, {}, make_shards(3), b"w", "0" * 64, b"", first_units)
+    store.create_run("t", {}, {}, make_shards(3), b"w", sha256_hex(b"w"), b"", first_units)
     assert sizes == [24]
     assert store.get_run().cursor == 6
     assert store.unit_counts(0).pending == 6
@@ -59,7 +60,7 @@ def test_a_failing_unit_plan_leaves_no_run(store: Store) -> None:
         raise IngestFailed(f"{dataset_size} images are fewer than one micro-batch")
 
     with pytest.raises(IngestFailed):
-        store.create_run("t", {}, {}, make_shards(3), b"w", "0" * 64, b"", first_units)
+        store.create_run("t", {}, {}, make_shards(3), b"w", sha256_hex(b"w"), b"", first_units)
     with pytest.raises(NoRun):
         store.get_run()
     assert store.shard_index() == []
@@ -79,7 +80,7 @@ def test_create_run_publishes_version_zero(store: Store) -> None:
     assert run.image_size == 32
     assert run.settings == {"lease_s": 10.0}
     assert run.model_config == {"image_size": 32}
-    assert store.version_weights(0) == (b"w0", "0" * 64, {"image_size": 32})
+    assert store.version_weights(0) == (b"w0", sha256_hex(b"w0"), {"image_size": 32})
     assert store.optimizer_state() == (0, b"adam0")
     assert store.latest_version() == 0
     assert store.unit_counts(0).pending == 5
