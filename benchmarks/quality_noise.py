@@ -26,13 +26,13 @@ import torch
 from torch import Tensor
 
 from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS
-from core.data import IngestReport, ingest_images, shard_images, synthetic_images
+from core.data import DatasetError, IngestReport, ingest_images, shard_images, synthetic_images
 from core.model import gan_from_parameters
 from core.quality import fixed_noise, sliced_wasserstein
 from core.reference import initial_state, train_version
 from core.training import calibrate_gan, intra_op_threads
 
-EMOJI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "noto-emoji-64.zip"
+EMOJI = "../shared/datasets/noto-emoji-64.zip"  # beside the repository, run from its root
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m benchmarks.quality_noise", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "--dataset", default=str(EMOJI), help="image folder/zip, or synthetic (default: emoji)"
+        "--dataset", default=EMOJI, help=f"image folder/zip, or synthetic (default {EMOJI})"
     )
     parser.add_argument("--versions", type=int, default=300, help="versions to train")
     parser.add_argument("--every", type=int, default=50, help="versions between checkpoints")
@@ -163,7 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="at the last checkpoint, vary one source of randomness at a time",
     )
     args = parser.parse_args(argv)
-    images = load_images(args.dataset)
+    try:
+        images = load_images(args.dataset)
+    except DatasetError as exc:
+        raise SystemExit(f"quality_noise: {exc}") from None
     print(
         f"{images.shape[0]} images of {args.dataset}; demo model and settings, "
         f"{torch.get_num_threads()} thread(s) for evaluation"

@@ -32,6 +32,7 @@ EXAMPLES_PER_REASON = 3  # names kept per reason for the summary
 DUPLICATE = "duplicate"  # a file with the same bytes as an image already used
 LINK_LOOP = "link loop"  # a linked folder that leads back to one of its parents: not followed
 DUPLICATE_FOLDER = "folder already read"  # a second link to a folder: its images are read once
+UNREADABLE_FOLDER = "unreadable folder"  # os.walk could not list it (permissions)
 
 # Background gradients use muted colours, shapes use saturated ones, so shapes always stand out.
 _BACKGROUNDS = np.array(
@@ -374,7 +375,8 @@ def _folder_candidates(root: Path, report: IngestReport) -> list[Path]:
 
     def on_error(exc: OSError) -> None:  # an unreadable folder: say so, go on with the rest
         where = Path(exc.filename or root)
-        report.skip(UNREADABLE, _relative(root, where), str(exc.strerror or exc), image=False)
+        detail = str(exc.strerror or exc)
+        report.skip(UNREADABLE_FOLDER, _relative(root, where), detail, image=False)
 
     for folder, dirs, files in os.walk(root, followlinks=True, onerror=on_error):
         here = Path(folder)
