@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QTabWidget,
     QVBoxLayout,
@@ -107,9 +108,9 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         s = self.session
-        self.connect_page.connect_requested.connect(s.connect_to)
-        self.connect_page.local_requested.connect(s.try_locally)
-        self.connect_page.disconnect_requested.connect(s.leave)
+        self.connect_page.connect_requested.connect(self._connect_requested)
+        self.connect_page.local_requested.connect(self._local_requested)
+        self.connect_page.disconnect_requested.connect(self._disconnect_requested)
         self.device_page.settings_edited.connect(lambda changes: s.update_settings(**changes))
         self.donate_page.settings_edited.connect(lambda changes: s.update_settings(**changes))
         self.donate_page.start_clicked.connect(s.start_donating)
@@ -143,6 +144,42 @@ class MainWindow(QMainWindow):
         self.session.begin()
         restoring = self.session.settings.connection or self.session.settings.local_demo
         self._show_tab(3 if restoring else 0)
+
+    # Leaving a donation only when asked ----------------------------------------------------
+    def _connect_requested(self, text: str) -> None:
+        if self._may_stop_donating("connect to the run in this invite code"):
+            self.session.connect_to(text)
+
+    def _local_requested(self) -> None:
+        target = self.session.target
+        if target is not None and target.local and self.session.phase == "connected":
+            self._show_tab(3)  # the local demo runs already: nothing to restart
+            return
+        if self._may_stop_donating("start the local demo on this computer"):
+            self.session.try_locally()
+
+    def _disconnect_requested(self) -> None:
+        if self._may_stop_donating("disconnect"):
+            self.session.leave()
+
+    def _may_stop_donating(self, then: str) -> bool:
+        """Ask before a donation in progress ends; True when there is none or they said yes."""
+        s = self.session
+        if not (s.settings.donating and s.target is not None):
+            return True
+        run = s.target.run_name
+        return self.ask(
+            "Stop donating?",
+            f"This computer is donating to the run “{run}”. Stop donating to “{run}” and {then}?",
+        )
+
+    def ask(self, title: str, question: str) -> bool:
+        """A yes/no question whose default (Enter, Escape) is No; tests replace this method."""
+        box = QMessageBox(QMessageBox.Icon.Question, title, question, parent=self)
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.setEscapeButton(QMessageBox.StandardButton.No)
+        return box.exec() == QMessageBox.StandardButton.Yes
 
     # Session → widgets ---------------------------------------------------------------------
     def _show_status(self, text: str, state: str) -> None:
