@@ -63,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = MainWindow(AppSession())
     window.quit_finished.connect(app.quit)
     app.setQuitOnLastWindowClosed(not window.tray_available)
-    # Ctrl-C in a terminal quits cleanly: the unit is given back like with Quit.
-    signal.signal(signal.SIGINT, lambda *_: window.quit())
+    # Ctrl-C in a terminal, a logout or `kill` quit cleanly: the unit is given back as with
+    # Quit. SIGKILL and crashes are covered by the children themselves (client_gui.child_guard).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: window.quit())
     wake = QTimer()  # lets Python see the signal while Qt's loop runs
     wake.start(250)
     wake.timeout.connect(lambda: None)
