@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QShortcut
@@ -79,11 +80,16 @@ class MainWindow(QMainWindow):
         font.setPointSizeF(font.pointSizeF() * 1.25)
         font.setBold(True)
         self.status_label.setFont(font)
+        # Two lines always: a sentence that wraps or not must not move the tabs below it.
+        self.status_label.setMinimumHeight(2 * self.status_label.fontMetrics().lineSpacing())
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setMaximumHeight(8)
         self.progress.setTextVisible(False)
         self.progress.setAccessibleName("Progress of the unit being computed")
+        keep_room = self.progress.sizePolicy()
+        keep_room.setRetainSizeWhenHidden(True)  # appearing must not push the tabs down
+        self.progress.setSizePolicy(keep_room)
         self.progress.setVisible(False)
         banner = QFrame()
         banner.setFrameShape(QFrame.Shape.StyledPanel)
@@ -216,7 +222,7 @@ class MainWindow(QMainWindow):
         s = self.session
         connected = s.phase == "connected"
         donating = s.settings.donating and s.bridge.running
-        busy = s.bridge.state in _BUSY
+        busy = s.steady.shown(time.monotonic())[0] in _BUSY  # not every 0.1 s unit change
         self.donate_page.show_state(connected=connected, donating=donating, busy=busy)
         text, state = s.status
         self.tray.show_status(

@@ -43,6 +43,7 @@ from client_gui.settings import (
     save_settings,
     settings_path,
 )
+from client_gui.steady_state import SteadyState
 from client_gui.worker_bridge import (
     WorkerBridge,
     WorkerConfig,
@@ -119,10 +120,11 @@ class AppSession(QObject):
         self._restoring = False  # reconnecting at launch: a failure deserves a notification
         self._last_read_problem: str | None = None
         self._demo_restarted_at = -DEMO_RESTART_EVERY_S  # monotonic seconds
+        self.steady = SteadyState(now=time.monotonic())  # what the status line shows of it
 
         self.bridge.set_policy(donation_policy(self.settings))
         self.bridge.state_changed.connect(self._worker_state)
-        self.bridge.progress_changed.connect(lambda *_: self._refresh())
+        self.bridge.progress_changed.connect(self._worker_progress)
         self.bridge.unit_finished.connect(self._unit_finished)
         self.bridge.event_logged.connect(lambda e: self.log_added.emit([entry_from_worker(e)]))
         self.bridge.connection_lost.connect(self._connection_lost)
@@ -364,10 +366,15 @@ class AppSession(QObject):
         if state == "computing" and self.start_pressed_at is not None and self.first_unit_s is None:
             self.first_unit_s = time.monotonic() - self.start_pressed_at
             log.info("first unit computing %.1f s after Start", self.first_unit_s)
+        at_once = self.steady.record(state, message, time.monotonic())
         if state == "paused" and self.finishing:
             self.finishing = False
             self._update(donating=False)
-        self._refresh()
+        if at_once:  # otherwise the next tick shows what the worker did over that second
+            self._refresh()
+
+    def _worker_progress(self, _fraction: float, message: str) -> None:
+        self.steady.record(self.bridge.state, message, time.monotonic())
 
     def _unit_finished(self, event: WorkerEvent) -> None:
         self._my_units.append((event.at, event.images or 0))
@@ -463,13 +470,14 @@ class AppSession(QObject):
         return pause_reason(donation_policy(self.settings), datetime.now(), idle_s)
 
     def _refresh(self) -> None:
+        worker_state, worker_message = self.steady.shown(time.monotonic())
         inputs = status.StatusInputs(
             phase=self.phase,
             problem=self.problem,
             run_name=self.target.run_name if self.target else None,
             donating=self.settings.donating,
-            worker_state=self.bridge.state,
-            worker_message=self.bridge.message,
+            worker_state=worker_state,
+            worker_message=worker_message,
             policy_reason=self.policy_reason() if self.settings.donating else None,
             idle_only=self.settings.idle_only,
             idle_known=self.idle.known,
@@ -477,9 +485,7 @@ class AppSession(QObject):
             device_note=self._device_note(),
         )
         line = status.status_line(inputs)
-        self.progress_changed.emit(
-            self.bridge.progress if self.bridge.state == "computing" else None
-        )
+        self.progress_changed.emit(self.bridge.progress if worker_state == "computing" else None)
         if line != self.status:
             self.status = line
             self.status_changed.emit(*line)
