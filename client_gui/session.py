@@ -38,6 +38,7 @@ from client_gui.run_state import (
 )
 from client_gui.run_watcher import RunWatcher
 from client_gui.settings import (
+    AppSettings,
     donation_policy,
     load_settings,
     save_settings,
@@ -50,7 +51,7 @@ from client_gui.worker_bridge import (
     WorkerProcessLike,
     start_worker_process,
 )
-from core.store import MetricsRow, RunRow, WorkerRow
+from core.store import MetricsRow, RunRow, WorkerRow, open_store
 from core.throttle import pause_reason
 
 if TYPE_CHECKING:  # importing core.worker loads torch: the GUI process does not need it
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 TICK_MS = 1000  # the status line and snooze countdown are recomputed this often
 RESTART_AFTER_S = (15.0, 60.0, 300.0)  # waits before restarting a worker that died, in turn
 DEMO_RESTART_EVERY_S = 30.0  # a local coordinator that died is started again at most this often
-_WORKER_FIELDS = ("device", "threads", "name")  # changing these restarts the worker
+_WORKER_FIELDS = ("device", "threads")  # changing these restarts the worker (a name: see _rename)
 _POLICY_FIELDS = ("snooze_until", "duty_cycle", "idle_only", "idle_after_s", "schedule")
 
 
@@ -245,6 +246,14 @@ class AppSession(QObject):
         self.watcher.watch(target.url)
         self._set_phase("connected")
         self.connected.emit(target)
+        renamed_from = self.settings.renamed_from
+        if renamed_from and renamed_from != self.worker_name:  # renamed while away
+            self._update(renamed_from="")
+            self._rename_in_run(renamed_from, self.worker_name, self._carry_on_donating)
+        else:
+            self._carry_on_donating()
+
+    def _carry_on_donating(self) -> None:
         if self.settings.donating:  # donating when the app last closed: carry on, snooze kept
             self.start_donating(cancel_snooze=False)
 
@@ -336,8 +345,45 @@ class AppSession(QObject):
             self.log("Restarting the worker with the new device settings")
             config = self._worker_config()
             self.bridge.shutdown(lambda: self._restart_worker(config))
+        old_name, new_name = _shown_name(old), _shown_name(new)
+        if old_name != new_name:
+            self._rename(old_name, new_name)
         self.settings_changed.emit(new)
         self._refresh()
+
+    def _rename(self, old: str, new: str) -> None:
+        """A new name for the same volunteer: the run's rows are renamed before the worker
+        registers again, so stats, leaderboard and the active count keep one identity."""
+        if self.target is None:  # renamed in the run at the next connection
+            if not self.settings.renamed_from:
+                self._update(renamed_from=old)
+            return
+        self.log(f"Renaming {old} to {new} in the run")
+        config = self._worker_config()
+        running = self.bridge.running
+        self.bridge.shutdown()  # the worker registers again under the new name afterwards
+        self._rename_in_run(old, new, lambda: self._restart_worker(config) if running else None)
+
+    def _rename_in_run(self, old: str, new: str, then: Callable[[], object]) -> None:
+        assert self.target is not None
+        url, hostname, generation = self.target.url, socket.gethostname(), self._connect_generation
+
+        def rename() -> int:
+            store = open_store(url)
+            try:
+                return store.rename_worker(old, new, hostname)
+            finally:
+                store.dispose()
+
+        def done(_: object = None) -> None:
+            if generation == self._connect_generation:
+                then()
+
+        def failed(error: Exception) -> None:
+            self.log(f"Could not rename {old} to {new} in the run: {error}", problem=True)
+            done()
+
+        self.runner.submit(rename, done, failed)
 
     def _restart_worker(self, config: WorkerConfig) -> None:
         if self.settings.donating and self.target is not None and not self.bridge.running:
@@ -359,7 +405,7 @@ class AppSession(QObject):
 
     @property
     def worker_name(self) -> str:
-        return self.settings.name.strip() or socket.gethostname()
+        return _shown_name(self.settings)
 
     # Events --------------------------------------------------------------------------------
     def _worker_state(self, state: str, message: str) -> None:
@@ -503,3 +549,8 @@ class AppSession(QObject):
     def log(self, message: str, problem: bool = False) -> None:
         """An entry from the app itself in the event log."""
         self.log_added.emit([LogEntry(time.time(), "App", message, problem)])
+
+
+def _shown_name(settings: AppSettings) -> str:
+    """The name on the leaderboard: the one chosen, else this computer's."""
+    return settings.name.strip() or socket.gethostname()
