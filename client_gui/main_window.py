@@ -6,7 +6,7 @@ import logging
 import time
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QFont, QHideEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QLabel,
@@ -109,8 +109,7 @@ class MainWindow(QMainWindow):
         self._wire()
         self._countdown = QTimer(self)
         self._countdown.setInterval(1000)
-        self._countdown.timeout.connect(self.donate_page.show_snooze)
-        self._countdown.start()
+        self._countdown.timeout.connect(self.donate_page.show_snooze)  # runs while shown
 
     def _wire(self) -> None:
         s = self.session
@@ -222,7 +221,7 @@ class MainWindow(QMainWindow):
         s = self.session
         connected = s.phase == "connected"
         donating = s.settings.donating and s.bridge.running
-        busy = s.steady.shown(time.monotonic())[0] in _BUSY  # not every 0.1 s unit change
+        busy = s.steady.shown(time.time())[0] in _BUSY  # not every 0.1 s unit change
         self.donate_page.show_state(connected=connected, donating=donating, busy=busy)
         text, state = s.status
         self.tray.show_status(
@@ -274,7 +273,20 @@ class MainWindow(QMainWindow):
         self.quit_finished.emit()
 
     def changeEvent(self, event: QEvent) -> None:
-        """Follow the system's light or dark palette in the plots too."""
+        """Follow the system's light or dark palette in the plots too; read the run seldom
+        while minimised."""
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self.watch_page.plots.apply_palette(self.palette())
+        if event.type() == QEvent.Type.WindowStateChange:
+            self.session.set_watched(self.isVisible() and not self.isMinimized())
         super().changeEvent(event)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self.session.set_watched(not self.isMinimized())
+        self._countdown.start()
+        super().showEvent(event)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self.session.set_watched(False)
+        self._countdown.stop()
+        super().hideEvent(event)

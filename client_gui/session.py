@@ -23,7 +23,7 @@ from client_gui.autostart import AutostartError, set_start_at_login
 from client_gui.background import BackgroundRunner
 from client_gui.connection import ConnectionProblem, RunTarget, check_connection
 from client_gui.device_probe import DeviceChoice, auto_device, probe_devices
-from client_gui.event_log import LogEntry, entry_from_run, entry_from_worker
+from client_gui.event_log import LogEntry, UnitTally, entry_from_run, entry_from_worker
 from client_gui.idle import IdleProbe, detect_idle_probe
 from client_gui.idle_monitor import IdleMonitor
 from client_gui.local_demo import LocalDemo, LocalDemoError
@@ -36,7 +36,7 @@ from client_gui.run_state import (
     leaderboard,
     summarize_run,
 )
-from client_gui.run_watcher import RunWatcher
+from client_gui.run_watcher import READ_EVERY_MS, READ_HIDDEN_EVERY_MS, RunWatcher
 from client_gui.settings import (
     AppSettings,
     donation_policy,
@@ -63,6 +63,7 @@ TICK_MS = 1000  # the status line and snooze countdown are recomputed this often
 RESTART_AFTER_S = (15.0, 60.0, 300.0)  # waits before restarting a worker that died, in turn
 DEMO_RESTART_EVERY_S = 30.0  # a local coordinator that died is started again at most this often
 _WORKER_FIELDS = ("device", "threads")  # changing these restarts the worker (a name: see _rename)
+_UNIT_STEPS = ("downloading", "computing", "uploading")  # each unit's steps: not logged
 _POLICY_FIELDS = ("snooze_until", "duty_cycle", "idle_only", "idle_after_s", "schedule")
 
 
@@ -98,8 +99,8 @@ class AppSession(QObject):
         self.settings = load_settings(self.path)
         self.runner = BackgroundRunner(self)
         self.bridge = WorkerBridge(self.runner, worker_factory, self)
-        watcher_args = {} if read_every_ms is None else {"interval_ms": read_every_ms}
-        self.watcher = RunWatcher(self.runner, parent=self, **watcher_args)
+        self._read_every_ms = read_every_ms or READ_EVERY_MS
+        self.watcher = RunWatcher(self.runner, self._read_every_ms, parent=self)
         self.idle = IdleMonitor(self.runner, detect_idle, parent=self)
         self._local_demo_factory = local_demo_factory
         self._find_devices = find_devices
@@ -121,13 +122,17 @@ class AppSession(QObject):
         self._restoring = False  # reconnecting at launch: a failure deserves a notification
         self._last_read_problem: str | None = None
         self._demo_restarted_at = -DEMO_RESTART_EVERY_S  # monotonic seconds
-        self.steady = SteadyState(now=time.monotonic())  # what the status line shows of it
+        self.steady = SteadyState(now=time.time())  # what the status line shows of it
+        self._log_pending: list[LogEntry] = []  # shown in the event log at the next tick
+        self._units_log = UnitTally()  # finished units, one log line a minute
+        self._figures_dirty = False  # new units or a snapshot: figures recomputed at the tick
+        self.watched = True  # the window is shown: read the run often
 
         self.bridge.set_policy(donation_policy(self.settings))
         self.bridge.state_changed.connect(self._worker_state)
         self.bridge.progress_changed.connect(self._worker_progress)
         self.bridge.unit_finished.connect(self._unit_finished)
-        self.bridge.event_logged.connect(lambda e: self.log_added.emit([entry_from_worker(e)]))
+        self.bridge.event_logged.connect(self._worker_logged)
         self.bridge.connection_lost.connect(self._connection_lost)
         self.bridge.worker_stopped.connect(self._worker_stopped)
         self.watcher.snapshot_read.connect(self._snapshot)
@@ -412,7 +417,7 @@ class AppSession(QObject):
         if state == "computing" and self.start_pressed_at is not None and self.first_unit_s is None:
             self.first_unit_s = time.monotonic() - self.start_pressed_at
             log.info("first unit computing %.1f s after Start", self.first_unit_s)
-        at_once = self.steady.record(state, message, time.monotonic())
+        at_once = self.steady.record(state, message, self.bridge.state_at)
         if state == "paused" and self.finishing:
             self.finishing = False
             self._update(donating=False)
@@ -420,12 +425,19 @@ class AppSession(QObject):
             self._refresh()
 
     def _worker_progress(self, _fraction: float, message: str) -> None:
-        self.steady.record(self.bridge.state, message, time.monotonic())
+        self.steady.record(self.bridge.state, message, self.bridge.state_at)
 
     def _unit_finished(self, event: WorkerEvent) -> None:
         self._my_units.append((event.at, event.images or 0))
         self.unit_finished.emit(event)
-        self._emit_figures()
+        self._figures_dirty = True
+
+    def _worker_logged(self, event: WorkerEvent) -> None:
+        """The worker's news for the event log: problems and changes, not every unit's steps."""
+        if event.kind == "unit_finished":
+            self._units_log.add(event)
+        elif event.kind == "error" or event.state not in _UNIT_STEPS:
+            self._log_pending.append(entry_from_worker(event))
 
     def _connection_lost(self, message: str) -> None:
         self.notified.emit("connection", "ganfriends cannot reach the run", message)
@@ -459,10 +471,11 @@ class AppSession(QObject):
         if snapshot.workers is not None:
             self._workers = snapshot.workers
         if snapshot.events:
-            self.log_added.emit([entry_from_run(e) for e in snapshot.events])
+            self._log_pending.extend(entry_from_run(e) for e in snapshot.events)
         self.snapshot_read.emit(snapshot)
         self._run_row = snapshot.run
-        self._emit_figures()
+        self._figures_dirty = True
+        self._flush()
 
     def _emit_figures(self) -> None:
         run = self._run_row
@@ -488,7 +501,26 @@ class AppSession(QObject):
         self.bridge.set_idle_seconds(value)
         self.idle_measured.emit(value, method)
 
+    def _flush(self) -> None:
+        """What piled up since the last tick: log lines and figures, once."""
+        line = self._units_log.line(time.time())
+        if line is not None:
+            self._log_pending.append(line)
+        if self._log_pending:
+            entries, self._log_pending = self._log_pending, []
+            self.log_added.emit(entries)
+        if self._figures_dirty:
+            self._figures_dirty = False
+            self._emit_figures()
+
+    def set_watched(self, watched: bool) -> None:
+        """The window is shown (read the run every few seconds) or hidden (seldom)."""
+        self.watched = watched
+        self.watcher.set_interval(self._read_every_ms if watched else READ_HIDDEN_EVERY_MS)
+
     def _on_tick(self) -> None:
+        self.bridge.poll()  # the worker's latest events count in the second summarised now
+        self._flush()
         snooze = self.settings.snooze_until
         if snooze is not None and snooze <= time.time():
             self._update(snooze_until=None)
@@ -516,7 +548,7 @@ class AppSession(QObject):
         return pause_reason(donation_policy(self.settings), datetime.now(), idle_s)
 
     def _refresh(self) -> None:
-        worker_state, worker_message = self.steady.shown(time.monotonic())
+        worker_state, worker_message = self.steady.shown(time.time())
         inputs = status.StatusInputs(
             phase=self.phase,
             problem=self.problem,
@@ -548,7 +580,8 @@ class AppSession(QObject):
 
     def log(self, message: str, problem: bool = False) -> None:
         """An entry from the app itself in the event log."""
-        self.log_added.emit([LogEntry(time.time(), "App", message, problem)])
+        self._log_pending.append(LogEntry(time.time(), "App", message, problem))
+        self._flush()
 
 
 def _shown_name(settings: AppSettings) -> str:
