@@ -16,6 +16,7 @@ from client_gui.main_window import MainWindow
 from client_gui.qt_check import guard_singleton_references
 from client_gui.session import AppSession
 from client_gui.settings import config_dir
+from client_gui.system_libraries import install_hint, missing_window_libraries, say_missing
 from core.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A gui-script on Windows has no console: sys.stderr is None there.
     configure_logging("ganfriends", verbose=args.verbose, console=sys.stderr is not None)
     guard_singleton_references()  # before any widget: a leaking binding kills us in minutes
+    missing = missing_window_libraries()
+    if missing:  # Qt would abort naming no package: name them, and the command
+        say_missing(install_hint(missing))
+        return 1
     app = QApplication(sys.argv[:1])
     app.setApplicationName("ganfriends")
     app.setApplicationDisplayName("ganfriends")
@@ -63,8 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = MainWindow(AppSession())
     window.quit_finished.connect(app.quit)
     app.setQuitOnLastWindowClosed(not window.tray_available)
-    # Ctrl-C in a terminal quits cleanly: the unit is given back like with Quit.
-    signal.signal(signal.SIGINT, lambda *_: window.quit())
+    # Ctrl-C in a terminal, a logout or `kill` quit cleanly: the unit is given back as with
+    # Quit. SIGKILL and crashes are covered by the children themselves (client_gui.child_guard).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: window.quit())
     wake = QTimer()  # lets Python see the signal while Qt's loop runs
     wake.start(250)
     wake.timeout.connect(lambda: None)

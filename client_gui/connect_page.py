@@ -23,6 +23,11 @@ INTRO = (
 )
 
 
+EMPTY_CODE = (
+    "Paste the invite code you were sent (gf1-…) or a database URL first, then press Connect."
+)
+
+
 class ConnectPage(QWidget):
     """Asks for an invite code or URL; shows checking, the failure, or the run joined."""
 
@@ -115,7 +120,11 @@ class ConnectPage(QWidget):
         self.disconnect_button.setVisible(True)
 
     def _connect(self) -> None:
-        self.connect_requested.emit(self.code_edit.text())
+        text = self.code_edit.text().strip()
+        if not text:  # Enter in the empty field: a hint, never a disconnect
+            self._say(EMPTY_CODE, problem=True)
+            return
+        self.connect_requested.emit(text)
 
     def _say(self, text: str, *, problem: bool) -> None:
         self.message.setText(text)

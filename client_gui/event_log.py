@@ -27,7 +27,9 @@ from core.store import EventRow
 if TYPE_CHECKING:  # importing core.worker loads torch: the GUI process does not need it
     from core.events import WorkerEvent
 
-MAX_ENTRIES = 5000  # oldest entries are dropped beyond this
+KEEP_S = 24 * 3600  # entries older than a day are dropped
+MAX_ENTRIES = 20_000  # and the oldest beyond this many (a day of a busy run's lines)
+TALLY_EVERY_S = 60.0  # finished units are told in one line this often
 SOURCES = ("This computer", "Run", "App")
 SHOW_CHOICES = ("Everything", *SOURCES, "Problems only")
 # Run event kinds that mean something went wrong somewhere.
@@ -58,8 +60,36 @@ def entry_from_run(event: EventRow) -> LogEntry:
     return LogEntry(event.at, "Run", event.message, event.kind in _RUN_PROBLEMS)
 
 
+class UnitTally:
+    """Finished units told once a minute in one line: short units would flood the log."""
+
+    def __init__(self, every_s: float = TALLY_EVERY_S) -> None:
+        self._every_s = every_s
+        self._told_at = -every_s
+        self._events: list[WorkerEvent] = []
+
+    def add(self, event: WorkerEvent) -> None:
+        self._events.append(event)
+
+    def line(self, now: float) -> LogEntry | None:
+        """The line to log now, if a minute has passed since the last (None: nothing yet)."""
+        events = self._events
+        if not events or now - self._told_at < self._every_s:
+            return None
+        self._told_at, self._events = now, []
+        if len(events) == 1:
+            return LogEntry(events[0].at, "This computer", events[0].message, False)
+        versions = [e.version for e in events if e.version is not None]
+        span = f"versions {min(versions):,}–{max(versions):,}, " if versions else ""
+        images = sum(e.images or 0 for e in events)
+        minutes = (events[-1].at - events[0].at) / 60
+        during = f"in {minutes:.0f} min" if minutes >= 1.5 else "in the last minute"
+        message = f"Finished {len(events):,} units {during} ({span}{images:,} images)"
+        return LogEntry(events[-1].at, "This computer", message, False)
+
+
 class EventLogModel(ListTableModel):
-    """Log entries, oldest first, at most MAX_ENTRIES."""
+    """Log entries, oldest first: a day of them, at most MAX_ENTRIES."""
 
     def __init__(self) -> None:
         super().__init__(_COLUMNS)
@@ -73,7 +103,11 @@ class EventLogModel(ListTableModel):
         self.beginInsertRows(QModelIndex(), start, start + len(new) - 1)
         self._rows.extend(new)
         self.endInsertRows()
-        excess = len(self._rows) - MAX_ENTRIES
+        too_old = time.time() - KEEP_S
+        excess = max(
+            len(self._rows) - MAX_ENTRIES,
+            next((i for i, e in enumerate(self._rows) if e.at >= too_old), len(self._rows)),
+        )
         if excess > 0:
             self.beginRemoveRows(QModelIndex(), 0, excess - 1)
             del self._rows[:excess]
@@ -158,9 +192,15 @@ class EventLogWidget(QWidget):
         self.table.setWordWrap(False)
         self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        # Widths from the font, not ResizeToContents: that measures every row on each insert.
+        metrics = self.table.fontMetrics()
+        pad = 4 * metrics.averageCharWidth()
+        for column, widest in ((0, "88:88:88"), (1, max(SOURCES, key=metrics.horizontalAdvance))):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(column, metrics.horizontalAdvance(widest) + pad)
         header.setStretchLastSection(True)
+        self.table.verticalHeader().setDefaultSectionSize(metrics.height() + 6)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         QShortcut(QKeySequence.StandardKey.Copy, self.table, self.copy)
         top = QHBoxLayout()
         top.addWidget(self.filter_edit, 1)

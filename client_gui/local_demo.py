@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from client_gui.child_guard import GuardedChild
 from core.paths import data_dir, demo_db_url, log_dir
 from core.store import NoRun, StoreError, open_store, sqlite_path
 
@@ -40,6 +41,7 @@ class LocalDemo:
         self.url = url or demo_db_url()
         self._python = python
         self._process: subprocess.Popen[bytes] | None = None
+        self._guard: GuardedChild | None = None  # ties the coordinator to this app's life
         self._adopted_pid: int | None = None  # a coordinator an earlier app session left running
         path = sqlite_path(self.url)
         assert path is not None, "the local demo is an SQLite database"
@@ -113,14 +115,19 @@ class LocalDemo:
             return
         directory = log_dir()
         directory.mkdir(parents=True, exist_ok=True)
+        if self._guard is not None:  # the coordinator it guarded died: start afresh
+            self._guard.close()
         with open(directory / "local-coordinator.log", "ab") as output:
-            self._process = subprocess.Popen(
-                [*self._coordinator(), "serve", "--db", self.url],
+            self._guard = GuardedChild(
+                "coordinator.cli",
+                ["serve", "--db", self.url],
+                python=self._python,
+                env=_quiet_env(),
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=_quiet_env(),
             )
+        self._process = self._guard.process
         self._pid_path().write_text(str(self._process.pid))
         log.info("local coordinator started (pid %d)", self._process.pid)
 
@@ -146,6 +153,9 @@ class LocalDemo:
                     self._process.kill()
                     self._process.wait()
             self._process = None
+            if self._guard is not None:
+                self._guard.close()
+                self._guard = None
         elif self._adopted_pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._adopted_pid, signal.SIGTERM)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QFont, QHideEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QTabWidget,
     QVBoxLayout,
@@ -78,11 +80,16 @@ class MainWindow(QMainWindow):
         font.setPointSizeF(font.pointSizeF() * 1.25)
         font.setBold(True)
         self.status_label.setFont(font)
+        # Two lines always: a sentence that wraps or not must not move the tabs below it.
+        self.status_label.setMinimumHeight(2 * self.status_label.fontMetrics().lineSpacing())
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setMaximumHeight(8)
         self.progress.setTextVisible(False)
         self.progress.setAccessibleName("Progress of the unit being computed")
+        keep_room = self.progress.sizePolicy()
+        keep_room.setRetainSizeWhenHidden(True)  # appearing must not push the tabs down
+        self.progress.setSizePolicy(keep_room)
         self.progress.setVisible(False)
         banner = QFrame()
         banner.setFrameShape(QFrame.Shape.StyledPanel)
@@ -102,14 +109,13 @@ class MainWindow(QMainWindow):
         self._wire()
         self._countdown = QTimer(self)
         self._countdown.setInterval(1000)
-        self._countdown.timeout.connect(self.donate_page.show_snooze)
-        self._countdown.start()
+        self._countdown.timeout.connect(self.donate_page.show_snooze)  # runs while shown
 
     def _wire(self) -> None:
         s = self.session
-        self.connect_page.connect_requested.connect(s.connect_to)
-        self.connect_page.local_requested.connect(s.try_locally)
-        self.connect_page.disconnect_requested.connect(s.leave)
+        self.connect_page.connect_requested.connect(self._connect_requested)
+        self.connect_page.local_requested.connect(self._local_requested)
+        self.connect_page.disconnect_requested.connect(self._disconnect_requested)
         self.device_page.settings_edited.connect(lambda changes: s.update_settings(**changes))
         self.donate_page.settings_edited.connect(lambda changes: s.update_settings(**changes))
         self.donate_page.start_clicked.connect(s.start_donating)
@@ -143,6 +149,42 @@ class MainWindow(QMainWindow):
         self.session.begin()
         restoring = self.session.settings.connection or self.session.settings.local_demo
         self._show_tab(3 if restoring else 0)
+
+    # Leaving a donation only when asked ----------------------------------------------------
+    def _connect_requested(self, text: str) -> None:
+        if self._may_stop_donating("connect to the run in this invite code"):
+            self.session.connect_to(text)
+
+    def _local_requested(self) -> None:
+        target = self.session.target
+        if target is not None and target.local and self.session.phase == "connected":
+            self._show_tab(3)  # the local demo runs already: nothing to restart
+            return
+        if self._may_stop_donating("start the local demo on this computer"):
+            self.session.try_locally()
+
+    def _disconnect_requested(self) -> None:
+        if self._may_stop_donating("disconnect"):
+            self.session.leave()
+
+    def _may_stop_donating(self, then: str) -> bool:
+        """Ask before a donation in progress ends; True when there is none or they said yes."""
+        s = self.session
+        if not (s.settings.donating and s.target is not None):
+            return True
+        run = s.target.run_name
+        return self.ask(
+            "Stop donating?",
+            f"This computer is donating to the run “{run}”. Stop donating to “{run}” and {then}?",
+        )
+
+    def ask(self, title: str, question: str) -> bool:
+        """A yes/no question whose default (Enter, Escape) is No; tests replace this method."""
+        box = QMessageBox(QMessageBox.Icon.Question, title, question, parent=self)
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.setEscapeButton(QMessageBox.StandardButton.No)
+        return box.exec() == QMessageBox.StandardButton.Yes
 
     # Session → widgets ---------------------------------------------------------------------
     def _show_status(self, text: str, state: str) -> None:
@@ -179,7 +221,7 @@ class MainWindow(QMainWindow):
         s = self.session
         connected = s.phase == "connected"
         donating = s.settings.donating and s.bridge.running
-        busy = s.bridge.state in _BUSY
+        busy = s.steady.shown(time.time())[0] in _BUSY  # not every 0.1 s unit change
         self.donate_page.show_state(connected=connected, donating=donating, busy=busy)
         text, state = s.status
         self.tray.show_status(
@@ -231,7 +273,20 @@ class MainWindow(QMainWindow):
         self.quit_finished.emit()
 
     def changeEvent(self, event: QEvent) -> None:
-        """Follow the system's light or dark palette in the plots too."""
+        """Follow the system's light or dark palette in the plots too; read the run seldom
+        while minimised."""
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self.watch_page.plots.apply_palette(self.palette())
+        if event.type() == QEvent.Type.WindowStateChange:
+            self.session.set_watched(self.isVisible() and not self.isMinimized())
         super().changeEvent(event)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self.session.set_watched(not self.isMinimized())
+        self._countdown.start()
+        super().showEvent(event)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self.session.set_watched(False)
+        self._countdown.stop()
+        super().hideEvent(event)

@@ -7,17 +7,19 @@ to `setData`, so a burst of versions costs one repaint.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QHideEvent, QPalette, QShowEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
 from core.store import MetricsRow, SampleRow
 
-REPAINT_EVERY_MS = 66  # ~15 Hz: smooth enough, and never one repaint per version
+REPAINT_EVERY_MS = 1000  # 1 Hz at most: versions close several times a second, and the eye
+# follows a curve's trend, not each point; nothing is redrawn while the plots are hidden
 D_COLOR = "#d1495b"  # discriminator: red
 G_COLOR = "#2e86de"  # generator: blue
 SWD_COLOR = "#2a9d8f"  # quality: teal
@@ -27,6 +29,10 @@ def _arrays(points: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
     """(versions, values) sorted by version, as float arrays for setData."""
     versions = sorted(points)
     return np.array(versions, dtype=float), np.array([points[v] for v in versions], dtype=float)
+
+
+OWN_EVERY_S = 5.0  # this computer's points alone redraw the plots at most this often
+MY_POINTS = 300  # this computer's newest units drawn as symbols
 
 
 class TrainingPlotsWidget(QWidget):
@@ -39,7 +45,9 @@ class TrainingPlotsWidget(QWidget):
         self._swd: dict[int, float] = {}
         self._my_d: list[tuple[int, float]] = []  # (version, loss) of each unit computed here
         self._my_g: list[tuple[int, float]] = []
-        self._dirty = False
+        self._dirty = False  # the run's curves changed: drawn at the next tick
+        self._own_dirty = False  # only this computer's points: drawn every OWN_EVERY_S
+        self._drawn_at = -OWN_EVERY_S  # monotonic seconds
         self.repaints = 0  # setData rounds so far (tests check that bursts coalesce)
 
         self.loss_plot = pg.PlotWidget()
@@ -99,8 +107,7 @@ class TrainingPlotsWidget(QWidget):
 
         self._timer = QTimer(self)
         self._timer.setInterval(REPAINT_EVERY_MS)
-        self._timer.timeout.connect(self.repaint_if_dirty)
-        self._timer.start()
+        self._timer.timeout.connect(self.repaint_if_dirty)  # runs while shown
 
     # Data in -------------------------------------------------------------------------------
     def add_metrics(self, rows: Iterable[MetricsRow]) -> None:
@@ -133,7 +140,7 @@ class TrainingPlotsWidget(QWidget):
             self._my_d.append((version, d_loss))
         if math.isfinite(g_loss):
             self._my_g.append((version, g_loss))
-        self._dirty = True
+        self._own_dirty = True
 
     def clear(self) -> None:
         for points in (self._d, self._g, self._swd, self._my_d, self._my_g):
@@ -156,9 +163,13 @@ class TrainingPlotsWidget(QWidget):
 
     # Repaint -------------------------------------------------------------------------------
     def repaint_if_dirty(self) -> None:
-        if not self._dirty:
-            return
-        self._dirty = False
+        """Redraw what changed: a frame costs ~10 ms per plot, so not every unit's point."""
+        now = time.monotonic()
+        own_due = self._own_dirty and now - self._drawn_at >= OWN_EVERY_S
+        if not (self._dirty or own_due) or not self.isVisible():
+            return  # a hidden plot is brought up to date when it is shown (showEvent)
+        self._dirty = self._own_dirty = False
+        self._drawn_at = now
         self.repaints += 1
         for curve, points in (
             (self._d_curve, self._d),
@@ -167,8 +178,19 @@ class TrainingPlotsWidget(QWidget):
         ):
             curve.setData(*_arrays(points))
         for curve, pairs in ((self._my_d_points, self._my_d), (self._my_g_points, self._my_g)):
+            del pairs[:-MY_POINTS]  # symbols are costly to draw: the recent ones tell the story
             x = np.array([v for v, _ in pairs], dtype=float)
             curve.setData(x, np.array([loss for _, loss in pairs], dtype=float))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self._drawn_at = -OWN_EVERY_S  # shown again: everything new is drawn at once
+        self.repaint_if_dirty()
+        self._timer.start()
+        super().showEvent(event)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self._timer.stop()
+        super().hideEvent(event)
 
     def apply_palette(self, palette: QPalette) -> None:
         """Follow the application's light or dark palette."""

@@ -13,6 +13,7 @@ from core.store import StoreError
 log = logging.getLogger(__name__)
 
 READ_EVERY_MS = 3000  # how often the run is read: the coordinator publishes every few seconds
+READ_HIDDEN_EVERY_MS = 30_000  # while the window is hidden: the tray needs little
 
 
 class RunWatcher(QObject):
@@ -46,6 +47,13 @@ class RunWatcher(QObject):
         self._reader = RunReader(url)
         self._timer.start()
         self.read_now()
+
+    def set_interval(self, interval_ms: int) -> None:
+        """Read this often from now on (a shorter interval reads at once)."""
+        sooner = interval_ms < self._timer.interval()
+        self._timer.setInterval(interval_ms)
+        if sooner:
+            self.read_now()
 
     def stop(self) -> None:
         self._timer.stop()

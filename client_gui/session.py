@@ -23,7 +23,7 @@ from client_gui.autostart import AutostartError, set_start_at_login
 from client_gui.background import BackgroundRunner
 from client_gui.connection import ConnectionProblem, RunTarget, check_connection
 from client_gui.device_probe import DeviceChoice, auto_device, probe_devices
-from client_gui.event_log import LogEntry, entry_from_run, entry_from_worker
+from client_gui.event_log import LogEntry, UnitTally, entry_from_run, entry_from_worker
 from client_gui.idle import IdleProbe, detect_idle_probe
 from client_gui.idle_monitor import IdleMonitor
 from client_gui.local_demo import LocalDemo, LocalDemoError
@@ -36,20 +36,22 @@ from client_gui.run_state import (
     leaderboard,
     summarize_run,
 )
-from client_gui.run_watcher import RunWatcher
+from client_gui.run_watcher import READ_EVERY_MS, READ_HIDDEN_EVERY_MS, RunWatcher
 from client_gui.settings import (
+    AppSettings,
     donation_policy,
     load_settings,
     save_settings,
     settings_path,
 )
+from client_gui.steady_state import SteadyState
 from client_gui.worker_bridge import (
     WorkerBridge,
     WorkerConfig,
     WorkerProcessLike,
     start_worker_process,
 )
-from core.store import MetricsRow, RunRow, WorkerRow
+from core.store import MetricsRow, RunRow, WorkerRow, open_store
 from core.throttle import pause_reason
 
 if TYPE_CHECKING:  # importing core.worker loads torch: the GUI process does not need it
@@ -60,7 +62,8 @@ log = logging.getLogger(__name__)
 TICK_MS = 1000  # the status line and snooze countdown are recomputed this often
 RESTART_AFTER_S = (15.0, 60.0, 300.0)  # waits before restarting a worker that died, in turn
 DEMO_RESTART_EVERY_S = 30.0  # a local coordinator that died is started again at most this often
-_WORKER_FIELDS = ("device", "threads", "name")  # changing these restarts the worker
+_WORKER_FIELDS = ("device", "threads")  # changing these restarts the worker (a name: see _rename)
+_UNIT_STEPS = ("downloading", "computing", "uploading")  # each unit's steps: not logged
 _POLICY_FIELDS = ("snooze_until", "duty_cycle", "idle_only", "idle_after_s", "schedule")
 
 
@@ -96,8 +99,8 @@ class AppSession(QObject):
         self.settings = load_settings(self.path)
         self.runner = BackgroundRunner(self)
         self.bridge = WorkerBridge(self.runner, worker_factory, self)
-        watcher_args = {} if read_every_ms is None else {"interval_ms": read_every_ms}
-        self.watcher = RunWatcher(self.runner, parent=self, **watcher_args)
+        self._read_every_ms = read_every_ms or READ_EVERY_MS
+        self.watcher = RunWatcher(self.runner, self._read_every_ms, parent=self)
         self.idle = IdleMonitor(self.runner, detect_idle, parent=self)
         self._local_demo_factory = local_demo_factory
         self._find_devices = find_devices
@@ -119,12 +122,17 @@ class AppSession(QObject):
         self._restoring = False  # reconnecting at launch: a failure deserves a notification
         self._last_read_problem: str | None = None
         self._demo_restarted_at = -DEMO_RESTART_EVERY_S  # monotonic seconds
+        self.steady = SteadyState(now=time.time())  # what the status line shows of it
+        self._log_pending: list[LogEntry] = []  # shown in the event log at the next tick
+        self._units_log = UnitTally()  # finished units, one log line a minute
+        self._figures_dirty = False  # new units or a snapshot: figures recomputed at the tick
+        self.watched = True  # the window is shown: read the run often
 
         self.bridge.set_policy(donation_policy(self.settings))
         self.bridge.state_changed.connect(self._worker_state)
-        self.bridge.progress_changed.connect(lambda *_: self._refresh())
+        self.bridge.progress_changed.connect(self._worker_progress)
         self.bridge.unit_finished.connect(self._unit_finished)
-        self.bridge.event_logged.connect(lambda e: self.log_added.emit([entry_from_worker(e)]))
+        self.bridge.event_logged.connect(self._worker_logged)
         self.bridge.connection_lost.connect(self._connection_lost)
         self.bridge.worker_stopped.connect(self._worker_stopped)
         self.watcher.snapshot_read.connect(self._snapshot)
@@ -243,6 +251,14 @@ class AppSession(QObject):
         self.watcher.watch(target.url)
         self._set_phase("connected")
         self.connected.emit(target)
+        renamed_from = self.settings.renamed_from
+        if renamed_from and renamed_from != self.worker_name:  # renamed while away
+            self._update(renamed_from="")
+            self._rename_in_run(renamed_from, self.worker_name, self._carry_on_donating)
+        else:
+            self._carry_on_donating()
+
+    def _carry_on_donating(self) -> None:
         if self.settings.donating:  # donating when the app last closed: carry on, snooze kept
             self.start_donating(cancel_snooze=False)
 
@@ -334,8 +350,45 @@ class AppSession(QObject):
             self.log("Restarting the worker with the new device settings")
             config = self._worker_config()
             self.bridge.shutdown(lambda: self._restart_worker(config))
+        old_name, new_name = _shown_name(old), _shown_name(new)
+        if old_name != new_name:
+            self._rename(old_name, new_name)
         self.settings_changed.emit(new)
         self._refresh()
+
+    def _rename(self, old: str, new: str) -> None:
+        """A new name for the same volunteer: the run's rows are renamed before the worker
+        registers again, so stats, leaderboard and the active count keep one identity."""
+        if self.target is None:  # renamed in the run at the next connection
+            if not self.settings.renamed_from:
+                self._update(renamed_from=old)
+            return
+        self.log(f"Renaming {old} to {new} in the run")
+        config = self._worker_config()
+        running = self.bridge.running
+        self.bridge.shutdown()  # the worker registers again under the new name afterwards
+        self._rename_in_run(old, new, lambda: self._restart_worker(config) if running else None)
+
+    def _rename_in_run(self, old: str, new: str, then: Callable[[], object]) -> None:
+        assert self.target is not None
+        url, hostname, generation = self.target.url, socket.gethostname(), self._connect_generation
+
+        def rename() -> int:
+            store = open_store(url)
+            try:
+                return store.rename_worker(old, new, hostname)
+            finally:
+                store.dispose()
+
+        def done(_: object = None) -> None:
+            if generation == self._connect_generation:
+                then()
+
+        def failed(error: Exception) -> None:
+            self.log(f"Could not rename {old} to {new} in the run: {error}", problem=True)
+            done()
+
+        self.runner.submit(rename, done, failed)
 
     def _restart_worker(self, config: WorkerConfig) -> None:
         if self.settings.donating and self.target is not None and not self.bridge.running:
@@ -357,22 +410,34 @@ class AppSession(QObject):
 
     @property
     def worker_name(self) -> str:
-        return self.settings.name.strip() or socket.gethostname()
+        return _shown_name(self.settings)
 
     # Events --------------------------------------------------------------------------------
     def _worker_state(self, state: str, message: str) -> None:
         if state == "computing" and self.start_pressed_at is not None and self.first_unit_s is None:
             self.first_unit_s = time.monotonic() - self.start_pressed_at
             log.info("first unit computing %.1f s after Start", self.first_unit_s)
+        at_once = self.steady.record(state, message, self.bridge.state_at)
         if state == "paused" and self.finishing:
             self.finishing = False
             self._update(donating=False)
-        self._refresh()
+        if at_once:  # otherwise the next tick shows what the worker did over that second
+            self._refresh()
+
+    def _worker_progress(self, _fraction: float, message: str) -> None:
+        self.steady.record(self.bridge.state, message, self.bridge.state_at)
 
     def _unit_finished(self, event: WorkerEvent) -> None:
         self._my_units.append((event.at, event.images or 0))
         self.unit_finished.emit(event)
-        self._emit_figures()
+        self._figures_dirty = True
+
+    def _worker_logged(self, event: WorkerEvent) -> None:
+        """The worker's news for the event log: problems and changes, not every unit's steps."""
+        if event.kind == "unit_finished":
+            self._units_log.add(event)
+        elif event.kind == "error" or event.state not in _UNIT_STEPS:
+            self._log_pending.append(entry_from_worker(event))
 
     def _connection_lost(self, message: str) -> None:
         self.notified.emit("connection", "ganfriends cannot reach the run", message)
@@ -406,10 +471,11 @@ class AppSession(QObject):
         if snapshot.workers is not None:
             self._workers = snapshot.workers
         if snapshot.events:
-            self.log_added.emit([entry_from_run(e) for e in snapshot.events])
+            self._log_pending.extend(entry_from_run(e) for e in snapshot.events)
         self.snapshot_read.emit(snapshot)
         self._run_row = snapshot.run
-        self._emit_figures()
+        self._figures_dirty = True
+        self._flush()
 
     def _emit_figures(self) -> None:
         run = self._run_row
@@ -435,7 +501,26 @@ class AppSession(QObject):
         self.bridge.set_idle_seconds(value)
         self.idle_measured.emit(value, method)
 
+    def _flush(self) -> None:
+        """What piled up since the last tick: log lines and figures, once."""
+        line = self._units_log.line(time.time())
+        if line is not None:
+            self._log_pending.append(line)
+        if self._log_pending:
+            entries, self._log_pending = self._log_pending, []
+            self.log_added.emit(entries)
+        if self._figures_dirty:
+            self._figures_dirty = False
+            self._emit_figures()
+
+    def set_watched(self, watched: bool) -> None:
+        """The window is shown (read the run every few seconds) or hidden (seldom)."""
+        self.watched = watched
+        self.watcher.set_interval(self._read_every_ms if watched else READ_HIDDEN_EVERY_MS)
+
     def _on_tick(self) -> None:
+        self.bridge.poll()  # the worker's latest events count in the second summarised now
+        self._flush()
         snooze = self.settings.snooze_until
         if snooze is not None and snooze <= time.time():
             self._update(snooze_until=None)
@@ -463,13 +548,14 @@ class AppSession(QObject):
         return pause_reason(donation_policy(self.settings), datetime.now(), idle_s)
 
     def _refresh(self) -> None:
+        worker_state, worker_message = self.steady.shown(time.time())
         inputs = status.StatusInputs(
             phase=self.phase,
             problem=self.problem,
             run_name=self.target.run_name if self.target else None,
             donating=self.settings.donating,
-            worker_state=self.bridge.state,
-            worker_message=self.bridge.message,
+            worker_state=worker_state,
+            worker_message=worker_message,
             policy_reason=self.policy_reason() if self.settings.donating else None,
             idle_only=self.settings.idle_only,
             idle_known=self.idle.known,
@@ -477,9 +563,7 @@ class AppSession(QObject):
             device_note=self._device_note(),
         )
         line = status.status_line(inputs)
-        self.progress_changed.emit(
-            self.bridge.progress if self.bridge.state == "computing" else None
-        )
+        self.progress_changed.emit(self.bridge.progress if worker_state == "computing" else None)
         if line != self.status:
             self.status = line
             self.status_changed.emit(*line)
@@ -496,4 +580,10 @@ class AppSession(QObject):
 
     def log(self, message: str, problem: bool = False) -> None:
         """An entry from the app itself in the event log."""
-        self.log_added.emit([LogEntry(time.time(), "App", message, problem)])
+        self._log_pending.append(LogEntry(time.time(), "App", message, problem))
+        self._flush()
+
+
+def _shown_name(settings: AppSettings) -> str:
+    """The name on the leaderboard: the one chosen, else this computer's."""
+    return settings.name.strip() or socket.gethostname()

@@ -46,6 +46,8 @@ class AppSettings:
     start_at_login: bool = False  # launch (into the tray) when the user logs in
     notifications: bool = True  # desktop notifications for failures
     told_close_to_tray: bool = False  # the "still donating in the tray" note was shown
+    renamed_from: str = ""  # the name before a rename made while not connected: the run's
+    # worker rows are renamed at the next connection, so the volunteer stays one identity
 
     def snoozed(self, now: float | None = None) -> bool:
         """Whether a snooze is still running."""

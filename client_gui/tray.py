@@ -110,7 +110,9 @@ class TrayIcon(QObject):
         if state != self.state:
             self.state = state
             self.icon.setIcon(state_icon(state))
-        self.icon.setToolTip(f"ganfriends: {text}")
+        tip = f"ganfriends: {text}"
+        if tip != self.icon.toolTip():
+            self.icon.setToolTip(tip)
         self.start_action.setEnabled(can_start)
         self.pause_action.setEnabled(can_pause)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ if TYPE_CHECKING:  # importing core.worker loads torch: the GUI process does not
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL_MS = 100  # how often events are fetched from the worker process
+POLL_INTERVAL_MS = 250  # how often events are fetched from the worker process (the status
+# line shows a second's summary of them, so a quicker poll would only cost the app CPU)
 STOP_TIMEOUT_S = 10.0  # the worker's time to give its unit back before it is killed
 _STOPPED = "Stopped: the worker stopped unexpectedly; press Start to try again"
 _DEVICE_ERROR = "Cannot compute on"  # core.worker_process: the chosen device is unusable
@@ -100,6 +102,7 @@ class WorkerBridge(QObject):
         self.state = "stopped"
         self.message = ""
         self.progress: float | None = None
+        self.state_at = time.time()  # epoch seconds of the newest state or progress
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.timeout.connect(self.poll)
@@ -205,27 +208,35 @@ class WorkerBridge(QObject):
 
     # Events --------------------------------------------------------------------------------
     def poll(self) -> None:
-        """Fetch and dispatch the worker's events (the timer calls this every 100 ms)."""
+        """Fetch and dispatch the worker's events (the timer calls this every 250 ms)."""
         process = self._process
         if process is None:
             return
         events = process.poll_events()
         latest_progress: WorkerEvent | None = None
         for event in events:
-            if event.kind == "progress":
-                latest_progress = event
+            if event.kind == "progress" and event.state == self.state:
+                latest_progress = event  # many progress events per poll: the newest of a run
                 continue
-            latest_progress = None
-            self._dispatch(event)
-        if latest_progress is not None:  # many progress events per poll: show the newest
-            self.progress = latest_progress.progress
-            self._set_state(latest_progress.state, latest_progress.message)
-            self.progress_changed.emit(latest_progress.progress or 0.0, latest_progress.message)
+            if latest_progress is not None:  # its state and time still count (steady_state)
+                self._progressed(latest_progress)
+                latest_progress = None
+            if event.kind == "progress":  # the first of a new state: when it began counts
+                self._progressed(event)
+            else:
+                self._dispatch(event)
+        if latest_progress is not None:
+            self._progressed(latest_progress)
         if not events and self._process is process and not process.alive and not self._stopping:
             # Ended without its own last word: keep the error it reported (a device it cannot
             # use), else say it stopped.
             message = self.message if self.state == "error" else _STOPPED
             self._ended(message)
+
+    def _progressed(self, event: WorkerEvent) -> None:
+        self.progress = event.progress
+        self._set_state(event.state, event.message, event.at)
+        self.progress_changed.emit(event.progress or 0.0, event.message)
 
     def _ended(self, message: str) -> None:
         self._timer.stop()
@@ -249,11 +260,12 @@ class WorkerBridge(QObject):
             self.progress = event.progress
         elif event.state != "uploading":
             self.progress = None
-        self._set_state(event.state, event.message)
+        self._set_state(event.state, event.message, event.at)
         if event.state == "error" and dead:
             self._ended(event.message)
 
-    def _set_state(self, state: str, message: str) -> None:
+    def _set_state(self, state: str, message: str, at: float | None = None) -> None:
+        self.state_at = time.time() if at is None else at  # when the worker said it
         if (state, message) == (self.state, self.message):
             return
         self.state = state

@@ -423,6 +423,26 @@ class Store:
             )
             return worker_id
 
+    def rename_worker(self, old: str, new: str, hostname: str) -> int:
+        """Rename this computer's workers called `old` in place (their history stays theirs).
+
+        A volunteer renames only its own rows; the owner's login renames the rows of that name
+        registered from `hostname`. Returns the rows renamed.
+        """
+        if not 1 <= len(new) <= 200:
+            raise StoreError("a worker name must have 1 to 200 characters")
+        with self.session() as conn:
+            if self.volunteer_login:
+                return volunteer.rename(conn, old, new)
+            renamed = conn.execute(
+                update(workers)
+                .where(workers.c.name == old, workers.c.hostname == hostname)
+                .values(name=new)
+            ).rowcount
+            if renamed:
+                queue.add_event(conn, self.clock(), "worker", f"{old} is now called {new}")
+            return int(renamed)
+
     def touch_worker(self, worker_id: int, state: str) -> None:
         """Record that the worker is alive and what it is doing."""
         with self.session() as conn:

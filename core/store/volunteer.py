@@ -120,6 +120,12 @@ def register(conn: Connection, name: str, hostname: str, device: str) -> int:
     return int(row.scalar_one())
 
 
+def rename(conn: Connection, old: str, new: str) -> int:
+    """Rename this volunteer's workers called `old` in place; the rows renamed."""
+    row = _call(conn, "SELECT volunteer.rename(:old, :new)", {"old": old, "new": new})
+    return int(row.scalar_one())
+
+
 def touch(conn: Connection, worker_id: int, state: str) -> None:
     """Record that the worker is alive and what it is doing."""
     _call(conn, "SELECT volunteer.touch(:worker, :state)", {"worker": worker_id, "state": state})

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 
 from PySide6.QtGui import QGuiApplication
 
-from client_gui.event_log import MAX_ENTRIES, EventLogWidget, LogEntry
+from client_gui.event_log import KEEP_S, MAX_ENTRIES, EventLogWidget, LogEntry, UnitTally
 from client_gui.plots import TrainingPlotsWidget
 from client_gui.samples_widget import SampleGridWidget
+from core.events import WorkerEvent
 from core.quality import sample_grid_png
 from core.store import MetricsRow, SampleRow
+
+NOW = time.time()
 
 
 def metrics(version: int, swd: float | None = None) -> MetricsRow:
@@ -25,8 +30,11 @@ def test_a_burst_of_versions_costs_one_repaint(qtbot):
         plots.add_metrics([metrics(version, swd=100.0 if version % 10 == 0 else None)])
     plots.add_own_losses(49, 0.9, 1.1)
     plots.add_own_losses(50, math.nan, 1.2)  # a NaN loss is left out, not drawn as a gap
+    qtbot.wait(700)
+    assert plots.repaints == before  # hidden: nothing is drawn
+    plots.show()
     qtbot.waitUntil(lambda: plots.repaints == before + 1, timeout=2000)
-    qtbot.wait(200)
+    qtbot.wait(700)
     assert plots.repaints == before + 1
     assert plots.point_counts == {"d": 50, "g": 50, "swd": 5, "mine": 1}
 
@@ -66,9 +74,9 @@ def test_log_filters_by_text_source_and_problems_and_copies(qtbot):
     qtbot.addWidget(log)
     log.add(
         [
-            LogEntry(0.0, "This computer", "Finished unit 3 in 1.0 s", False),
-            LogEntry(1.0, "Run", "unit 4 (copy 0): lease of worker 2 expired; re-issued", True),
-            LogEntry(2.0, "App", "Snoozed for 1 h", False),
+            LogEntry(NOW, "This computer", "Finished unit 3 in 1.0 s", False),
+            LogEntry(NOW + 1, "Run", "unit 4 (copy 0): lease of worker 2 expired; re-issued", True),
+            LogEntry(NOW + 2, "App", "Snoozed for 1 h", False),
         ]
     )
     assert log.filtered.rowCount() == 3
@@ -90,6 +98,30 @@ def test_log_filters_by_text_source_and_problems_and_copies(qtbot):
 def test_log_keeps_the_newest_entries(qtbot):
     log = EventLogWidget()
     qtbot.addWidget(log)
-    log.add(LogEntry(float(i), "Run", f"event {i}", False) for i in range(MAX_ENTRIES + 10))
+    log.add(LogEntry(NOW + i, "Run", f"event {i}", False) for i in range(MAX_ENTRIES + 10))
     assert log.model.rowCount() == MAX_ENTRIES
     assert log.model.entry(0).message == "event 10"
+
+
+def test_log_keeps_a_day(qtbot):
+    log = EventLogWidget()
+    qtbot.addWidget(log)
+    day_ago = time.time() - KEEP_S
+    log.add(LogEntry(day_ago + hour * 3600, "Run", f"{hour} h", False) for hour in range(-2, 24))
+    assert [log.model.entry(i).message for i in (0, 1)] == ["1 h", "2 h"]
+    assert log.model.rowCount() == 23
+
+
+def test_finished_units_are_told_once_a_minute():
+    tally = UnitTally()
+    assert tally.line(NOW) is None
+    unit = WorkerEvent("unit_finished", "computing", "Finished unit 3 (64 images)", at=NOW)
+    tally.add(dataclasses.replace(unit, version=7, images=64))
+    assert tally.line(NOW).message == "Finished unit 3 (64 images)"  # the first at once
+    for i in range(30):
+        tally.add(dataclasses.replace(unit, version=8 + i // 2, images=64, at=NOW + i))
+    assert tally.line(NOW + 59) is None
+    assert tally.line(NOW + 60).message == (
+        "Finished 30 units in the last minute (versions 8–22, 1,920 images)"
+    )
+    assert tally.line(NOW + 200) is None
