@@ -40,7 +40,7 @@ from core.store import (
     StoreError,
 )
 from core.training import UnitCancelled, intra_op_threads
-from core.unit_kinds import unit_kind
+from core.unit_kinds import UnitKind, unit_kind
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,13 @@ class WorkerEngine:
         cache: ShardCache,
         options: WorkerOptions,
         on_event: Callable[[WorkerEvent], None] | None = None,
+        *,
+        kind_for: Callable[[RunSettings], UnitKind] = unit_kind,
     ) -> None:
         self._connect_fn = connect
+        # What a unit computes, from the run's settings. Only benchmarks pass anything else
+        # (benchmarks/class_sim's stand-in); no command or app offers a way to.
+        self._kind_for = kind_for
         self._cache = cache
         self.options = options
         self._on_event = on_event or (lambda event: None)
@@ -373,7 +378,7 @@ class WorkerEngine:
         start = time.perf_counter()
         with intra_op_threads(self.options.threads):
             # Gradients or local steps, with the run's micro-batch (never ours to choose).
-            result = unit_kind(loaded.settings).compute(
+            result = self._kind_for(loaded.settings).compute(
                 loaded.gan,
                 images,
                 lease.seed,
