@@ -1,0 +1,262 @@
+"""A class of N volunteers against one coordinator and one PostgreSQL server, on this machine.
+
+Real: the PostgreSQL server (a throwaway cluster), the coordinator (`Coordinator.serve`, in a
+thread), the worker engine of every volunteer (claim, weights, shards, heartbeats, upload by
+binary COPY into the volunteer upload view), each volunteer logged in with its own invited
+role, the network between them (veth pairs into namespaces, shaped with tc), every byte.
+Simulated: only the compute of a unit (`standin.py`: it sleeps as long as the device profile
+says and returns a valid, deterministic result of the real shapes). The volunteers run as
+threads of this process on this machine's 2 cores, so their own decoding and encoding competes
+with the coordinator and the server here; on real computers it would not.
+
+    python -m benchmarks.class_sim [--volunteers 1,4,8,16,32] [--profile laptop]
+        [--network lan|home|none] [--image-size 64] [--versions 4] [--units-per-volunteer 1]
+        [--json]
+
+Per N it prints useful images/s (images in versions closed within the window ÷ its seconds),
+scaling efficiency (÷ N × the same profile's single-volunteer run, or its pure compute rate
+when N = 1 is not measured), the volunteers' busy share (median, p10), the coordinator's CPU
+share, the server's egress in MB/s and the close latency p50. `--json` ends with one line:
+{"runs": [{"volunteers": N, "profile": …, "network": …, "useful_images_per_s": …,
+"scaling_efficiency": …, "busy_share_median": …, "close_s_p50": …, "egress_mb_per_s": …}]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.class_sim import network, profiles
+from benchmarks.class_sim.standin import StandInUnits
+from coordinator import volunteers
+from coordinator.loop import Coordinator, Published
+from coordinator.runs import RunPlan, create_run
+from core.cache import ShardCache
+from core.config import RunSettings
+from core.model import ModelConfig
+from core.store import open_store
+from core.worker import WorkerEngine, WorkerOptions
+
+OWNER_PASSWORD = "class-sim-owner"
+WARMUP_VERSIONS = 2  # shards and first weights downloads happen before the window
+DATASET_IMAGES = 4096
+
+
+class Volunteer:
+    """One simulated volunteer: its thread (in its namespace), engine and compute intervals."""
+
+    def __init__(self, index: int, url: str, netns: str, seconds: float, settings: RunSettings,
+                 cache: Path) -> None:  # fmt: skip
+        self.intervals: list[tuple[float, float]] = []
+        self.kind = StandInUnits(settings, seconds, lambda s, e, n: self.intervals.append((s, e)))
+        options = WorkerOptions(f"v{index}", f"sim{index}", torch.device("cpu"), threads=1)
+        self.engine = WorkerEngine(
+            lambda: open_store(url), ShardCache(cache), options, kind_for=lambda s: self.kind
+        )
+        self._netns = netns
+        self.thread = threading.Thread(target=self._run, name=f"volunteer-{index}", daemon=True)
+
+    def _run(self) -> None:
+        network.enter(self._netns)
+        self.engine.run()
+
+    def busy_share(self, start: float, end: float) -> float:
+        busy = sum(max(0.0, min(e, end) - max(s, start)) for s, e in self.intervals)
+        return busy / (end - start)
+
+
+def owned_database(server: Any) -> tuple[str, str]:
+    """A database owned by a CREATEROLE role, hardened as docs/deployment.md says."""
+    name = server.create_database()
+    owner = f"{name}_owner"
+    su = server.connect()
+    with su.cursor() as cur:
+        cur.execute(f'CREATE ROLE "{owner}" LOGIN CREATEROLE PASSWORD %s', (OWNER_PASSWORD,))
+        cur.execute(f'ALTER DATABASE "{name}" OWNER TO "{owner}"')
+        grant = getattr(volunteers, "parameter_grant_sql", None)
+        if grant is not None:
+            cur.execute(grant(owner))
+    su.close()
+    su = server.connect(name)
+    with su.cursor() as cur:
+        cur.execute(volunteers.HARDENING_SQL)
+    su.close()
+    return name, owner
+
+
+def listen_everywhere(server: Any) -> None:
+    """Let the throwaway cluster accept the namespaces' addresses (10.77/16, 10.78/16)."""
+    root = server.data_dir.parent
+    hba = server.data_dir / "pg_hba.conf"
+    hba.write_text(
+        hba.read_text() + "host all all 10.77.0.0/16 scram-sha-256\n"
+        "host all all 10.78.0.0/16 scram-sha-256\n"
+    )
+    options = server._options(root).replace("listen_addresses=127.0.0.1", "listen_addresses=*")
+    server.pg_ctl("restart", "-w", "-m", "fast", "-t", "60", "-l", str(root / "server.log"),
+                  "-o", options)  # fmt: skip
+
+
+def simulate(server: Any, args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
+    """One class of `n` volunteers; its figures."""
+    model = ModelConfig(args.image_size, 100, 64, 64)
+    settings = RunSettings(
+        images_per_work_unit=args.images_per_unit,
+        num_workunits_per_update=n * args.units_per_volunteer,
+        sample_every=10**6,
+        lease_s=300.0,
+        backup_after_s=600.0,
+        inner_steps=args.inner_steps,
+        weights_precision=args.weights_precision,
+        precision=args.precision,
+    )
+    name, owner = owned_database(server)
+    owner_url = server.database_url(name, owner, OWNER_PASSWORD)
+    store = open_store(owner_url, create=True)
+    create_run(store, RunPlan("class", model, settings, ("synthetic", DATASET_IMAGES)),
+               progress=False)  # fmt: skip
+    mix = profiles.parse_mix(args.profile, n)
+    published: list[tuple[float, Published]] = []
+    with network.topology(args.network, n) as topo:
+        people = []
+        for i in range(n):
+            invite = volunteers.invite(store, f"v{i}", host=network.server_address(topo, i),
+                                       port=server.port, sslmode="disable")  # fmt: skip
+            seconds = profiles.seconds_per_image(mix[i], model)
+            people.append(Volunteer(i, invite.url(), topo.namespaces[i], seconds, settings,
+                                    tmp / name / f"cache{i}"))  # fmt: skip
+        coordinator = Coordinator(
+            store, on_published=lambda p: published.append((time.monotonic(), p))
+        )
+        stop = threading.Event()
+        serving = threading.Thread(target=coordinator.serve, args=(stop,), name="coordinator")
+        serving.start()
+        for person in people:
+            person.thread.start()
+        try:
+            result = _measure(args, n, coordinator, serving, people, published, topo)
+        finally:
+            for person in people:
+                person.engine.stop()
+            stop.set()
+            serving.join(60)
+            coordinator.watchdog.stop()
+            for person in people:
+                person.thread.join(60)
+    store.dispose()
+    return {**result, "profile": args.profile, "network": args.network,
+            "ideal_images_per_s": sum(1 / profiles.seconds_per_image(p, model) for p in mix)}  # fmt: skip
+
+
+def _measure(args, n, coordinator, serving, people, published, topo) -> dict[str, Any]:
+    deadline = time.monotonic() + args.timeout
+    target_start = WARMUP_VERSIONS
+    while coordinator.version < target_start:
+        _check(deadline, serving, coordinator)
+    start, cpu0, egress0 = time.monotonic(), _cpu(serving), topo.egress_bytes()
+    first = len(published)
+    while coordinator.version < target_start + args.versions:
+        _check(deadline, serving, coordinator)
+    end, cpu1, egress1 = time.monotonic(), _cpu(serving), topo.egress_bytes()
+    window = published[first:]
+    images = sum(p.images for _, p in window)
+    shares = sorted(person.busy_share(start, end) for person in people)
+    seconds = end - start
+    return {
+        "volunteers": n,
+        "useful_images_per_s": images / seconds,
+        "busy_share_median": statistics.median(shares),
+        "busy_share_p10": shares[int(0.1 * (len(shares) - 1))],
+        "coordinator_cpu_share": (cpu1 - cpu0) / seconds,
+        "egress_mb_per_s": (egress1 - egress0) / seconds / 1e6,
+        "close_s_p50": statistics.median(p.close_s for _, p in window),
+        "seconds_per_version": seconds / max(1, len(window)),
+        "versions": len(window),
+    }
+
+
+def _check(deadline: float, serving: threading.Thread, coordinator: Coordinator) -> None:
+    if time.monotonic() > deadline:
+        raise SystemExit(f"timed out at version {coordinator.version}")
+    if not serving.is_alive():
+        raise SystemExit("the coordinator stopped; see the log")
+    time.sleep(0.05)
+
+
+def _cpu(serving: threading.Thread) -> float:
+    """CPU seconds of the coordinator: its serving thread and the threads it started."""
+    own = [t for t in threading.enumerate() if t is serving or t.name.startswith("decode")]
+    total = 0.0
+    for thread in own:
+        if thread.ident is not None:
+            # OSError: the thread ended between enumerate() and the read
+            with contextlib.suppress(OSError):
+                total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    return total
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.class_sim",
+                                     description=__doc__.splitlines()[0])  # fmt: skip
+    parser.add_argument("--volunteers", default="1,4,8,16,32")
+    parser.add_argument("--profile", default="laptop", help="cpu1, laptop, gpu or a mix "
+                        "such as laptop:24,gpu:8")  # fmt: skip
+    parser.add_argument("--network", default="lan", choices=network.NETWORKS)
+    parser.add_argument("--image-size", type=int, default=64, choices=(32, 64))
+    parser.add_argument("--versions", type=int, default=4, help="measured versions per N")
+    parser.add_argument("--images-per-unit", type=int, default=256)
+    parser.add_argument("--units-per-volunteer", type=int, default=1,
+                        help="units per version = this × volunteers")  # fmt: skip
+    parser.add_argument("--inner-steps", type=int, default=1, help="1: gradient units")
+    parser.add_argument("--weights-precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per N at most")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    from tests.postgres import PostgresServer  # the benchmarks' use of the test harness
+
+    counts = [int(n) for n in args.volunteers.split(",")]
+    print(__doc__.split("\n\n")[1].replace("\n", " "), file=sys.stderr)
+    runs: list[dict[str, Any]] = []
+    server = PostgresServer.start()
+    try:
+        listen_everywhere(server)
+        with tempfile.TemporaryDirectory(prefix="ganfriends-class-") as tmp:
+            for n in counts:
+                row = simulate(server, args, n, Path(tmp))
+                runs.append(row)
+                alone = next((r for r in runs if r["volunteers"] == 1), None)
+                base = alone["useful_images_per_s"] if alone else row["ideal_images_per_s"] / n
+                row["scaling_efficiency"] = row["useful_images_per_s"] / (n * base)
+                print(
+                    f"N={n:>3} {args.profile}/{args.network}: {row['useful_images_per_s']:8.1f} "
+                    f"useful images/s, efficiency {row['scaling_efficiency']:.2f}, busy median "
+                    f"{row['busy_share_median']:.2f} p10 {row['busy_share_p10']:.2f}, "
+                    f"coordinator CPU {row['coordinator_cpu_share']:.2f}, egress "
+                    f"{row['egress_mb_per_s']:.1f} MB/s, close p50 {row['close_s_p50']:.2f} s, "
+                    f"{row['seconds_per_version']:.2f} s/version",
+                    flush=True,
+                )
+    finally:
+        server.stop()
+        network.teardown()
+    if args.json:
+        keys = ("volunteers", "profile", "network", "useful_images_per_s",
+                "scaling_efficiency", "busy_share_median", "close_s_p50", "egress_mb_per_s")  # fmt: skip
+        print(json.dumps({"runs": [{k: r[k] for k in keys} for r in runs]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""The class simulation's stand-in compute: valid results, and out of reach of every user."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.class_sim import profiles
+from benchmarks.class_sim.standin import StandInUnits
+from coordinator.loop import Coordinator
+from core.cache import ShardCache
+from core.worker import WorkerEngine, WorkerOptions
+from tests.coordinator.harness import make_tiny_run
+from tests.factories import TINY_MODEL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_stand_in_results_pass_the_coordinators_validation(tmp_path: Path) -> None:
+    run = make_tiny_run(tmp_path)  # 3 units per version
+    intervals: list[tuple[float, float, int]] = []
+    kind = StandInUnits(run.settings, 0.001, lambda s, e, n: intervals.append((s, e, n)))
+    options = WorkerOptions("sim", "h", torch.device("cpu"), threads=1, max_units=3)
+    engine = WorkerEngine(run.store, ShardCache(tmp_path / "c"), options, kind_for=lambda s: kind)
+    assert engine.run() == 3
+    coordinator = Coordinator(run.store())
+    coordinator.step()
+    assert coordinator.version == 1  # all three accepted: names, shapes, finite, norm bound
+    assert [n for _, _, n in intervals] == [12, 12, 12]
+    assert all(end - start >= 0.012 for start, end, _ in intervals)  # 1 ms per image
+
+
+def test_the_stand_in_is_out_of_reach_of_every_command_and_the_app() -> None:
+    # No shipped package may import the benchmarks (an import-linter contract, run by
+    # scripts/test) …
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert any(
+        c.get("forbidden_modules") == ["benchmarks"]
+        and set(c["source_modules"]) == {"core", "coordinator", "client_gui"}
+        for c in contracts["contracts"]
+    )
+    # … and the package that users install does not contain them.
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "benchmarks*" not in packages["packages"]["find"]["include"]
+    # The worker command offers no way to choose what a unit computes.
+    help_text = subprocess.run(
+        [sys.executable, "-m", "core.worker_cli", "--help"], capture_output=True, text=True
+    ).stdout
+    assert "stand" not in help_text.lower() and "kind" not in help_text.lower()
+
+
+@pytest.mark.parametrize("profile", profiles.PROFILES)
+def test_profiles_are_ordered_as_devices_are(profile: str) -> None:
+    seconds = profiles.seconds_per_image(profile, TINY_MODEL)
+    assert 0 < seconds < 1
+    if profile != "cpu1":
+        assert seconds < profiles.seconds_per_image("cpu1", TINY_MODEL)
