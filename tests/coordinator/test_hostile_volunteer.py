@@ -329,6 +329,8 @@ def test_role_level_timeouts_are_set(owned_db: OwnedDatabase, fake_run: Store) -
             assert cur.fetchone()[0] == "5min"
             cur.execute("SHOW idle_in_transaction_session_timeout")
             assert cur.fetchone()[0] == "15s"
+            cur.execute("SHOW work_mem")
+            assert cur.fetchone()[0] == volunteers.WORK_MEM
     finally:
         conn.close()
 
