@@ -417,6 +417,27 @@ def test_the_watchdog_leaves_the_owner_alone(
         owner.close()
 
 
+def test_the_owner_sees_volunteers_but_cannot_act_as_one_on_16_and_newer(
+    owned_db: OwnedDatabase, fake_run: Store, mallory: Any
+) -> None:
+    owner = psycopg2.connect(owned_db.owner_url.replace("postgresql+psycopg2", "postgresql"))
+    owner.autocommit = True
+    try:
+        with owner.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query IS NOT NULL AND "
+                "query <> '<insufficient privilege>' AND usename LIKE '%%_mallory'"
+            )
+            assert cur.fetchone()[0] == 1  # what the watchdog needs
+            if owner.server_version < 160000:
+                pytest.skip("before PostgreSQL 16 membership always allows SET ROLE")
+            cur.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE '%%_mallory'")
+            (role,) = cur.fetchone()
+        assert refused(owner, f'SET ROLE "{role}"') == "42501"
+    finally:
+        owner.close()
+
+
 @pytest.mark.slow
 def test_a_volunteer_sitting_on_a_locked_claim_does_not_stop_the_run(
     owned_db: OwnedDatabase,
