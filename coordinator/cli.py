@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--connections",
         type=int,
         default=volunteers.CONNECTION_LIMIT,
-        help=f"most sessions at once (default {volunteers.CONNECTION_LIMIT}; a worker uses ~3)",
+        help=f"most sessions at once (default {volunteers.CONNECTION_LIMIT}; "
+        "a worker process uses 2)",
     )
     p.set_defaults(handler=_invite)
 

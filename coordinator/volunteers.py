@@ -238,11 +238,15 @@ def _create_role(
         f"ALTER ROLE {r} SET idle_in_transaction_session_timeout = "
         f"'{IDLE_IN_TRANSACTION_TIMEOUT_S}s'",
         f"ALTER ROLE {r} SET work_mem = '{WORK_MEM}'",
-        # Membership lets the owner see the role's sessions and end them (watchdog, revoke)
-        # without being a superuser.
-        f"GRANT {r} TO CURRENT_USER",
     ):
         conn.exec_driver_sql(statement)
+    # Membership with INHERIT lets the owner see the role's sessions and end them (watchdog,
+    # revoke) without being a superuser. Since PostgreSQL 16 a grant says what it allows: not
+    # SET, so the owner cannot act as the volunteer.
+    new_grants = (conn.dialect.server_version_info or (0,)) >= (16,)
+    conn.exec_driver_sql(
+        f"GRANT {r} TO CURRENT_USER" + (" WITH INHERIT TRUE, SET FALSE" if new_grants else "")
+    )
     may_cap = conn.execute(
         text("SELECT has_parameter_privilege('temp_file_limit', 'SET')")
     ).scalar_one()

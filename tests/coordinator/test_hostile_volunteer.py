@@ -329,6 +329,8 @@ def test_role_level_timeouts_are_set(owned_db: OwnedDatabase, fake_run: Store) -
             assert cur.fetchone()[0] == "5min"
             cur.execute("SHOW idle_in_transaction_session_timeout")
             assert cur.fetchone()[0] == "15s"
+            cur.execute("SHOW work_mem")
+            assert cur.fetchone()[0] == volunteers.WORK_MEM
     finally:
         conn.close()
 
@@ -411,6 +413,27 @@ def test_the_watchdog_leaves_the_owner_alone(
         time.sleep(1.2)
         assert Watchdog(fake_run, FAST_WATCHDOG).check() == []
         assert not is_closed(owner)
+    finally:
+        owner.close()
+
+
+def test_the_owner_sees_volunteers_but_cannot_act_as_one_on_16_and_newer(
+    owned_db: OwnedDatabase, fake_run: Store, mallory: Any
+) -> None:
+    owner = psycopg2.connect(owned_db.owner_url.replace("postgresql+psycopg2", "postgresql"))
+    owner.autocommit = True
+    try:
+        with owner.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query IS NOT NULL AND "
+                "query <> '<insufficient privilege>' AND usename LIKE '%%_mallory'"
+            )
+            assert cur.fetchone()[0] == 1  # what the watchdog needs
+            if owner.server_version < 160000:
+                pytest.skip("before PostgreSQL 16 membership always allows SET ROLE")
+            cur.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE '%%_mallory'")
+            (role,) = cur.fetchone()
+        assert refused(owner, f'SET ROLE "{role}"') == "42501"
     finally:
         owner.close()
 
