@@ -133,6 +133,7 @@ class RunSummary:
     version: int
     active_volunteers: int | None  # None when the workers cannot be read
     versions_per_hour: float | None  # None until two versions closed within the last hour
+    problem: str | None = None  # what keeps the run from going on (the coordinator's alert)
 
 
 def summarize_run(
@@ -149,7 +150,8 @@ def summarize_run(
     active = None
     if workers is not None:
         active = len({w.name for w in workers if now - w.last_seen < ACTIVE_WITHIN_S})
-    return RunSummary(run.name, run.status, run.version, active, rate)
+    problem = None if run.alert is None else str(run.alert.get("message", ""))
+    return RunSummary(run.name, run.status, run.version, active, rate, problem)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,8 @@ class WatchPage(QWidget):
             parts.append(f"{count} active volunteer{'s' if count != 1 else ''}")
         if summary.versions_per_hour is not None:
             parts.append(f"{summary.versions_per_hour:,.0f} versions per hour")
+        if summary.problem:
+            parts.append(f"problem: {summary.problem}")
         self.run_line.setText(" · ".join(parts))
         self.units_label.setText(f"{mine.units:,}")
         self.images_label.setText(f"{mine.images:,}")

@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 
 def full_states(store: Store) -> list[int]:
     """Versions that can be gone back to, newest first."""
+    with_state = store.optimizer_state_versions()
     return sorted(
         (
             v.version
             for v in store.versions()
-            if v.has_optimizer_state and v.unit_start is not None and v.unit_count
+            if v.version in with_state and v.unit_start is not None and v.unit_count
         ),
         reverse=True,
     )

@@ -77,12 +77,10 @@ def version_weights(conn: Connection, version: int) -> tuple[bytes, str, dict[st
     return weights, row.sha256, from_json(row.model_config)
 
 
-def versions(conn: Connection, full: bool = True) -> list[VersionRow]:
+def versions(conn: Connection) -> list[VersionRow]:
     """The kept model versions, oldest first (no weight bytes)."""
     columns = [c for c in model_versions.c if c.name != "weights"]
     rows = conn.execute(select(*columns).order_by(model_versions.c.version)).all()
-    # Volunteers cannot read optimizer states: to them no version has one.
-    with_state = set(conn.execute(select(optimizer_states.c.version)).scalars()) if full else set()
     return [
         VersionRow(
             version=row.version,
@@ -92,7 +90,6 @@ def versions(conn: Connection, full: bool = True) -> list[VersionRow]:
             created_at=row.created_at,
             unit_start=row.unit_start,
             unit_count=row.unit_count,
-            has_optimizer_state=row.version in with_state,
         )
         for row in rows
     ]

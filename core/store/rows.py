@@ -80,7 +80,6 @@ class VersionRow:
     created_at: float
     unit_start: int | None = None  # global index of its first designated unit (None: unknown)
     unit_count: int | None = None  # how many units were designated for it
-    has_optimizer_state: bool = False  # kept with it: a full state to roll back to
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, delete, insert, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from core.store import fence, housekeeping, notify, queue, reads, runs, verdicts, volunteer
 from core.store.errors import RunPaused, StoreError, UnknownWorker, translated_errors
@@ -32,7 +32,7 @@ from core.store.rows import (
     VersionRow,
     WorkerRow,
 )
-from core.store.schema import metrics, results, run, samples, workers
+from core.store.schema import metrics, optimizer_states, results, run, samples, workers
 from core.store.verdicts import Outcome
 
 log = logging.getLogger(__name__)
@@ -360,7 +360,12 @@ class Store:
     def versions(self) -> list[VersionRow]:
         """The kept model versions, oldest first (no weight bytes)."""
         with self.session() as conn:
-            return reads.versions(conn, full=not self.volunteer_login)
+            return reads.versions(conn)
+
+    def optimizer_state_versions(self) -> set[int]:
+        """The versions whose optimizer state is kept (with their weights: full states)."""
+        with self.session() as conn:
+            return set(conn.execute(select(optimizer_states.c.version)).scalars())
 
     def optimizer_state_of(self, version: int) -> bytes:
         """The Adam state kept with `version`'s weights (DamagedData if damaged)."""

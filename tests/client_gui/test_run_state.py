@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from client_gui.run_state import (
@@ -45,6 +47,13 @@ def test_summary_counts_active_volunteers_and_versions_per_hour():
     assert summary.active_volunteers == 1  # bob was last seen 10 min ago
     assert summary.versions_per_hour == pytest.approx(60.0)
     assert summarize_run(RUN, rows[:1], None, NOW).versions_per_hour is None
+
+
+def test_summary_carries_what_stops_the_run():
+    assert summarize_run(RUN, [], None, NOW).problem is None
+    alert: dict[str, object] = {"kind": "no_workers", "message": "no worker has been seen"}
+    stalled = dataclasses.replace(RUN, alert=alert)
+    assert summarize_run(stalled, [], None, NOW).problem == "no worker has been seen"
 
 
 def test_leaderboard_groups_a_volunteers_sessions_and_marks_me():

@@ -7,6 +7,7 @@ exits with a line naming the new holder; the run ends bitwise equal to the refer
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.cli import EXIT_RUN_HELD
+from coordinator.cli import EXIT_RUN_HELD, main
+from coordinator.loop import Coordinator
+from core.store import RunLock
 from tests.coordinator.harness import (
     TinyRun,
     assert_bitwise_equal,
@@ -195,3 +198,32 @@ def test_a_frozen_coordinator_that_wakes_after_a_takeover_writes_nothing(
     finally:
         first.proc.send_signal(signal.SIGCONT)
         stop_processes([first.proc, *workers, *([second.proc] if second else [])])
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["resume", "fresh"])
+def test_a_demo_on_a_served_database_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fresh: bool,
+) -> None:
+    monkeypatch.setenv("GANFRIENDS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GANFRIENDS_LOG_DIR", str(tmp_path / "logs"))
+    database = tmp_path / "data" / "demo.db"
+    database.parent.mkdir()
+    run = make_tiny_run(database, f"sqlite:///{database}")
+    store = run.store()
+    lock = RunLock(store.engine)
+    Coordinator(store, lock=lock)  # serving the demo's database
+    try:
+        args = ["demo", "--rounds", "1", "--out", str(tmp_path / "out")]
+        assert main([*args, *(["--fresh"] if fresh else [])]) == EXIT_RUN_HELD
+    finally:
+        lock.release()
+        store.dispose()
+    said = capsys.readouterr().err
+    if fresh:
+        assert f"another demo or coordinator is using {database}" in said
+    else:
+        assert f"another coordinator serves this run (pid {os.getpid()} on host" in said
+    assert database.exists() and run.store().get_run().name == "test"  # nothing deleted
