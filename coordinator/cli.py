@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the coordinator loop until Ctrl-C or SIGTERM")
     _db_arg(p)
+    p.add_argument(
+        "--poll-s",
+        type=float,
+        default=0.05,
+        help="seconds an idle pass waits before looking for results again (default 0.05; "
+        "the desktop app's local demo uses more, to leave the CPU to its worker)",
+    )
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("status", help="version, epoch, throughput, quality and workers")
@@ -217,6 +224,9 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from coordinator.loop import Coordinator
 
+    if not 0 < args.poll_s <= 60:
+        raise SystemExit("ganfriends-coordinator serve: --poll-s must be between 0 and 60 seconds")
+
     store = open_store(_need_db(args))
     coordinator = Coordinator(
         store,
@@ -229,7 +239,7 @@ def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"serving from version {coordinator.version}; Ctrl-C stops", file=sys.stderr)
-    coordinator.serve(stop)
+    coordinator.serve(stop, poll_s=args.poll_s)
     print(f"stopped at version {coordinator.version}", file=sys.stderr)
     return 0
 
