@@ -145,6 +145,13 @@ class LocalDemo:
         return self._adopted_pid is not None and _pid_alive(self._adopted_pid)
 
     @property
+    def pid(self) -> int | None:
+        """The coordinator's process id while this app runs it (adopted ones: theirs)."""
+        if self._process is not None:
+            return self._process.pid
+        return self._adopted_pid
+
+    @property
     def exit_code(self) -> int | None:
         return None if self._process is None else self._process.poll()
 
