@@ -16,6 +16,7 @@ creates lives in a temporary folder that is removed after.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import shutil
@@ -27,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from client_gui import screenshots
+from client_gui.usage_meter import process_cpu_s
 
 VISIBLE_TARGET = 0.03  # share of one core with any page shown
 HIDDEN_TARGET = 0.01  # share of one core with the window hidden
@@ -37,18 +39,6 @@ VIEWS = (  # (name, main tab, Watch side tab or None)
     ("Watch: leaderboard", 3, 0),
     ("Watch: event log", 3, 1),
 )
-TICKS_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def process_cpu_s(pid: int | None) -> float | None:
-    """CPU seconds (user + system) a process has used, from /proc; None if unknown."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICKS_S
 
 
 def own_cpu_s() -> float:
@@ -136,8 +126,7 @@ def measure(seconds: float, only: str | None = None) -> int:
         wait_until(lambda: window.watch_page.samples.count >= 1, 180, "a sample grid")
         run_for(5.0)
         views: list[tuple[str, Callable[[], None]]] = [
-            (name, lambda tab=tab, side=side: show(window, tab, side))
-            for name, tab, side in VIEWS
+            (name, functools.partial(show, window, tab, side)) for name, tab, side in VIEWS
         ]
         views.append(("hidden", window.hide))
         views = [v for v in views if only is None or v[0].startswith(only)]

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from client_gui.idle import describe_idle
 from client_gui.settings import SNOOZE_CHOICES_H, AppSettings
+from client_gui.usage_meter import Usage
 from core.throttle import MINUTES_PER_DAY, format_duration
 
 _DAY_LONG = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -122,8 +123,12 @@ class DonatePage(QWidget):
         idle_row.addWidget(self.idle_check)
         idle_row.addWidget(self.idle_minutes)
         idle_row.addStretch(1)
+        self.usage_readout = QLabel("Measured use: shown once donating has run half a minute")
+        self.usage_readout.setAccessibleName("Measured CPU use")
+        self.usage_readout.setWordWrap(True)
         layout = QVBoxLayout(box)
         layout.addLayout(cap_row)
+        layout.addWidget(self.usage_readout)
         layout.addLayout(idle_row)
         layout.addWidget(self.idle_readout)
         return box
@@ -219,6 +224,25 @@ class DonatePage(QWidget):
         stamp = time.strftime("%H:%M", time.localtime(until))
         self.snooze_label.setText(f"Snoozed: {format_duration(left)} left (until {stamp})")
         self.cancel_snooze_button.setEnabled(True)
+
+    def show_usage(self, usage: Usage | None, duty: float) -> None:
+        """The measured CPU of everything donating runs, next to the cap (every few seconds)."""
+        if usage is None:
+            text = "Measured use: shown once donating has run half a minute"
+        else:
+            cap = self._settings.duty_cycle
+            text = (
+                f"Measured use over the last {usage.seconds:.0f} s: {usage.total:.0%} of one core "
+                f"for this app, its worker and the local coordinator together "
+                f"(the worker alone {usage.worker:.0%})"
+            )
+            if cap < 1.0:
+                text += (
+                    f"; target {cap:.0%} of the worker's cores, so the worker computes "
+                    f"{duty:.0%} of the time"
+                )
+        if text != self.usage_readout.text():
+            self.usage_readout.setText(text)
 
     def show_idle(self, seconds: float | None, method: str) -> None:
         self.idle_readout.setText(describe_idle(seconds, method))

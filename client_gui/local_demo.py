@@ -26,8 +26,10 @@ STOP_TIMEOUT_S = 10.0  # seconds the coordinator gets to stop cleanly before it 
 DEMO_IMAGES = 10_000
 PID_FILE = "local-coordinator.pid"
 
-LOCAL_SAMPLE_EVERY = 10  # versions between sample grids: more often than the demo's, so
-# the Watch page changes while someone looks
+LOCAL_SAMPLE_EVERY = 50  # versions between sample grids, as the command-line demo: each grid
+# and its quality figure cost the coordinator more than the versions between them (at 10 the
+# local coordinator used as much CPU as its worker)
+POLL_S = 0.25  # the coordinator's idle passes: 4 a second, not 20, to leave the CPU to the worker
 
 
 class LocalDemoError(Exception):
@@ -50,6 +52,7 @@ class LocalDemo:
     def ensure_run(self) -> None:
         """Create the demo run unless the database already holds one (blocks for seconds)."""
         if self._has_run():
+            self._apply_local_settings()  # a demo an older release made sampled more often
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         command = [
@@ -79,9 +82,13 @@ class LocalDemo:
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise LocalDemoError(f"Could not create the local demo run: {last}")
+        self._apply_local_settings()
+
+    def _apply_local_settings(self) -> None:
         store = open_store(self.url)
         try:
-            store.update_settings({"sample_every": LOCAL_SAMPLE_EVERY})
+            if store.get_run().settings.get("sample_every") != LOCAL_SAMPLE_EVERY:
+                store.update_settings({"sample_every": LOCAL_SAMPLE_EVERY})
         finally:
             store.dispose()
 
@@ -120,7 +127,7 @@ class LocalDemo:
         with open(directory / "local-coordinator.log", "ab") as output:
             self._guard = GuardedChild(
                 "coordinator.cli",
-                ["serve", "--db", self.url],
+                ["serve", "--db", self.url, "--poll-s", str(POLL_S)],
                 python=self._python,
                 env=_quiet_env(),
                 stdout=output,
@@ -136,6 +143,13 @@ class LocalDemo:
         if self._process is not None:
             return self._process.poll() is None
         return self._adopted_pid is not None and _pid_alive(self._adopted_pid)
+
+    @property
+    def pid(self) -> int | None:
+        """The coordinator's process id while this app runs it (adopted ones: theirs)."""
+        if self._process is not None:
+            return self._process.pid
+        return self._adopted_pid
 
     @property
     def exit_code(self) -> int | None:

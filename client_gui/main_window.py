@@ -140,6 +140,7 @@ class MainWindow(QMainWindow):
         s.unit_finished.connect(lambda e: self.watch_page.add_own_unit(e.version, e.metrics))
         s.log_added.connect(self.watch_page.log.add)
         s.idle_measured.connect(self.donate_page.show_idle)
+        s.usage_measured.connect(self.donate_page.show_usage)
         s.notified.connect(self._notify)
         s.bridge.state_changed.connect(lambda *_: self._update_controls())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from client_gui.settings import (
     settings_path,
 )
 from client_gui.steady_state import SteadyState
+from client_gui.usage_meter import UsageMeter, capped_duty_cycle
 from client_gui.worker_bridge import (
     WorkerBridge,
     WorkerConfig,
@@ -52,7 +54,7 @@ from client_gui.worker_bridge import (
     start_worker_process,
 )
 from core.store import MetricsRow, RunRow, WorkerRow, open_store
-from core.throttle import pause_reason
+from core.throttle import MIN_DUTY_CYCLE, DonationPolicy, pause_reason
 
 if TYPE_CHECKING:  # importing core.worker loads torch: the GUI process does not need it
     from core.events import WorkerEvent
@@ -63,6 +65,8 @@ TICK_MS = 1000  # the status line and snooze countdown are recomputed this often
 RESTART_AFTER_S = (15.0, 60.0, 300.0)  # waits before restarting a worker that died, in turn
 DEMO_RESTART_EVERY_S = 30.0  # a local coordinator that died is started again at most this often
 _WORKER_FIELDS = ("device", "threads")  # changing these restarts the worker (a name: see _rename)
+USAGE_EVERY = 5  # ticks between re-applying the cap and showing the measured share
+DUTY_STEP = 0.05  # the worker's duty cycle changes only by this much or more
 _UNIT_STEPS = ("downloading", "computing", "uploading")  # each unit's steps: not logged
 _POLICY_FIELDS = ("snooze_until", "duty_cycle", "idle_only", "idle_after_s", "schedule")
 
@@ -83,6 +87,7 @@ class AppSession(QObject):
     log_added = Signal(object)  # list[LogEntry]
     idle_measured = Signal(object, str)  # seconds or None, method
     notified = Signal(str, str, str)  # kind, title, message: failures worth a notification
+    usage_measured = Signal(object, float)  # Usage or None, the worker's duty cycle applied
 
     def __init__(
         self,
@@ -128,7 +133,10 @@ class AppSession(QObject):
         self._figures_dirty = False  # new units or a snapshot: figures recomputed at the tick
         self.watched = True  # the window is shown: read the run often
 
-        self.bridge.set_policy(donation_policy(self.settings))
+        self.meter = UsageMeter()  # the app, its worker and the local coordinator
+        self._duty_applied = self.settings.duty_cycle  # the worker's share after the others'
+        self._ticks = 0
+        self.bridge.set_policy(self._policy())
         self.bridge.state_changed.connect(self._worker_state)
         self.bridge.progress_changed.connect(self._worker_progress)
         self.bridge.unit_finished.connect(self._unit_finished)
@@ -345,7 +353,10 @@ class AppSession(QObject):
             except AutostartError as exc:
                 self.log(str(exc), problem=True)
         if any(getattr(old, f) != getattr(new, f) for f in _POLICY_FIELDS):
-            self.bridge.set_policy(donation_policy(new))
+            self._duty_applied = capped_duty_cycle(
+                new.duty_cycle, self.meter.usage(), MIN_DUTY_CYCLE
+            )
+            self.bridge.set_policy(self._policy())
         if self.bridge.running and any(getattr(old, f) != getattr(new, f) for f in _WORKER_FIELDS):
             self.log("Restarting the worker with the new device settings")
             config = self._worker_config()
@@ -518,8 +529,29 @@ class AppSession(QObject):
         self.watched = watched
         self.watcher.set_interval(self._read_every_ms if watched else READ_HIDDEN_EVERY_MS)
 
+    def _policy(self) -> DonationPolicy:
+        """The settings' policy, the cap lowered by what the app and its coordinator use."""
+        policy = donation_policy(self.settings)
+        return dataclasses.replace(policy, duty_cycle=self._duty_applied)
+
+    def _measure_usage(self) -> None:
+        """Every tick a sample; every USAGE_EVERY ticks the cap is re-applied and shown."""
+        worker_pid = getattr(self.bridge.process, "pid", None)
+        coordinator_pid = getattr(self.demo, "pid", None)
+        self.meter.sample(time.monotonic(), worker_pid, [os.getpid(), coordinator_pid])
+        self._ticks += 1
+        if self._ticks % USAGE_EVERY:
+            return
+        usage = self.meter.usage()
+        duty = capped_duty_cycle(self.settings.duty_cycle, usage, MIN_DUTY_CYCLE)
+        if abs(duty - self._duty_applied) >= DUTY_STEP:
+            self._duty_applied = duty
+            self.bridge.set_policy(self._policy())
+        self.usage_measured.emit(usage, self._duty_applied)
+
     def _on_tick(self) -> None:
         self.bridge.poll()  # the worker's latest events count in the second summarised now
+        self._measure_usage()
         self._flush()
         snooze = self.settings.snooze_until
         if snooze is not None and snooze <= time.time():

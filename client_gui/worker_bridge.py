@@ -107,6 +107,11 @@ class WorkerBridge(QObject):
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.timeout.connect(self.poll)
 
+    @property
+    def process(self) -> WorkerProcessLike | None:
+        """The worker process while it runs (its `pid`, where it has one, is measured)."""
+        return self._process
+
     # Controls ------------------------------------------------------------------------------
     @property
     def running(self) -> bool:

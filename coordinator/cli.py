@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the coordinator loop until Ctrl-C or SIGTERM")
     _db_arg(p)
+    p.add_argument(
+        "--poll-s",
+        type=float,
+        default=0.25,  # coordinator.loop.IDLE_WAIT_S
+        help="seconds an idle pass waits for a result (default 0.25; a submit ends the wait at "
+        "once); expiry and the watchdog run once per pass",
+    )
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("status", help="version, epoch, throughput, quality and workers")
@@ -264,6 +271,9 @@ def _colour(text: str) -> tuple[int, int, int]:
 def _serve(args: argparse.Namespace) -> int:
     from coordinator.loop import Coordinator
 
+    if not 0 < args.poll_s <= 60:
+        raise SystemExit("ganfriends-coordinator serve: --poll-s must be between 0 and 60 seconds")
+
     store = open_store(_need_db(args))
     lock = RunLock(store.engine)  # held until this process ends
     stop = threading.Event()
@@ -279,7 +289,7 @@ def _serve(args: argparse.Namespace) -> int:
             lock=lock,
         )
         print(f"serving from version {coordinator.version}; Ctrl-C stops", file=sys.stderr)
-        coordinator.serve(stop)
+        coordinator.serve(stop, poll_s=args.poll_s)
     finally:
         lock.release()
     print(f"stopped at version {coordinator.version}", file=sys.stderr)

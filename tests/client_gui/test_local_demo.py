@@ -24,7 +24,8 @@ def test_demo_run_is_created_served_adopted_and_stopped(tmp_path, monkeypatch):
     store = open_store(url)
     run = store.get_run()
     store.dispose()
-    assert (run.name, run.dataset_size, run.settings["sample_every"]) == ("local demo", 256, 10)
+    expected = ("local demo", 256, local_demo.LOCAL_SAMPLE_EVERY)
+    assert (run.name, run.dataset_size, run.settings["sample_every"]) == expected
     demo.ensure_run()  # a second time: the run is kept, not made again
     demo.start()
     again = LocalDemo(url)
@@ -33,6 +34,7 @@ def test_demo_run_is_created_served_adopted_and_stopped(tmp_path, monkeypatch):
         assert demo._process is not None
         cmdline = Path(f"/proc/{demo._process.pid}/cmdline")
         wait_for(lambda: b"serve" in cmdline.read_bytes(), timeout_s=10)  # exec has happened
+        assert f"--poll-s\0{local_demo.POLL_S}".encode() in cmdline.read_bytes()
         # A new app session finds the coordinator the last one left running and adopts it.
         again.start()
         assert again.alive and again._process is None

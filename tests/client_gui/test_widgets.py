@@ -117,11 +117,12 @@ def test_finished_units_are_told_once_a_minute():
     assert tally.line(NOW) is None
     unit = WorkerEvent("unit_finished", "computing", "Finished unit 3 (64 images)", at=NOW)
     tally.add(dataclasses.replace(unit, version=7, images=64))
-    assert tally.line(NOW).message == "Finished unit 3 (64 images)"  # the first at once
+    first = tally.line(NOW)
+    assert first is not None and first.message == "Finished unit 3 (64 images)"  # at once
     for i in range(30):
         tally.add(dataclasses.replace(unit, version=8 + i // 2, images=64, at=NOW + i))
     assert tally.line(NOW + 59) is None
-    assert tally.line(NOW + 60).message == (
-        "Finished 30 units in the last minute (versions 8–22, 1,920 images)"
-    )
+    minute = tally.line(NOW + 60)
+    assert minute is not None
+    assert minute.message == "Finished 30 units in the last minute (versions 8–22, 1,920 images)"
     assert tally.line(NOW + 200) is None
