@@ -34,11 +34,15 @@ from core.training import intra_op_threads
 QUALITY_IMAGES = 512  # as coordinator.loop
 
 
-def settings_for(inner: int, units: int) -> RunSettings:
+def settings_for(
+    inner: int, units: int, outer_lr: float = 0.7, outer_momentum: float = 0.9
+) -> RunSettings:
     """The demo's settings with H inner steps per unit (each of one micro-batch)."""
     return dataclasses.replace(
         DEMO_SETTINGS,
         inner_steps=inner,
+        outer_lr=outer_lr,
+        outer_momentum=outer_momentum,
         images_per_work_unit=inner * DEMO_SETTINGS.batch_size if inner > 1 else 64,
         num_workunits_per_update=units,
     )
@@ -76,12 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--units", default="8", help="units per version (comma-separated)")
     parser.add_argument("--images", type=int, default=102_400, help="training images per run")
     parser.add_argument("--every", type=int, default=16_384, help="images between figures")
+    parser.add_argument("--outer-lr", type=float, default=0.7, help="DiLoCo's 0.7 by default")
+    parser.add_argument("--outer-momentum", type=float, default=0.9, help="DiLoCo's 0.9")
     args = parser.parse_args(argv)
     images = synthetic_images(DEMO_DATASET[1], DEMO_MODEL.image_size, 0)
     table = []
     for units in (int(u) for u in args.units.split(",")):
         for inner in (int(h) for h in args.inner.split(",")):
-            settings = settings_for(inner, units)
+            settings = settings_for(inner, units, args.outer_lr, args.outer_momentum)
             print(
                 f"H={inner}, {units} units/version of {settings.images_per_work_unit} images "
                 f"(inner lr {settings.lr:g}, outer lr {settings.outer_lr:g}, "
