@@ -132,7 +132,8 @@ def touch(conn: Connection, worker_id: int, state: str) -> None:
 
 
 def claim(conn: Connection, worker_id: int) -> Lease | None:
-    """Lease the next unit to the worker, or None; ShareExceeded if it already holds one."""
+    """Lease the next unit to the worker, or None; ShareExceeded if it already holds two (one
+    uploading while the next computes: migration 0010)."""
     row = _call(conn, "SELECT * FROM volunteer.claim(:worker)", {"worker": worker_id}).first()
     if row is None:
         return None

@@ -201,7 +201,7 @@ def store(owned_db: OwnedDatabase, clock: FakeClock) -> Any:
 run = test_queue.run  # the contract module's fixture: a run of 3 units
 
 # The owner-path contract tests that hold for a volunteer unchanged. The others claim several
-# units with one worker (a volunteer holds one live lease per worker: test_share_*) or expect
+# units with one worker (a volunteer holds two live leases per worker: test_claims_*) or expect
 # the worker's compute time to be credited as given (a volunteer's is capped by the server's
 # clock: test_compute_time_*); their volunteer versions follow.
 test_claim_by_unknown_worker_is_refused = test_queue.test_claim_by_unknown_worker_is_refused
@@ -224,16 +224,19 @@ def submit(store: Any, lease: Any, compute_s: float = 0.5) -> int:
     return int(store.submit(lease, b"x" * 10, "fp32", UNIT_SIZE, METRICS, compute_s))
 
 
-def test_claims_follow_unit_order_one_live_lease_per_worker(run: Any, clock: FakeClock) -> None:
-    workers = [run.register_worker(f"w{i}", "h", "cpu") for i in range(3)]
+def test_claims_follow_unit_order_two_live_leases_per_worker(run: Any, clock: FakeClock) -> None:
+    # Two: a worker uploads one unit while it computes (or has claimed) the next.
+    workers = [run.register_worker(f"w{i}", "h", "cpu") for i in range(2)]
     leases = [run.claim(worker) for worker in workers]
-    assert [lease.unit_index for lease in leases] == [0, 1, 2]
+    assert [lease.unit_index for lease in leases] == [0, 1]
     assert leases[0].expires_at == clock() + 60.0
-    assert len({lease.token for lease in leases}) == 3
-    with pytest.raises(ShareExceeded, match="already holds unit 0"):
+    second = run.claim(workers[0])
+    assert second is not None and second.unit_index == 2
+    assert len({lease.token for lease in [*leases, second]}) == 3
+    with pytest.raises(ShareExceeded, match="already holds 2 units"):
         run.claim(workers[0])
     assert run.unit_counts(0).leased == 3
-    submit(run, leases[0])  # once its unit is submitted, the worker may claim again
+    submit(run, leases[0])  # once one is submitted, the worker may claim again
     assert run.claim(workers[0]) is None  # nothing left, and no backup of its own units
 
 
