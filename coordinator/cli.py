@@ -18,6 +18,7 @@ from core.config import SettingsError
 from core.data import DatasetError
 from core.invite import SSLMODES, InviteError, encode_invite
 from core.logs import configure_logging
+from core.pipes import quiet_on_broken_pipe
 from core.store import StoreError, open_store, sqlite_path
 
 Handler = Callable[[argparse.Namespace], int]
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging("ganfriends-coordinator", verbose=args.verbose)

@@ -22,6 +22,7 @@ from core.device import (
 from core.invite import InviteError, decode_invite
 from core.logs import configure_logging
 from core.paths import cache_dir
+from core.pipes import quiet_on_broken_pipe
 from core.store import DatabaseUnavailable, StoreError, open_store
 from core.worker import WorkerEngine, WorkerEvent, WorkerOptions
 
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
