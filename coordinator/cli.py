@@ -20,6 +20,7 @@ from core.config import SettingsError
 from core.data import DatasetError, IngestReport
 from core.invite import SSLMODES, InviteError, encode_invite
 from core.logs import configure_logging
+from core.pipes import quiet_on_broken_pipe
 from core.store import RunHeld, RunLock, StoreError, Superseded, open_store, sqlite_path
 
 Handler = Callable[[argparse.Namespace], int]
@@ -196,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging("ganfriends-coordinator", verbose=args.verbose)

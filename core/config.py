@@ -52,33 +52,8 @@ class RunSettings:
     keep_samples: int = 100  # newest sample grids kept
 
     def __post_init__(self) -> None:
-        positive_ints = (
-            "images_per_work_unit",
-            "num_workunits_per_update",
-            "batch_size",
-            "compute_threads",
-            "inner_steps",
-            "max_attempts",
-            "sample_every",
-            "keep_versions",
-            "checkpoint_every",
-            "keep_checkpoints",
-            "keep_samples",
-        )
-        for name in positive_ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SettingsError(f"{name} must be a whole number of at least 1, not {value!r}")
-        for name in ("lr", "eps", "lease_s", "max_payload_mb", "norm_factor", "outer_lr"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-                raise SettingsError(f"{name} must be a number greater than 0, not {value!r}")
-        if not isinstance(self.backup_after_s, int | float) or self.backup_after_s < 0:
-            raise SettingsError(f"backup_after_s must be 0 or more, not {self.backup_after_s!r}")
-        for name in ("beta1", "beta2", "outer_momentum"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 <= value < 1:
-                raise SettingsError(f"{name} must be in [0, 1), not {value!r}")
+        for name, (low, high, low_open) in RANGES.items():
+            _check_range(name, getattr(self, name), low, high, low_open)
         if self.precision not in PRECISIONS:
             raise SettingsError(
                 f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
@@ -88,8 +63,6 @@ class RunSettings:
                 f"weights_precision must be one of {', '.join(WEIGHTS_PRECISIONS)}, "
                 f"not {self.weights_precision!r}"
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise SettingsError(f"seed must be a whole number of at least 0, not {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,6 +88,53 @@ class RunSettings:
                 )
             typed[key] = _parse_as(type(getattr(self, key)), key, text)
         return dataclasses.replace(self, **typed)
+
+
+# Every number a run has, with its finite range: (lowest, highest, lowest excluded). They come
+# from what the model can train with (an Adam lr above 1 or an eps above 1 never trains a DCGAN;
+# beta/momentum at 1 never forgets) and what the machines can hold (units per version and the
+# micro-batch bound memory; a result over 4 GiB cannot be stored; a lease under a second
+# expires between heartbeats). `set`, `init --config` and the app all go through here.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "images_per_work_unit": (1, 65_536, False),
+    "num_workunits_per_update": (1, 4_096, False),
+    "batch_size": (1, 4_096, False),
+    "lr": (0.0, 1.0, True),
+    "beta1": (0.0, 0.999999, False),
+    "beta2": (0.0, 0.999999, False),
+    "eps": (0.0, 1.0, True),
+    "seed": (0, 2**63 - 1, False),
+    "compute_threads": (1, 256, False),
+    "inner_steps": (1, 4_096, False),
+    "outer_lr": (0.0, 10.0, True),
+    "outer_momentum": (0.0, 0.999999, False),
+    "lease_s": (1.0, 86_400.0, False),
+    "max_attempts": (1, 1_000, False),
+    "backup_after_s": (0.0, 86_400.0, False),
+    "max_payload_mb": (0.0, 4_096.0, True),
+    "norm_factor": (0.0, 1e6, True),
+    "sample_every": (1, 10**9, False),
+    "keep_versions": (1, 1_000, False),
+    "checkpoint_every": (1, 10**9, False),
+    "keep_checkpoints": (1, 1_000, False),
+    "keep_samples": (1, 100_000, False),
+}
+INTEGER_SETTINGS = frozenset(
+    name for name, field in RunSettings.__dataclass_fields__.items() if field.type == "int"
+)
+
+
+def _check_range(name: str, value: Any, low: float, high: float, low_open: bool) -> None:
+    whole = name in INTEGER_SETTINGS
+    shown = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    if whole:
+        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+        if not ok:
+            raise SettingsError(f"{name} must be a whole number in {shown}, not {value!r}")
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not (low < value if low_open else low <= value) or not value <= high:
+        raise SettingsError(f"{name} must be a number in {shown}, not {value!r}")
 
 
 # fp16's range (6e-5 … 65504) does not hold every DCGAN weight; bf16 keeps fp32's range.

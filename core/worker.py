@@ -57,7 +57,10 @@ class WorkerOptions:
     name: str  # shown on the leaderboard
     hostname: str  # this computer's name, for the admin console
     device: torch.device  # where to compute
-    threads: int  # intra-op CPU threads per unit
+    # Intra-op CPU threads per unit; None: the run's `compute_threads`, which is what makes a
+    # worker's results bitwise those of the reference trainer (CPU kernels sum in another order
+    # with another thread count). Only a caller that knows better (a GPU, a benchmark) sets it.
+    threads: int | None
     max_units: int | None = None  # stop after this many accepted submits
     heartbeat_fraction: float = 1 / 3  # heartbeat every lease_s × this
     # Given a unit's wall seconds (fetch, compute, upload), the seconds to rest before the next
@@ -376,7 +379,8 @@ class WorkerEngine:
             "state", "computing", f"Computing unit {lease.unit_index} — 0%", lease, progress=0.0
         )
         start = time.perf_counter()
-        with intra_op_threads(self.options.threads):
+        threads = self.options.threads or loaded.settings.compute_threads
+        with intra_op_threads(threads):
             # Gradients or local steps, with the run's micro-batch (never ours to choose).
             result = self._kind_for(loaded.settings).compute(
                 loaded.gan,

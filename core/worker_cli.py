@@ -14,7 +14,6 @@ from core.backoff import Backoff
 from core.cache import DEFAULT_CAP_BYTES, ShardCache
 from core.device import (
     DeviceError,
-    default_threads,
     lower_priority,
     register_local_worker,
     select_device,
@@ -22,6 +21,7 @@ from core.device import (
 from core.invite import InviteError, decode_invite
 from core.logs import configure_logging
 from core.paths import cache_dir
+from core.pipes import quiet_on_broken_pipe
 from core.store import DatabaseUnavailable, StoreError, open_store
 from core.worker import WorkerEngine, WorkerEvent, WorkerOptions
 
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads",
         type=_positive_int,
-        help="CPU threads per unit (default: the cores shared among the workers on this computer)",
+        help="CPU threads per unit (default: the run's compute_threads, so results are bitwise "
+        "reproducible; more cores are better used by more workers)",
     )
     parser.add_argument(
         "--name", default=None, help="name shown on the leaderboard (default: this computer's name)"
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -98,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lower_priority()
     registry = cache_dir() / "workers"
     register_local_worker(registry)
-    threads = args.threads or default_threads(registry)
+    threads = args.threads  # None: the run's compute_threads (the engine applies it)
+    shown_threads = str(threads) if threads else "the run's"
     options = WorkerOptions(
         name=args.name or socket.gethostname(),
         hostname=socket.gethostname(),
@@ -115,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: engine.stop())
     print(
-        f"ganfriends-worker: {options.name} on {device} with {threads} thread(s); Ctrl-C stops",
+        f"ganfriends-worker: {options.name} on {device} with {shown_threads} thread(s); "
+        "Ctrl-C stops",
         file=sys.stderr,
     )
     done = engine.run()

@@ -60,15 +60,17 @@ def make_tiny_run(tmp_path: Path, url: str | None = None, **changes: object) -> 
     return TinyRun(url, path, TINY_MODEL, settings, env)
 
 
-def start_worker(run: TinyRun, name: str, *extra: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    run: TinyRun, name: str, *extra: str, threads: str | None = "1"
+) -> subprocess.Popen[bytes]:
+    """A worker process; `threads=None` starts it as the lab service does, with no --threads."""
     command = [
         sys.executable,
         "-m",
         "core.worker_cli",
         "--db",
         run.url,
-        "--threads",
-        "1",
+        *(["--threads", threads] if threads else []),
         "--name",
         name,
         "--quiet",

@@ -50,6 +50,20 @@ def test_distributed_run_equals_reference(tmp_path, workers, weights_precision, 
     assert sum(done.values()) >= VERSIONS * run.settings.num_workunits_per_update
 
 
+def test_a_worker_started_with_no_flags_computes_what_the_reference_computes(tmp_path):
+    # As the lab service starts it: no --threads. The engine applies the run's compute_threads
+    # (1), not the cores it finds, so the run stays bitwise the reference's.
+    run = make_tiny_run(tmp_path)
+    procs = [start_worker(run, "lab-pc", threads=None)]
+    try:
+        store = run.store()
+        serve_until(store, 2)
+        got = published_params(store, 2)
+    finally:
+        stop_processes(procs)
+    assert_bitwise_equal(got, reference_params(run, 2))
+
+
 def test_units_per_version_and_lr_changed_mid_run_with_set(tmp_path):
     """`set` between closes: version k keeps the units it was designated with, its close takes
     the new learning rate, and version k+1 has the new number of units."""
