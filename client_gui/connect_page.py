@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from client_gui.connection import RunTarget
+from client_gui.contrast import ERROR_RED, readable
 
 INTRO = (
     "<h2>Join a training run</h2>"
@@ -129,5 +131,22 @@ class ConnectPage(QWidget):
     def _say(self, text: str, *, problem: bool) -> None:
         self.message.setText(text)
         self.message.setProperty("problem", problem)
-        # A problem is drawn in the palette's error colour; Fusion and native styles both honour it.
-        self.message.setStyleSheet("color: #c0392b; font-weight: bold;" if problem else "")
+        self._colour_message()
+
+    def _colour_message(self) -> None:
+        """A problem in bold red, fitted to this palette's background so it reads (4.5:1)."""
+        problem = bool(self.message.property("problem"))
+        palette = self.palette()
+        if problem:
+            red = readable(ERROR_RED, palette.color(QPalette.ColorRole.Window))
+            palette.setColor(QPalette.ColorRole.WindowText, red)
+        self.message.setPalette(palette)
+        font = self.message.font()
+        font.setBold(problem)
+        self.message.setFont(font)
+
+    def changeEvent(self, event: QEvent) -> None:
+        """A light or dark desktop theme chosen while the app runs: fit the colour again."""
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._colour_message()
+        super().changeEvent(event)
