@@ -60,6 +60,7 @@ class ConnectPage(QWidget):
             "app as its volunteer, so you can see everything work before joining a real run"
         )
         self.local_button.clicked.connect(self.local_requested)
+        self._focus_back = False  # the address field had the focus when checking began
         self.disconnect_button = QPushButton("&Disconnect")
         self.disconnect_button.clicked.connect(self.disconnect_requested)
         self.disconnect_button.setVisible(False)
@@ -87,6 +88,8 @@ class ConnectPage(QWidget):
 
     def show_phase(self, phase: str) -> None:
         busy = phase in ("checking", "starting_local")
+        if busy and self.code_edit.isEnabled():  # disabling it moves the keyboard focus away
+            self._focus_back = self.code_edit.hasFocus() or self.connect_button.hasFocus()
         self.connect_button.setEnabled(not busy)
         self.local_button.setEnabled(not busy)
         self.code_edit.setEnabled(not busy)
@@ -104,6 +107,11 @@ class ConnectPage(QWidget):
     def show_problem(self, message: str) -> None:
         self.disconnect_button.setVisible(False)
         self._say(message, problem=True)
+        if self._focus_back:  # back where the volunteer was, to correct the code
+            self._focus_back = False
+            self.code_edit.setEnabled(True)
+            self.code_edit.setFocus()
+            self.code_edit.selectAll()
 
     def show_connected(self, target: RunTarget) -> None:
         paused = (

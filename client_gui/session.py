@@ -157,7 +157,8 @@ class AppSession(QObject):
         self.idle.start()
         self.runner.submit(self._find_devices, self._devices_found)
         self.settings_changed.emit(self.settings)
-        self._restoring = True
+        # Only a connection being restored deserves a "could not reconnect" notification.
+        self._restoring = bool(self.settings.local_demo or self.settings.connection)
         if self.settings.local_demo:
             self.try_locally(resume=True)
         elif self.settings.connection:
