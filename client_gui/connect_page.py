@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from client_gui.connection import RunTarget
+from client_gui.contrast import ERROR_RED, readable
 
 INTRO = (
     "<h2>Join a training run</h2>"
@@ -58,6 +60,7 @@ class ConnectPage(QWidget):
             "app as its volunteer, so you can see everything work before joining a real run"
         )
         self.local_button.clicked.connect(self.local_requested)
+        self._focus_back = False  # the address field had the focus when checking began
         self.disconnect_button = QPushButton("&Disconnect")
         self.disconnect_button.clicked.connect(self.disconnect_requested)
         self.disconnect_button.setVisible(False)
@@ -85,6 +88,8 @@ class ConnectPage(QWidget):
 
     def show_phase(self, phase: str) -> None:
         busy = phase in ("checking", "starting_local")
+        if busy and self.code_edit.isEnabled():  # disabling it moves the keyboard focus away
+            self._focus_back = self.code_edit.hasFocus() or self.connect_button.hasFocus()
         self.connect_button.setEnabled(not busy)
         self.local_button.setEnabled(not busy)
         self.code_edit.setEnabled(not busy)
@@ -102,6 +107,11 @@ class ConnectPage(QWidget):
     def show_problem(self, message: str) -> None:
         self.disconnect_button.setVisible(False)
         self._say(message, problem=True)
+        if self._focus_back:  # back where the volunteer was, to correct the code
+            self._focus_back = False
+            self.code_edit.setEnabled(True)
+            self.code_edit.setFocus()
+            self.code_edit.selectAll()
 
     def show_connected(self, target: RunTarget) -> None:
         paused = (
@@ -129,5 +139,22 @@ class ConnectPage(QWidget):
     def _say(self, text: str, *, problem: bool) -> None:
         self.message.setText(text)
         self.message.setProperty("problem", problem)
-        # A problem is drawn in the palette's error colour; Fusion and native styles both honour it.
-        self.message.setStyleSheet("color: #c0392b; font-weight: bold;" if problem else "")
+        self._colour_message()
+
+    def _colour_message(self) -> None:
+        """A problem in bold red, fitted to this palette's background so it reads (4.5:1)."""
+        problem = bool(self.message.property("problem"))
+        palette = self.palette()
+        if problem:
+            red = readable(ERROR_RED, palette.color(QPalette.ColorRole.Window))
+            palette.setColor(QPalette.ColorRole.WindowText, red)
+        self.message.setPalette(palette)
+        font = self.message.font()
+        font.setBold(problem)
+        self.message.setFont(font)
+
+    def changeEvent(self, event: QEvent) -> None:
+        """A light or dark desktop theme chosen while the app runs: fit the colour again."""
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._colour_message()
+        super().changeEvent(event)

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 MIN_GPU_MEMORY_BYTES = 2 * 1024**3  # below this a GPU is busy drawing the desktop already
 PROBE_TIMEOUT_S = 120.0  # importing torch and waking a GPU driver can take a while
 GB = 1024**3
+NO_GPU = "none"  # the spec of the line that says why no GPU is found (never a device)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class DeviceChoice:
         """'NVIDIA H200 (cuda:0), 140 GB' or 'CPU: AMD Ryzen 7, 16 cores'."""
         if self.cores is not None:
             return f"CPU: {self.name}, {self.cores} cores"
+        if self.spec == NO_GPU:
+            return self.name
         memory = f", {self.memory_bytes / GB:.0f} GB" if self.memory_bytes else ""
         return f"{self.name} ({self.spec}){memory}"
 
@@ -70,6 +73,15 @@ def probe_devices_here() -> list[DeviceChoice]:
                 "this copy of PyTorch has no CUDA support; install the CUDA build of PyTorch",
             )
         )
+    if not any(c.cores is None for c in choices):  # no GPU at all: say why, and what to do
+        why = no_gpu_reason(
+            system=sys.platform,
+            nvidia_smi=shutil.which("nvidia-smi") is not None,
+            cuda_build=torch.version.cuda,
+            cuda_available=torch.cuda.is_available(),
+        )
+        if why is not None:
+            choices.append(DeviceChoice(NO_GPU, "No usable GPU", None, None, False, why))
     if sys.platform == "darwin" and not torch.backends.mps.is_available():
         choices.append(
             DeviceChoice(
@@ -82,6 +94,33 @@ def probe_devices_here() -> list[DeviceChoice]:
             )
         )
     return choices
+
+
+def no_gpu_reason(
+    *, system: str, nvidia_smi: bool, cuda_build: str | None, cuda_available: bool
+) -> str | None:
+    """Why no GPU computes here and what to install (None where a GPU should be found)."""
+    see = " (see docs/install.md)"
+    if system == "darwin":
+        return None  # the Apple GPU's own line says what it needs
+    if system == "win32" and cuda_build is None:
+        return (
+            "the Windows release uses the CPU build of PyTorch: NVIDIA GPUs are not used on "
+            "Windows yet, so the CPU computes" + see
+        )
+    if cuda_build is not None and nvidia_smi and not cuda_available:
+        return (
+            f"an NVIDIA driver is installed but PyTorch (CUDA {cuda_build}) cannot use it, "
+            "most likely because the driver is too old: update it to 580 or newer and start "
+            "ganfriends again" + see
+        )
+    if not nvidia_smi:
+        return (
+            "no NVIDIA driver found (nvidia-smi is missing): with an NVIDIA card, install its "
+            "driver (580 or newer) and start ganfriends again; AMD and Intel GPUs are not used, "
+            "so the CPU computes" + see
+        )
+    return None
 
 
 def probe_devices(python: str = sys.executable) -> list[DeviceChoice]:
@@ -110,7 +149,8 @@ def auto_device(choices: list[DeviceChoice]) -> tuple[str, str | None]:
     """What "automatic" picks (the usable GPU with most memory, else the CPU) and a note
     naming the GPUs it skipped, e.g. "GPU cuda:1 skipped: 1.5 GB is below the 2 GB needed"."""
     gpus = [c for c in choices if c.cores is None and c.usable]
-    skipped = [c for c in choices if c.cores is None and not c.usable]
+    # "No usable GPU" is said on the Device page, not on the status line of every CPU computer.
+    skipped = [c for c in choices if c.cores is None and not c.usable and c.spec != NO_GPU]
     note = "; ".join(f"GPU {c.spec} skipped: {c.reason}" for c in skipped) or None
     if gpus:
         best = max(gpus, key=lambda c: c.memory_bytes or 0)

@@ -212,6 +212,14 @@ class DonatePage(QWidget):
         self.start_button.setEnabled(connected and not donating)
         self.pause_button.setEnabled(connected and (donating or busy))
         self.finish_button.setEnabled(connected and donating and busy)
+        snooze_ok = connected and donating
+        for button, hours in zip(self.snooze_buttons, SNOOZE_CHOICES_H, strict=True):
+            button.setEnabled(snooze_ok)
+            button.setToolTip(
+                f"Pause the donation for {hours} h; it resumes by itself"
+                if snooze_ok
+                else "Nothing to snooze: this computer is not donating now (Start first)"
+            )
 
     def show_snooze(self) -> None:
         """The countdown (called every second by the window)."""

@@ -29,6 +29,7 @@ PID_FILE = "local-coordinator.pid"
 LOCAL_SAMPLE_EVERY = 50  # versions between sample grids, as the command-line demo: each grid
 # and its quality figure cost the coordinator more than the versions between them (at 10 the
 # local coordinator used as much CPU as its worker)
+OLD_LOCAL_SAMPLE_EVERY = 10  # what earlier releases gave the local demo run
 POLL_S = 0.25  # the coordinator's idle passes: 4 a second, not 20, to leave the CPU to the worker
 
 
@@ -52,7 +53,7 @@ class LocalDemo:
     def ensure_run(self) -> None:
         """Create the demo run unless the database already holds one (blocks for seconds)."""
         if self._has_run():
-            self._apply_local_settings()  # a demo an older release made sampled more often
+            self._apply_local_settings(only_from=OLD_LOCAL_SAMPLE_EVERY)  # an older release's
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         command = [
@@ -84,10 +85,12 @@ class LocalDemo:
             raise LocalDemoError(f"Could not create the local demo run: {last}")
         self._apply_local_settings()
 
-    def _apply_local_settings(self) -> None:
+    def _apply_local_settings(self, only_from: int | None = None) -> None:
+        """The local demo's sampling; with `only_from`, only a run sampling that often."""
         store = open_store(self.url)
         try:
-            if store.get_run().settings.get("sample_every") != LOCAL_SAMPLE_EVERY:
+            current = store.get_run().settings.get("sample_every")
+            if current != LOCAL_SAMPLE_EVERY and only_from in (None, current):
                 store.update_settings({"sample_every": LOCAL_SAMPLE_EVERY})
         finally:
             store.dispose()

@@ -126,6 +126,7 @@ class MainWindow(QMainWindow):
         self.tray.start_requested.connect(s.start_donating)
         self.tray.pause_requested.connect(s.pause_donating)
         self.tray.snooze_requested.connect(s.snooze)
+        self.tray.wake_requested.connect(s.cancel_snooze)
         self.tray.open_requested.connect(self.bring_to_front)
         self.tray.quit_requested.connect(self.quit)
         s.status_changed.connect(self._show_status)
@@ -230,6 +231,7 @@ class MainWindow(QMainWindow):
             state,
             can_start=connected and not donating,
             can_pause=connected and (donating or busy),
+            snoozed_until=s.settings.snooze_until if s.settings.snoozed() else None,
         )
 
     def _notify(self, kind: str, title: str, message: str) -> None:

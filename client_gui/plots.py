@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QHideEvent, QPalette, QShowEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
+from client_gui.contrast import readable
 from core.store import MetricsRow, SampleRow
 
 REPAINT_EVERY_MS = 1000  # 1 Hz at most: versions close several times a second, and the eye
@@ -81,12 +82,7 @@ class TrainingPlotsWidget(QWidget):
             pen=pg.mkPen(SWD_COLOR, width=2), symbol="o", symbolSize=5, symbolBrush=SWD_COLOR
         )
         # Legends as text above the plots: drawn inside, they hide the newest points.
-        self.loss_title = QLabel(
-            f"<b>Losses per version</b> &nbsp; <span style='color:{D_COLOR}'>━ discriminator</span>"
-            f" &nbsp; <span style='color:{G_COLOR}'>━ generator</span> &nbsp; "
-            f"<span style='color:{D_COLOR}'>●</span><span style='color:{G_COLOR}'>▼</span>"
-            " units this computer did"
-        )
+        self.loss_title = QLabel()  # its text, coloured for the palette: apply_palette
         self.quality_title = QLabel(
             "<b>Quality</b> (sliced Wasserstein distance; lower is better) &nbsp; "
             "<span>waiting for the first sample grid…</span>"
@@ -193,7 +189,15 @@ class TrainingPlotsWidget(QWidget):
         super().hideEvent(event)
 
     def apply_palette(self, palette: QPalette) -> None:
-        """Follow the application's light or dark palette."""
+        """Follow the application's light or dark palette (the legend's text readable on it)."""
+        window = palette.color(QPalette.ColorRole.Window)
+        d, g = (readable(c, window).name() for c in (D_COLOR, G_COLOR))
+        self.loss_title.setText(
+            f"<b>Losses per version</b> &nbsp; <span style='color:{d}'>━ discriminator</span>"
+            f" &nbsp; <span style='color:{g}'>━ generator</span> &nbsp; "
+            f"<span style='color:{d}'>●</span><span style='color:{g}'>▼</span>"
+            " units this computer did"
+        )
         background = palette.color(QPalette.ColorRole.Base)
         foreground = palette.color(QPalette.ColorRole.Text)
         for plot in (self.loss_plot, self.quality_plot):

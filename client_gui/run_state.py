@@ -187,7 +187,9 @@ class Contribution:
     units: int
     images: int
     compute_s: float
-    share_last_hour: float | None  # of the run's images in the last hour; None when none
+    share_last_hour: float | None  # of the run's images since `share_since`; None when none
+    share_since: float = 0.0  # epoch seconds the share covers from: an hour ago, or later
+    # when this app has watched the run for less than an hour (its units are all it knows)
 
 
 def contribution(
@@ -196,11 +198,14 @@ def contribution(
     my_units: Sequence[tuple[float, int]],
     metrics: Sequence[MetricsRow],
     now: float,
+    watched_since: float = 0.0,
 ) -> Contribution:
     """Totals from the worker rows named `my_name` (this session's units when unreadable).
 
-    `my_units` are (finished at, images) of this session's units; the share of the last hour
-    is their images over the images of the versions the run closed in that hour.
+    `my_units` are (finished at, images) of this session's units; the share is their images
+    over the images of the versions the run closed in the same time: the last hour, or since
+    `watched_since` when this session began later (after a restart the hour before it is not
+    counted against this computer, which the session did not see compute).
     """
     mine = [w for w in workers or () if w.name == my_name]
     if mine:
@@ -209,10 +214,11 @@ def contribution(
         compute_s = sum(w.compute_s for w in mine)
     else:
         units, images, compute_s = len(my_units), sum(n for _, n in my_units), 0.0
-    run_images = sum(m.images for m in metrics if m.created_at >= now - HOUR_S)
-    my_recent = sum(n for at, n in my_units if at >= now - HOUR_S)
+    since = max(now - HOUR_S, watched_since)
+    run_images = sum(m.images for m in metrics if m.created_at >= since)
+    my_recent = sum(n for at, n in my_units if at >= since)
     share = min(1.0, my_recent / run_images) if run_images > 0 else None
-    return Contribution(units, images, compute_s, share)
+    return Contribution(units, images, compute_s, share, since)
 
 
 def format_duration_s(seconds: float) -> str:

@@ -119,6 +119,7 @@ class AppSession(QObject):
         self.start_pressed_at: float | None = None
         self.first_unit_s: float | None = None  # Start → first unit computing, this session
         self._my_units: list[tuple[float, int]] = []  # (finished at, images), this session
+        self._watched_since = 0.0  # epoch seconds this session began watching the run
         self._metrics: dict[int, MetricsRow] = {}
         self._workers: tuple[WorkerRow, ...] | None = None
         self._run_row: RunRow | None = None
@@ -157,7 +158,8 @@ class AppSession(QObject):
         self.idle.start()
         self.runner.submit(self._find_devices, self._devices_found)
         self.settings_changed.emit(self.settings)
-        self._restoring = True
+        # Only a connection being restored deserves a "could not reconnect" notification.
+        self._restoring = bool(self.settings.local_demo or self.settings.connection)
         if self.settings.local_demo:
             self.try_locally(resume=True)
         elif self.settings.connection:
@@ -257,6 +259,7 @@ class AppSession(QObject):
         paused = " (its owner has paused it for now)" if target.paused else ""
         self.log(f"Connected to the run “{target.run_name}” at {target.shown}{paused}")
         self.watcher.watch(target.url)
+        self._watched_since = time.time()  # this computer's units are counted from here
         self._set_phase("connected")
         self.connected.emit(target)
         renamed_from = self.settings.renamed_from
@@ -496,7 +499,7 @@ class AppSession(QObject):
         metrics = [self._metrics[v] for v in sorted(self._metrics)]
         summary: RunSummary = summarize_run(run, metrics, self._workers, now)
         mine: Contribution = contribution(
-            self._workers, self.worker_name, self._my_units, metrics, now
+            self._workers, self.worker_name, self._my_units, metrics, now, self._watched_since
         )
         board: list[LeaderboardRow] = leaderboard(self._workers or (), self.worker_name)
         self.figures_changed.emit(summary, mine, board)

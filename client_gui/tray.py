@@ -76,6 +76,7 @@ class TrayIcon(QObject):
     start_requested = Signal()
     pause_requested = Signal()
     snooze_requested = Signal(int)  # hours
+    wake_requested = Signal()  # end the snooze now
     open_requested = Signal()
     quit_requested = Signal()
 
@@ -91,10 +92,14 @@ class TrayIcon(QObject):
         self.pause_action.triggered.connect(self.pause_requested)
         self.menu.addAction(self.start_action)
         self.menu.addAction(self.pause_action)
-        snooze = self.menu.addMenu("Snooze")
+        self.snooze_menu = self.menu.addMenu("Snooze")
         for hours in SNOOZE_CHOICES_H:
-            action = snooze.addAction(f"{hours} hour{'s' if hours > 1 else ''}")
+            action = self.snooze_menu.addAction(f"{hours} hour{'s' if hours > 1 else ''}")
             action.triggered.connect(lambda _=False, h=hours: self.snooze_requested.emit(h))
+        self.wake_action = QAction("Wake up now", self.menu)
+        self.wake_action.triggered.connect(self.wake_requested)
+        self.wake_action.setVisible(False)
+        self.menu.addAction(self.wake_action)
         self.menu.addSeparator()
         self.menu.addAction("Open ganfriends", self.open_requested.emit)
         self.menu.addAction("Quit", self.quit_requested.emit)
@@ -105,8 +110,21 @@ class TrayIcon(QObject):
         if self.available:
             self.icon.show()
 
-    def show_status(self, text: str, state: str, *, can_start: bool, can_pause: bool) -> None:
-        """Update the icon, tooltip and which of Start/Pause makes sense."""
+    def show_status(
+        self,
+        text: str,
+        state: str,
+        *,
+        can_start: bool,
+        can_pause: bool,
+        snoozed_until: float | None = None,
+    ) -> None:
+        """Update the icon, tooltip and which of Start/Pause/Snooze/Wake up makes sense."""
+        self.snooze_menu.setEnabled(can_pause and snoozed_until is None)
+        self.wake_action.setVisible(snoozed_until is not None)
+        if snoozed_until is not None:
+            stamp = time.strftime("%H:%M", time.localtime(snoozed_until))
+            self.wake_action.setText(f"Wake up now (snoozed until {stamp})")
         if state != self.state:
             self.state = state
             self.icon.setIcon(state_icon(state))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt
@@ -53,7 +54,8 @@ class WatchPage(QWidget):
         form.addRow("Units computed:", self.units_label)
         form.addRow("Images:", self.images_label)
         form.addRow("Compute time:", self.compute_label)
-        form.addRow("Share of the last hour:", self.share_label)
+        self.share_title = QLabel("Share of the last hour:")
+        form.addRow(self.share_title, self.share_label)
         self.leaderboard = LeaderboardModel()
         self.leaderboard_view = QTableView()
         self.leaderboard_view.setModel(self.leaderboard)
@@ -121,6 +123,12 @@ class WatchPage(QWidget):
         self.compute_label.setText(format_duration_s(mine.compute_s))
         self.share_label.setText(
             "—" if mine.share_last_hour is None else f"{mine.share_last_hour:.0%} of the images"
+        )
+        hour_ago = time.time() - 3600
+        self.share_title.setText(
+            "Share of the last hour:"
+            if mine.share_since <= hour_ago + 60
+            else f"Share since {time.strftime('%H:%M', time.localtime(mine.share_since))}:"
         )
         self.leaderboard.set_rows(board)
 

@@ -111,6 +111,7 @@ def test_start_computes_units_updates_the_watch_page_and_pause_stops(
             detect_idle=idle_probe(None),
             read_every_ms=500,
         )
+        window.show()  # the plots draw only while shown
         session = window.session
         finished: list[object] = []
         session.unit_finished.connect(finished.append)
@@ -122,6 +123,7 @@ def test_start_computes_units_updates_the_watch_page_and_pause_stops(
         qtbot.mouseClick(window.donate_page.start_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: len(finished) >= 6, timeout=90_000)
         plots = window.watch_page.plots
+        window.tabs.setCurrentIndex(3)  # the Watch page: its plots draw only while shown
         qtbot.waitUntil(lambda: plots.point_counts["d"] >= 2, timeout=20_000)
         qtbot.waitUntil(lambda: window.watch_page.samples.count >= 1, timeout=30_000)
         probe.stop()

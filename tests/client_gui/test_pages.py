@@ -72,3 +72,27 @@ def test_idle_readout_is_live(qtbot, make_window):
         lambda: window.donate_page.idle_readout.text() == "Idle for 5 s (measured with test clock)",
         timeout=5000,
     )
+
+
+def test_no_gpu_is_said_plainly_with_what_to_install(qtbot, make_window):
+    from client_gui.device_probe import NO_GPU, no_gpu_reason
+
+    linux = {"system": "linux", "cuda_build": "13.0"}
+    no_driver = no_gpu_reason(**linux, nvidia_smi=False, cuda_available=False)
+    assert no_driver is not None and no_driver.startswith("no NVIDIA driver found")
+    old_driver = no_gpu_reason(**linux, nvidia_smi=True, cuda_available=False)
+    assert old_driver is not None and "update it to 580 or newer" in old_driver
+    windows = no_gpu_reason(system="win32", nvidia_smi=True, cuda_build=None, cuda_available=False)
+    assert windows is not None and "CPU build of PyTorch" in windows
+    assert all("docs/install.md" in r for r in (no_driver, old_driver, windows))
+    assert no_gpu_reason(**linux, nvidia_smi=True, cuda_available=True) is None
+
+    devices = [DEVICES[0], DeviceChoice(NO_GPU, "No usable GPU", None, None, False, no_driver)]
+    assert auto_device(devices) == ("cpu", None)  # not on every CPU computer's status line
+    window = make_window(find_devices=lambda: devices)
+    page = window.device_page
+    qtbot.waitUntil(lambda: NO_GPU in page._buttons, timeout=5000)
+    assert page._buttons[NO_GPU].text() == "No usable GPU"
+    assert not page._buttons[NO_GPU].isEnabled()
+    reasons = [label.text() for label in page.findChildren(type(window.status_label), "reason")]
+    assert f"Cannot be used: {no_driver}" in reasons

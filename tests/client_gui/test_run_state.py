@@ -103,3 +103,14 @@ def test_reader_fetches_only_what_is_new(tmp_path):
     finally:
         stop_processes([worker_process])
         store.dispose()
+
+
+def test_after_a_restart_the_share_covers_what_this_session_saw():
+    # The run closed a version of 36 images every 10 min for the past hour; this computer did
+    # all the work since the app restarted 11 min ago (it did before too, unseen by this app).
+    rows = [metrics(v, NOW - 600 * v) for v in range(6)]
+    mine = contribution(None, "ada", [(NOW - 10, 36), (NOW - 590, 36)], rows, NOW, NOW - 660)
+    assert mine.share_last_hour == pytest.approx(1.0)  # not 72 / 216 of the whole hour
+    assert mine.share_since == NOW - 660
+    hour = contribution(None, "ada", [(NOW - 10, 36)], rows, NOW, NOW - 7200)
+    assert hour.share_since == NOW - 3600 and hour.share_last_hour == pytest.approx(36 / 216)
