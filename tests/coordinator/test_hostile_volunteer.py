@@ -7,6 +7,7 @@ be refused by the server (SQLSTATE 42501, insufficient privilege, or the API's o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -724,7 +725,7 @@ def test_an_honest_worker_on_a_slow_link_moves_large_objects_under_the_watchdog(
         settings={},
         shards=make_shards(),
         weights=bytes(LARGE_BYTES),
-        weights_sha256="0" * 64,
+        weights_sha256=hashlib.sha256(bytes(LARGE_BYTES)).hexdigest(),  # checked on every read
         optimizer_state=b"adam0",
         first_units=make_units(0, 1),
     )
