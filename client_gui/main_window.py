@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import shiboken6
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QFont, QHideEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
@@ -272,6 +273,10 @@ class MainWindow(QMainWindow):
         self.session.shutdown(self._finish_quit)
 
     def _finish_quit(self) -> None:
+        # The worker and the local coordinator stop in the background; the window may be gone
+        # by then (the app exiting on a signal, a test's teardown): nothing left to close.
+        if not shiboken6.isValid(self):
+            return
         self.close()
         self.quit_finished.emit()
 
