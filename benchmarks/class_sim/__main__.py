@@ -54,12 +54,11 @@ DATASET_IMAGES = 4096
 
 
 class Volunteer:
-    """One simulated volunteer: its thread (in its namespace), engine and compute intervals."""
+    """One simulated volunteer: its thread (in its namespace) and its worker engine."""
 
     def __init__(self, index: int, url: str, netns: str, seconds: float, settings: RunSettings,
                  cache: Path) -> None:  # fmt: skip
-        self.intervals: list[tuple[float, float]] = []
-        self.kind = StandInUnits(settings, seconds, lambda s, e, n: self.intervals.append((s, e)))
+        self.kind = StandInUnits(settings, seconds, lambda start, end, images: None)
         options = WorkerOptions(f"v{index}", f"sim{index}", torch.device("cpu"), threads=1)
         self.engine = WorkerEngine(
             lambda: open_store(url), ShardCache(cache), options, kind_for=lambda s: self.kind
@@ -70,10 +69,6 @@ class Volunteer:
     def _run(self) -> None:
         network.enter(self._netns)
         self.engine.run()
-
-    def busy_share(self, start: float, end: float) -> float:
-        busy = sum(max(0.0, min(e, end) - max(s, start)) for s, e in self.intervals)
-        return busy / (end - start)
 
 
 def owned_database(server: Any) -> tuple[str, str]:
@@ -165,13 +160,19 @@ def _measure(args, n, coordinator, serving, people, published, topo) -> dict[str
     while coordinator.version < target_start:
         _check(deadline, serving, coordinator)
     start, cpu0, egress0 = time.monotonic(), _cpu(serving), topo.egress_bytes()
+    computed0 = _compute_seconds(coordinator)
     first = len(published)
     while coordinator.version < target_start + args.versions:
         _check(deadline, serving, coordinator)
     end, cpu1, egress1 = time.monotonic(), _cpu(serving), topo.egress_bytes()
+    computed1 = _compute_seconds(coordinator)
     window = published[first:]
     images = sum(p.images for _, p in window)
-    shares = sorted(person.busy_share(start, end) for person in people)
+    # Busy: the compute seconds each worker reported with its submits (`workers --json`'s
+    # compute_s, as the demo's figure) during the window, ÷ the window.
+    shares = sorted(
+        (computed1.get(name, 0.0) - computed0.get(name, 0.0)) / (end - start) for name in computed1
+    )
     seconds = end - start
     return {
         "volunteers": n,
@@ -184,6 +185,10 @@ def _measure(args, n, coordinator, serving, people, published, topo) -> dict[str
         "seconds_per_version": seconds / max(1, len(window)),
         "versions": len(window),
     }
+
+
+def _compute_seconds(coordinator: Coordinator) -> dict[str, float]:
+    return {w.name: w.compute_s for w in coordinator.store.workers()}
 
 
 def _check(deadline: float, serving: threading.Thread, coordinator: Coordinator) -> None:
