@@ -186,8 +186,8 @@ def measure_units(run: BenchRun, units: int, versions: int, payload: bytes) -> l
     """Switch the run to `units` per version, then time `versions` closes at that count."""
     probe = Probe()
     coordinator_store, worker = run.store(), run.store()
-    instrument(coordinator_store, probe)
     coordinator = Coordinator(coordinator_store, on_published=probe.published.append)
+    instrument(coordinator.store, probe)  # the fenced store the coordinator writes through
     worker_id = worker.register_worker(f"fake-{units}", "bench", "cpu")
     # The new count applies from the next close on; one untimed version gets us there.
     coordinator_store.update_settings({"num_workunits_per_update": units})
