@@ -26,6 +26,7 @@ from coordinator.state import (
     encode_optimizer_state,
     encode_weights,
 )
+from coordinator.verify import Verifier
 from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
 from core.cache import ShardCache
@@ -118,6 +119,8 @@ class Coordinator:
         # Checkpoints and payload deletes wait for idle passes, out of the close's way.
         self.store.take_over_checkpoints()
         self._closes_since_tidy = 1  # so the first idle pass tidies what an earlier run left
+        # Results count only once the run's verification policy lets them (coordinator/verify).
+        self.verifier = Verifier(store, self._decode, lambda: self.settings)
         self._load()
 
     # State ----------------------------------------------------------------------------------
@@ -270,6 +273,7 @@ class Coordinator:
         decoded = dict(zip(current, self._intake.decode_all(current), strict=True))
         for row in results:
             self._validate(row, decoded.get(row.id))
+        self.verifier.poll(self.version)
         busy = busy or bool(results)
         if busy or time.monotonic() - self._advanced_at >= PARKED_CHECK_S:
             self._advance()  # idle too: a worker's claim may have parked the missing unit
@@ -316,6 +320,8 @@ class Coordinator:
         except (PayloadError, DamagedData) as exc:
             log.warning("rejected result %d of unit %d: %s", row.id, row.unit_index, exc)
             self.store.resolve_result(row.id, "rejected", str(exc))
+            return
+        if self.verifier.takes(row, grads):  # held for, settled by or refused by verification
             return
         accepted = self.store.accepted_result(row.version, row.unit_index)
         first = None if accepted is None else self._read_back(accepted)

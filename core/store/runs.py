@@ -17,6 +17,7 @@ from core.store.rows import RunRow, ShardLike, StoreSettings, UnitSpec
 from core.store.schema import (
     dataset_shards,
     events,
+    held_results,
     metrics,
     model_versions,
     optimizer_states,
@@ -270,6 +271,7 @@ def publish_version(
     conn.execute(
         delete(results).where(results.c.version == version, results.c.status != "accepted")
     )
+    conn.execute(delete(held_results).where(held_results.c.version == version))
     _insert_metrics(conn, version, metrics_values, now)
     insert_units(conn, published, next_units, now)
     prune(conn, version, settings)
