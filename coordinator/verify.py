@@ -44,6 +44,7 @@ class Verifier:
         self._decode = decode
         self._settings = settings
         self._random = secrets.SystemRandom()  # spot-checks a volunteer cannot predict
+        self.poll_every_s = POLL_EVERY_S
         self._polled_at = 0.0
         self._undecided: set[tuple[int, int]] = set()
 
@@ -77,7 +78,7 @@ class Verifier:
     def poll(self, version: int) -> None:
         """Queue another computation of every held unit nobody is computing (rate-limited)."""
         now = time.monotonic()
-        if now - self._polled_at < POLL_EVERY_S or isinstance(self.policy, Off):
+        if now - self._polled_at < self.poll_every_s or isinstance(self.policy, Off):
             return
         self._polled_at = now
         issued = self.store.issue_verification_copies(version)
