@@ -7,6 +7,7 @@ core/verification.py). The loop hands every valid result to `Verifier.takes` and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -32,6 +33,7 @@ from core.verification import (
 log = logging.getLogger(__name__)
 
 POLL_EVERY_S = 0.5  # seconds between looks for held units that nobody is recomputing
+AT_WORK_S = 600.0  # a trusted volunteer seen this recently is one that can confirm results
 
 Decode = Callable[[bytes], dict[str, torch.Tensor]]
 
@@ -88,15 +90,22 @@ class Verifier:
     def _settle(
         self, version: int, unit_index: int, known: dict[int, dict[str, torch.Tensor]]
     ) -> None:
-        candidates = self.store.held_results(version, unit_index)
-        if len(candidates) < 2:
+        held = self.store.held_results(version, unit_index)
+        if len(held) < 2:
             return  # `poll` asks somebody else for a computation
+        settings = self._settings()
+        candidates = [
+            dataclasses.replace(c, trusted=self._trusted(c.identity, settings.trust_after))
+            for c in held
+        ]
+        identities = sorted({c.identity for c in candidates})
+        need_trusted = self.store.trusted_at_work(settings.trust_after, AT_WORK_S, identities)
         grads = {
             c.result_id: known.get(c.result_id)
             or self._decode(self.store.result_payload(c.result_id))
             for c in candidates
         }
-        precision = self._settings().precision
+        precision = settings.precision
         relations: dict[tuple[int, int], Relation] = {}
 
         def relate(i: int, j: int) -> Relation:
@@ -105,7 +114,7 @@ class Verifier:
                 relations[a, b] = relation(grads[a], grads[b], precision)
             return relations[a, b]
 
-        settlement = settle(candidates, relate)
+        settlement = settle(candidates, relate, need_trusted=need_trusted)
         if settlement.accepted is None:
             if settlement.undecided and (version, unit_index) not in self._undecided:
                 self._undecided.add((version, unit_index))
@@ -121,6 +130,10 @@ class Verifier:
         self.store.settle_unit(candidates, settlement, reasons)
         for result_id in settlement.caught:
             log.warning("result %d of unit %d: %s", result_id, unit_index, reasons[result_id])
+
+    def _trusted(self, identity: str, trust_after: int) -> bool:
+        record = self.store.trust_record(identity)
+        return record.earned >= trust_after and not record.quarantined
 
 
 def _reasons(

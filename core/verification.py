@@ -6,7 +6,9 @@ measured tolerance otherwise. Pure functions and small frozen types; the coordin
 them (`coordinator.verify`) and the store keeps the record.
 
 Settling one unit's results (BOINC-style quorum, with bitwise majority):
-- a value counts once two *different volunteer identities* computed it;
+- a value counts once two *different volunteer identities* computed it, one of them trusted
+  once the run has trusted volunteers at work (then two new identities cannot confirm each
+  other; three agreeing can);
 - results more than the tolerance away from the value that counts are caught (quarantine);
 - results inside the tolerance but not bitwise equal are outvoted, never counted and never
   punished (indistinguishable from another CPU's or GPU's rounding);
@@ -147,6 +149,7 @@ class Candidate:
     result_id: int
     identity: str  # the volunteer who computed it
     device: str  # the device class it was computed on (as its worker registered it)
+    trusted: bool = False  # its volunteer has earned trust (TrustRecord.earned >= trust_after)
 
 
 @dataclass(frozen=True)
@@ -161,15 +164,30 @@ class Settlement:
     undecided: bool = False  # MAX_RESULTS computations and still no quorum
 
 
-def settle(candidates: Sequence[Candidate], relate: Callable[[int, int], Relation]) -> Settlement:
+def settle(
+    candidates: Sequence[Candidate],
+    relate: Callable[[int, int], Relation],
+    *,
+    need_trusted: bool = False,
+) -> Settlement:
     """Decide a unit from its results; `relate(i, j)` compares candidates i and j.
 
     A bitwise group of two or more identities wins (the group with most identities, the earlier
     one on a tie). Without one, a 'close' group of two or more identities on different device
-    classes wins with its earliest result. Anything else asks for another computation.
+    classes wins with its earliest result. With `need_trusted` (the run has trusted volunteers
+    at work), a pair counts only with a trusted volunteer in it, so two new identities cannot
+    confirm each other (three can). Anything else asks for another computation.
     """
     n = len(candidates)
-    winner = _bitwise_group(candidates, relate) or _close_group(candidates, relate)
+
+    def quorate(group: Sequence[int]) -> bool:
+        identities = _identities(candidates, group)
+        trusted = not need_trusted or any(candidates[i].trusted for i in group)
+        return identities >= 3 or (identities >= 2 and trusted)
+
+    winner = _bitwise_group(candidates, relate, quorate) or _close_group(
+        candidates, relate, quorate
+    )
     if winner is None:
         if n >= MAX_RESULTS:
             return Settlement(undecided=True)
@@ -196,7 +214,9 @@ def _identities(candidates: Sequence[Candidate], members: Sequence[int]) -> int:
 
 
 def _bitwise_group(
-    candidates: Sequence[Candidate], relate: Callable[[int, int], Relation]
+    candidates: Sequence[Candidate],
+    relate: Callable[[int, int], Relation],
+    quorate: Callable[[Sequence[int]], bool],
 ) -> list[int] | None:
     groups: list[list[int]] = []
     for i in range(len(candidates)):
@@ -206,20 +226,22 @@ def _bitwise_group(
                 break
         else:
             groups.append([i])
-    quorate = [g for g in groups if _identities(candidates, g) >= 2]
-    if not quorate:
+    counted = [g for g in groups if quorate(g)]
+    if not counted:
         return None
     # Most identities wins; on a tie the group whose first result came first (stable max).
-    return max(quorate, key=lambda g: _identities(candidates, g))
+    return max(counted, key=lambda g: _identities(candidates, g))
 
 
 def _close_group(
-    candidates: Sequence[Candidate], relate: Callable[[int, int], Relation]
+    candidates: Sequence[Candidate],
+    relate: Callable[[int, int], Relation],
+    quorate: Callable[[Sequence[int]], bool],
 ) -> list[int] | None:
     """Computations that agree within tolerance from different device classes."""
     for i in range(len(candidates)):
         group = [i] + [j for j in range(len(candidates)) if j != i and relate(i, j) == "close"]
         devices = {candidates[k].device for k in group}
-        if _identities(candidates, group) >= 2 and len(devices) >= 2:
+        if quorate(group) and len(devices) >= 2:
             return sorted(group)
     return None

@@ -752,6 +752,12 @@ class Store:
         with self.session() as conn:
             return trust.held(conn, version, unit_index)
 
+    def trusted_at_work(self, trust_after: int, within_s: float, besides: Sequence[str]) -> bool:
+        """Whether a trusted volunteer not in `besides` had a worker seen in the last `within_s`."""
+        with self.session() as conn:
+            since = self.clock() - within_s
+            return trust.trusted_at_work(conn, trust_after, since, besides)
+
     def held_count(self) -> int:
         """Results held for verification right now."""
         with self.session() as conn:

@@ -100,6 +100,24 @@ def held(conn: Connection, version: int, unit_index: int) -> list[Candidate]:
     return [Candidate(r.result_id, r.identity, r.device) for r in rows]
 
 
+def trusted_at_work(
+    conn: Connection, trust_after: int, since: float, besides: Sequence[str]
+) -> bool:
+    """Whether a trusted volunteer (not quarantined, not in `besides`) had a worker seen since."""
+    seen = exists().where(workers.c.volunteer == trust.c.identity, workers.c.last_seen >= since)
+    found = conn.execute(
+        select(trust.c.identity)
+        .where(
+            trust.c.earned >= trust_after,
+            trust.c.quarantined_at.is_(None),
+            trust.c.identity.not_in(list(besides)),
+            seen,
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def held_count(conn: Connection) -> int:
     """Results held for verification right now."""
     return int(conn.execute(select(func.count()).select_from(held_results)).scalar_one())
