@@ -120,7 +120,8 @@ class Coordinator:
         self.store.take_over_checkpoints()
         self._closes_since_tidy = 1  # so the first idle pass tidies what an earlier run left
         # Results count only once the run's verification policy lets them (coordinator/verify).
-        self.verifier = Verifier(store, self._decode, lambda: self.settings)
+        self.verifier = Verifier(self.store, self._decode, lambda: self.settings, self._undo)
+        self._reloaded = False  # set when an undo rebuilt the state mid-pass (`step`)
         self._load()
 
     # State ----------------------------------------------------------------------------------
@@ -271,8 +272,11 @@ class Coordinator:
         results = self.store.new_results(VALIDATE_BATCH)
         current = [row.id for row in results if row.version == self.version]
         decoded = dict(zip(current, self._intake.decode_all(current), strict=True))
+        self._reloaded = False
         for row in results:
             self._validate(row, decoded.get(row.id))
+            if self._reloaded:  # a caught volunteer's work was undone: the rest is read anew
+                break
         self.verifier.poll(self.version)
         busy = busy or bool(results)
         if busy or time.monotonic() - self._advanced_at >= PARKED_CHECK_S:
@@ -299,6 +303,39 @@ class Coordinator:
             )
         self.store.beat()  # Superseded if another coordinator took over meanwhile
         self._beat_at = time.monotonic()
+
+    def _undo(self, identity: str, reached: list[tuple[int, int]]) -> None:
+        """Take a caught volunteer's unchecked results out of the run: go back to the version
+        before the oldest of them reached and replay, or, when all of them are in the open
+        version, compute those units again. Either way the run goes on as if the volunteer's
+        unchecked work had never been done (bitwise, as long as that version is kept)."""
+        oldest = reached[0][0]
+        why = f"{identity} was caught; {len(reached)} of its results had counted unchecked"
+        if oldest >= self.version:
+            for _, result_id in reached:
+                self.store.withdraw_result(result_id, why)
+        else:
+            kept = [v for v in rollback.full_states(self.store) if oldest <= v < self.version]
+            target = oldest if oldest in kept else min(kept, default=None)
+            if target is None:
+                self.store.add_event(
+                    "undo_failed",
+                    f"{why}, from version {oldest} on, but no version since is kept to go back "
+                    "to: its results stay in the run (raise keep_versions to cover spot-checks)",
+                    version=self.version,
+                )
+            else:
+                if target != oldest:
+                    self.store.add_event(
+                        "undo_partial",
+                        f"{why}, from version {oldest} on, but the oldest version kept since is "
+                        f"{target}: what it gave before that stays in the run",
+                        version=self.version,
+                    )
+                rollback.roll_back(self.store, target, why)
+        self.store.forget_unchecked(identity)
+        self._load_run()
+        self._reloaded = True
 
     def _validate(
         self, row: ResultRow, outcome: Decoded | PayloadError | DamagedData | None

@@ -41,10 +41,19 @@ Decode = Callable[[bytes], dict[str, torch.Tensor]]
 class Verifier:
     """Applies the run's verification policy to valid results; state lives in the database."""
 
-    def __init__(self, store: Store, decode: Decode, settings: Callable[[], RunSettings]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        decode: Decode,
+        settings: Callable[[], RunSettings],
+        undo: Callable[[str, list[tuple[int, int]]], None],
+    ) -> None:
         self.store = store
         self._decode = decode
         self._settings = settings
+        # Called with a caught volunteer and the (version, result) of its results that counted
+        # unchecked: the coordinator takes them out of the run (`Coordinator._undo`).
+        self._undo = undo
         self._random = secrets.SystemRandom()  # spot-checks a volunteer cannot predict
         self.poll_every_s = POLL_EVERY_S
         self._polled_at = 0.0
@@ -72,7 +81,10 @@ class Verifier:
             return False
         held = self.store.held_results(row.version, row.unit_index)
         if not held and not policy.needs_second(record, self._random.random()):
-            return False  # a trusted volunteer, not picked for a spot-check: counts at once
+            # A trusted volunteer, not picked for a spot-check: counts at once, and is
+            # remembered in case the volunteer is caught later.
+            self.store.count_unchecked(row, identity)
+            return False
         self.store.hold_result(row)
         self._settle(row.version, row.unit_index, {row.id: grads})
         return True
@@ -128,8 +140,13 @@ class Verifier:
         accepted = grads[settlement.accepted]
         reasons = _reasons(candidates, settlement, grads, accepted, precision)
         self.store.settle_unit(candidates, settlement, reasons)
+        caught = {c.identity for c in candidates if c.result_id in settlement.caught}
         for result_id in settlement.caught:
             log.warning("result %d of unit %d: %s", result_id, unit_index, reasons[result_id])
+        for identity in sorted(caught):
+            reached = self.store.unchecked(identity)
+            if reached:  # a trusted volunteer caught: what it gave unchecked is taken back
+                self._undo(identity, reached)
 
     def _trusted(self, identity: str, trust_after: int) -> bool:
         record = self.store.trust_record(identity)

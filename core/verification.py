@@ -94,8 +94,8 @@ class Quorum:
 class Adaptive:
     """New volunteers are confirmed until `trust_after` of their units were; then spot-checked.
 
-    A trusted volunteer's unchecked results count at once; one caught is quarantined, but the
-    unchecked results it had already given stay in the run (rollback is not implemented).
+    A trusted volunteer's unchecked results count at once; when it is caught, the run goes
+    back to before the oldest of them and replays deterministically (`Coordinator._undo`).
     """
 
     trust_after: int  # confirmed units a volunteer needs before its results count unchecked

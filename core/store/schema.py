@@ -118,7 +118,7 @@ workers = Table(
     Column("images", BigInteger, nullable=False, server_default=text("0")),
     Column("compute_s", Double, nullable=False, server_default=text("0")),
     Column("rejected", Integer, nullable=False, server_default=text("0")),
-    # Trust (migration 0006): the volunteer identity the worker acts for (its login role on
+    # Trust (migration 0011): the volunteer identity the worker acts for (its login role on
     # PostgreSQL, its name otherwise) and its results another volunteer's computation confirmed.
     Column("volunteer", String(200), nullable=True),
     Column("verified", Integer, nullable=False, server_default=text("0")),
@@ -239,6 +239,16 @@ held_results = Table(
     Column("identity", String(200), nullable=False),
     Column("device", String(200), nullable=False),
     Index("ix_held_results_version_unit_index", "version", "unit_index"),
+)
+
+# Results that counted without a second computation (a trusted volunteer's, not picked for a
+# spot-check): if that volunteer is caught later, the run goes back to before the oldest of them.
+unchecked_results = Table(
+    "unchecked_results",
+    metadata,
+    Column("result_id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+    Column("identity", String(200), nullable=False, index=True),
 )
 
 metrics = Table(

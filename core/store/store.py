@@ -771,6 +771,22 @@ class Store:
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
             trust.apply(conn, candidates, settlement, reasons, self.clock(), settings.max_attempts)
 
+    def count_unchecked(self, row: ResultRow, identity: str) -> None:
+        """Record that a result counts without a second computation (its volunteer is trusted
+        and was not picked for a spot-check)."""
+        with self.session() as conn:
+            trust.count_unchecked(conn, row.id, row.version, identity)
+
+    def unchecked(self, identity: str) -> list[tuple[int, int]]:
+        """(version, result_id) of the identity's results that counted unchecked, oldest first."""
+        with self.session() as conn:
+            return trust.unchecked(conn, identity)
+
+    def forget_unchecked(self, identity: str) -> None:
+        """Drop the identity's unchecked record (what it reached was undone)."""
+        with self.session() as conn:
+            trust.forget_unchecked(conn, identity)
+
     def quarantine(self, identity: str, reason: str) -> bool:
         """Stop counting anything of a volunteer; False if it already was quarantined."""
         with self.session() as conn:

@@ -13,7 +13,14 @@ from sqlalchemy import Connection, delete, exists, func, insert, select, update
 from core.store.errors import StoreError
 from core.store.notify import announce_work
 from core.store.queue import add_event, return_copy
-from core.store.schema import held_results, results, trust, work_units, workers
+from core.store.schema import (
+    held_results,
+    results,
+    trust,
+    unchecked_results,
+    work_units,
+    workers,
+)
 from core.store.verdicts import Outcome, resolve
 from core.verification import Candidate, Settlement, TrustRecord
 
@@ -280,6 +287,28 @@ def trust_rows(conn: Connection) -> list[TrustRow]:
             )
         )
     return out
+
+
+def count_unchecked(conn: Connection, result_id: int, version: int, identity: str) -> None:
+    """Record that a result counted without a second computation (a trusted volunteer's)."""
+    conn.execute(
+        insert(unchecked_results).values(result_id=result_id, version=version, identity=identity)
+    )
+
+
+def unchecked(conn: Connection, identity: str) -> list[tuple[int, int]]:
+    """(version, result_id) of the identity's results that counted unchecked, oldest first."""
+    rows = conn.execute(
+        select(unchecked_results.c.version, unchecked_results.c.result_id)
+        .where(unchecked_results.c.identity == identity)
+        .order_by(unchecked_results.c.version, unchecked_results.c.result_id)
+    ).all()
+    return [(int(r.version), int(r.result_id)) for r in rows]
+
+
+def forget_unchecked(conn: Connection, identity: str) -> None:
+    """Drop the identity's unchecked record once what it reached was undone."""
+    conn.execute(delete(unchecked_results).where(unchecked_results.c.identity == identity))
 
 
 def forget_version(conn: Connection, versions: Iterable[int]) -> None:

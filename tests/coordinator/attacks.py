@@ -95,17 +95,26 @@ class Cheater(LocalWorker):
     """A LocalWorker that submits `attack(honest computation)` instead of the honest result."""
 
     def __init__(
-        self, run: object, store: Store, name: str, attack: str, owner: Store | None = None
+        self,
+        run: object,
+        store: Store,
+        name: str,
+        attack: str,
+        owner: Store | None = None,
+        *,
+        honest_first: int = 0,
     ) -> None:
         super().__init__(run, store, name)  # type: ignore[arg-type]
         self.attack = ATTACKS[attack]
+        self.honest_first = honest_first  # results computed honestly first (to earn trust)
         self.owner = owner or store  # whose reads stand in for a leak (`copier`)
         self.submitted = 0
         self.cheated = 0  # results that differ from the honest computation
 
     def submit_honest(self, lease: Lease, *, claimed_samples: int | None = None) -> int:
         honest = self.gradients(lease)
-        bad = self.attack(self, lease, honest)
+        turned = self.submitted >= self.honest_first
+        bad = self.attack(self, lease, honest) if turned else honest.grads
         precision = self.run.settings.precision
         payload = bad if isinstance(bad, bytes) else encode_payload(bad, precision)
         self.submitted += 1

@@ -9,6 +9,7 @@ first two results, and no honest volunteer is ever quarantined or outvoted.
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from tests.coordinator.harness import (
 from tests.coordinator.simulate import LocalWorker
 
 VERSIONS = 3  # 9 units, each computed at least twice
+VERSIONS_LATER = 10  # long enough for a volunteer to earn trust, turn and be caught
 
 
 @pytest.fixture(autouse=True)
@@ -157,3 +159,29 @@ def test_a_quarantined_volunteer_is_refused_on_every_path(tmp_path: Path) -> Non
         other.work_one()
     coordinator.step()
     assert store.held_count() == 0
+
+
+def test_a_trusted_volunteer_caught_later_is_undone_by_going_back(tmp_path: Path) -> None:
+    """Mallory earns trust honestly, then cheats: its unchecked results counted until a
+    spot-check caught it; the run goes back to before the oldest of them and replays."""
+    run = make_tiny_run(
+        tmp_path, verification="adaptive", trust_after=2, spot_check=0.3, keep_versions=20
+    )
+    store = run.store()
+    coordinator = Coordinator(store)
+    coordinator.verifier._random = random.Random(7)  # type: ignore[assignment]  # spot-checks
+    workers = [LocalWorker(run, store, name) for name in ("ada", "bob", "carol")]
+    mallory = Cheater(run, store, "mallory", "scaled_and_flipped", honest_first=8)
+    drive(coordinator, [workers[0], mallory, workers[1], workers[2]], VERSIONS_LATER, passes=3000)
+
+    assert_bitwise_equal(
+        published_params(store, VERSIONS_LATER), reference_params(run, VERSIONS_LATER)
+    )
+    events = store.events(1000)
+    assert [e for e in events if e.kind == "quarantined"], "mallory was never caught"
+    assert [e for e in events if e.kind == "rollback" and "mallory" in e.message], (
+        "no result of mallory counted unchecked before it was caught: the test proves nothing"
+    )
+    trust = {row.record.identity: row.record for row in store.trust_rows()}
+    assert trust["mallory"].quarantined
+    assert not any(trust[n].quarantined for n in ("ada", "bob", "carol"))

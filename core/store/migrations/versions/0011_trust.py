@@ -8,8 +8,8 @@ Create Date: 2026-12-05
 PostgreSQL (set by a trigger when `volunteer.register` records the role), its own name for
 workers of the owner's login and on SQLite. `workers.verified` counts its results another
 volunteer's computation confirmed. `trust` keeps each identity's record (confirmed units,
-quarantine) and `held_results` the valid results that wait for a second computation
-(core/verification.py).
+quarantine), `held_results` the valid results that wait for a second computation
+(core/verification.py) and `unchecked_results` those that counted without one.
 
 On PostgreSQL `volunteer._claim_pending` now refuses a quarantined volunteer and never hands a
 volunteer a copy of a unit its identity already computes or computed, so a result is always
@@ -169,10 +169,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("result_id", name=op.f("pk_held_results")),
     )
     op.create_index("ix_held_results_version_unit_index", "held_results", ["version", "unit_index"])
+    op.create_table(
+        "unchecked_results",
+        sa.Column("result_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("identity", sa.String(200), nullable=False),
+        sa.PrimaryKeyConstraint("result_id", name=op.f("pk_unchecked_results")),
+    )
+    op.create_index("ix_unchecked_results_identity", "unchecked_results", ["identity"])
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
-    bind.exec_driver_sql("REVOKE ALL ON trust, held_results FROM PUBLIC")
+    bind.exec_driver_sql("REVOKE ALL ON trust, held_results, unchecked_results FROM PUBLIC")
     if bind.execute(sa.text("SELECT to_regnamespace('volunteer') IS NULL")).scalar_one():
         return
     t, g = _quote(_config(bind, "tables_schema")), _quote(_config(bind, "group_role"))
@@ -195,9 +203,11 @@ def downgrade() -> None:
         t, g = _quote(_config(bind, "tables_schema")), _quote(_config(bind, "group_role"))
         bind.exec_driver_sql(DOWNGRADE.replace("@T", t), execution_options={"no_parameters": True})
         bind.exec_driver_sql(f"GRANT SELECT ON volunteer.workers, volunteer.leaderboard TO {g}")
+    op.drop_index("ix_unchecked_results_identity", table_name="unchecked_results")
+    op.drop_table("unchecked_results")
     op.drop_index("ix_held_results_version_unit_index", table_name="held_results")
     op.drop_table("held_results")
     op.drop_table("trust")
-    with op.batch_alter_table("workers") as batch:
-        batch.drop_column("verified")
-        batch.drop_column("volunteer")
+    # Plain DROP COLUMN (SQLite >= 3.35): a batch copy of workers would break its references.
+    op.drop_column("workers", "verified")
+    op.drop_column("workers", "volunteer")
