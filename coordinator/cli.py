@@ -329,6 +329,21 @@ def _status(args: argparse.Namespace) -> int:
                 f"{offender['last_why']}; to lock them out: {offender['revoke']}",
             )
         )
+    verification = status["verification"]
+    lines.append(("verification", str(verification["text"])))
+    if verification["policy"] != "off":
+        lines.append(
+            (
+                "verified results",
+                f"{verification['verified_results']} confirmed by a second volunteer, "
+                f"{verification['held_results']} waiting for one; "
+                f"{verification['trusted_volunteers']} volunteer(s) trusted",
+            )
+        )
+    for caught in verification["quarantined"]:
+        lines.append(
+            (f"QUARANTINED: {caught['identity']}", f"{caught['reason']}; {caught['remedy']}")
+        )
     alert = status["alert"]
     if alert:
         lines.append(("PROBLEM", f"{alert['message']}; {alert['remedy']}"))

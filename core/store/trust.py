@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, delete, exists, func, insert, select, text, update
 
 from core.store.errors import StoreError
 from core.store.notify import announce_work
@@ -40,6 +40,7 @@ class TrustRow:
     record: TrustRecord
     workers: tuple[str, ...]  # names of the workers acting for it
     quarantined_at: float | None
+    remedy: str = ""  # what the owner can do about it once quarantined (`lock_out_hint`)
 
 
 def identity_of(conn: Connection, worker_id: int) -> tuple[str, str]:
@@ -263,11 +264,32 @@ def quarantine(conn: Connection, identity: str, reason: str, now: float, max_att
         conn,
         now,
         "quarantined",
-        f"volunteer {identity} quarantined: {reason}. Nothing more of it counts; lock it out "
-        f"with: ganfriends-coordinator revoke {identity}",
+        f"volunteer {identity} quarantined: {reason}. Nothing more of it counts; "
+        f"{lock_out_hint(conn, identity)}",
     )
     announce_work(conn)
     return True
+
+
+def lock_out_hint(conn: Connection, identity: str) -> str:
+    """How the owner locks a quarantined identity out: `revoke` for a volunteer login."""
+    invited = (
+        conn.dialect.name == "postgresql"
+        and conn.execute(
+            text("SELECT to_regclass('volunteer.volunteers') IS NOT NULL")
+        ).scalar_one()
+    )
+    if invited:
+        name = conn.execute(
+            text("SELECT name FROM volunteer.volunteers WHERE role_name = :role"),
+            {"role": identity},
+        ).scalar()
+        if name is not None:
+            return f"lock it out with: ganfriends-coordinator revoke {name}"
+    return (
+        f"its workers log in as the run's owner: stop the computers running {identity!r} "
+        "(or give them their own volunteer login with `invite`)"
+    )
 
 
 def trust_rows(conn: Connection) -> list[TrustRow]:
@@ -284,6 +306,9 @@ def trust_rows(conn: Connection) -> list[TrustRow]:
                 record=TrustRecord(identity) if row is None else _record(row),
                 workers=tuple(names.get(identity, ())),
                 quarantined_at=None if row is None else row.quarantined_at,
+                remedy=lock_out_hint(conn, identity)
+                if row is not None and row.quarantined_at
+                else "",
             )
         )
     return out

@@ -78,7 +78,7 @@ def test_an_attacked_run_ends_bitwise_equal_to_the_honest_run(tmp_path: Path, at
         assert 1 <= cheater.cheated <= 2, f"{cheater.cheated} bad results before quarantine"
         assert mallory.verified == cheater.submitted - cheater.cheated  # its honest ones only
         events = [e for e in store.events(1000) if e.kind == "quarantined"]
-        assert len(events) == 1 and "revoke mallory" in events[0].message
+        assert len(events) == 1 and "stop the computers running 'mallory'" in events[0].message
         with pytest.raises(Quarantined):
             store.claim(cheater.id)
     elif attack == "within_tolerance":  # outvoted by a bitwise pair, never counted

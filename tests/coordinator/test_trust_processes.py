@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from coordinator import admin
 from coordinator.loop import Coordinator
 from core.invite import encode_invite
 from core.store import Store
@@ -55,7 +56,7 @@ def serve(store: Store, procs: list[subprocess.Popen[bytes]]) -> Coordinator:
     return coordinator
 
 
-def check(store: Store, run: TinyRun, cheater: str, honest: list[str]) -> None:
+def check(store: Store, run: TinyRun, cheater: str, honest: list[str], remedy: str) -> None:
     assert_bitwise_equal(published_params(store, VERSIONS), reference_params(run, VERSIONS))
     records = {row.record.identity: row for row in store.trust_rows()}
     caught = records[cheater].record
@@ -64,7 +65,13 @@ def check(store: Store, run: TinyRun, cheater: str, honest: list[str]) -> None:
         assert not records[name].record.quarantined, records[name]
         assert records[name].record.outvoted == 0
     events = [e for e in store.events(1000) if e.kind == "quarantined"]
-    assert len(events) == 1 and f"revoke {cheater}" in events[0].message
+    assert len(events) == 1 and remedy in events[0].message, events[0].message
+    shown = admin.run_status(store)["verification"]
+    assert [q["identity"] for q in shown["quarantined"]] == [cheater]
+    assert shown["quarantined"][0]["remedy"] in events[0].message
+    table = {w["volunteer"]: w for w in admin.worker_table(store)}
+    assert table[cheater]["trust"].startswith("quarantined: ")
+    assert all(table[name]["verified"] > 0 for name in honest)
 
 
 def test_hostile_worker_process_on_sqlite(tmp_path: Path) -> None:
@@ -75,7 +82,7 @@ def test_hostile_worker_process_on_sqlite(tmp_path: Path) -> None:
     store = run.store()
     try:
         serve(store, procs)
-        check(store, run, "mallory", ["ada", "bob"])
+        check(store, run, "mallory", ["ada", "bob"], "stop the computers running 'mallory'")
     finally:
         stop_processes(procs)
         store.dispose()
@@ -96,6 +103,15 @@ def test_hostile_volunteer_process_on_postgresql(owned_db: OwnedDatabase, tmp_pa
     ]
     try:
         serve(owner, procs)
-        check(owner, run, role["mallory"], [role["fay"], role["gus"]])
+        check(
+            owner,
+            run,
+            role["mallory"],
+            [role["fay"], role["gus"]],
+            "lock it out with: ganfriends-coordinator revoke mallory",
+        )
+        shown = {v["name"]: v for v in admin.volunteer_table(owner)}
+        assert shown["mallory"]["trust"].startswith("quarantined: ")
+        assert shown["fay"]["verified"] > 0 and shown["fay"]["trust"].startswith("new (")
     finally:
         stop_processes(procs)
