@@ -9,8 +9,8 @@ cheaters first send M honest results (to earn trust, if M is large enough) and c
 What is real: the coordinator (validation, verification, quarantine, rollback), the SQLite
 database, the bytes of every payload, each volunteer's computation (the real unit math on the
 tiny model). What is simulated: the volunteers are objects in this process taking turns
-(`LocalWorker`), not machines; the spot-check draws come from a seeded generator so a run can
-be repeated. Compute is counted in unit computations (every unit of the tiny model costs the
+(`LocalWorker`), not machines, in a shuffled order each turn; the spot-check draws and the
+order come from seeded generators, so a run can be repeated. Compute is counted in unit computations (every unit of the tiny model costs the
 same), so the shares below do not depend on this machine.
 
 Printed per attack:
@@ -77,10 +77,8 @@ def run_attack(args: argparse.Namespace, attack: str, workdir: Path) -> Outcome:
         Cheater(run, store, f"cheater{i}", attack, honest_first=args.turn_after)
         for i in range(args.cheaters)
     ]
-    # Cheaters interleaved with honest volunteers, so both compute first and second copies.
-    everyone: list[LocalWorker] = []
-    for i in range(max(len(honest), len(cheaters))):
-        everyone += [*honest[i : i + 1], *cheaters[i : i + 1]]
+    everyone: list[LocalWorker] = [*honest, *cheaters]
+    turns = random.Random(args.seed + 1)  # who asks for work first, as machines race
     computations = computations_at_trust = 0
     counted_at_trust = 0
     trusted_at: int | None = None
@@ -91,6 +89,7 @@ def run_attack(args: argparse.Namespace, attack: str, workdir: Path) -> Outcome:
         passes += 1
         if passes > MAX_PASSES_PER_VERSION * args.versions:
             raise RuntimeError(f"{attack}: stuck at version {coordinator.version}")
+        turns.shuffle(everyone)
         for worker in everyone:
             with contextlib.suppress(Quarantined):
                 if worker.work_one() is not None:

@@ -737,6 +737,11 @@ class Store:
         with self.session() as conn:
             return trust.record(conn, identity)
 
+    def trust_records(self) -> list[TrustRecord]:
+        """The verification records this login may read (a volunteer login: only its own)."""
+        with self.session() as conn:
+            return trust.records(conn)
+
     def trust_rows(self) -> list[trust.TrustRow]:
         """Every volunteer identity with its record and workers (owner only)."""
         with self.session() as conn:

@@ -271,6 +271,11 @@ def quarantine(conn: Connection, identity: str, reason: str, now: float, max_att
     return True
 
 
+def records(conn: Connection) -> list[TrustRecord]:
+    """Every identity's record this login may read (a volunteer login: its own, if any)."""
+    return [_record(row) for row in conn.execute(select(trust).order_by(trust.c.identity))]
+
+
 def lock_out_hint(conn: Connection, identity: str) -> str:
     """How the owner locks a quarantined identity out: `revoke` for a volunteer login."""
     invited = (
