@@ -185,3 +185,26 @@ def test_a_trusted_volunteer_caught_later_is_undone_by_going_back(tmp_path: Path
     trust = {row.record.identity: row.record for row in store.trust_rows()}
     assert trust["mallory"].quarantined
     assert not any(trust[n].quarantined for n in ("ada", "bob", "carol"))
+
+
+def test_two_colluding_volunteers_cannot_confirm_each_other_while_a_trusted_one_works(
+    tmp_path: Path,
+) -> None:
+    """Two new identities sending the same poisoned value: while a trusted volunteer is at
+    work a pair needs a trusted member to count, so the colluders' agreement counts for
+    nothing and both are caught by the trusted computations (the threshold: colluders are
+    outvoted as long as trusted volunteers are at work; see docs/verification.md)."""
+    run = make_tiny_run(tmp_path, verification="adaptive", trust_after=2, spot_check=0.0)
+    store = run.store()
+    coordinator = Coordinator(store)
+    honest = [LocalWorker(run, store, name) for name in ("ada", "bob", "carol")]
+    drive(coordinator, honest, 3)
+    earned = {r.record.identity: r.record.earned for r in store.trust_rows()}
+    assert sum(e >= 2 for e in earned.values()) >= 2, earned  # trusted volunteers at work
+    colluders = [Cheater(run, store, name, "scaled_and_flipped") for name in ("mal", "vic")]
+    drive(coordinator, [colluders[0], colluders[1], *honest], 7)
+
+    assert_bitwise_equal(published_params(store, 7), reference_params(run, 7))
+    trust = {row.record.identity: row.record for row in store.trust_rows()}
+    assert trust["mal"].quarantined and trust["vic"].quarantined
+    assert not any(trust[n].quarantined for n in ("ada", "bob", "carol"))
