@@ -70,6 +70,7 @@ TIDY_AFTER_CLOSES = 2  # closes without an idle pass after which tidy runs anywa
 RECONNECT_INITIAL_S = 0.5  # first wait after the database was lost (then doubling, with jitter)
 RECONNECT_MAX_S = 15.0  # longest wait between attempts to reach a lost database
 PARKED_CHECK_S = 1.0  # idle passes look this often for units parked inside a worker's claim
+LIVE_SETTINGS_S = 1.0  # how stale the verification settings may be (`_settings_now`)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ class Coordinator:
         self.store.take_over_checkpoints()
         self._closes_since_tidy = 1  # so the first idle pass tidies what an earlier run left
         # Results count only once the run's verification policy lets them (coordinator/verify).
-        self.verifier = Verifier(self.store, self._decode, lambda: self.settings, self._undo)
+        self._live_settings: tuple[float, RunSettings] | None = None
+        self.verifier = Verifier(self.store, self._decode, self._settings_now, self._undo)
         self._reloaded = False  # set when an undo rebuilt the state mid-pass (`step`)
         self._load()
 
@@ -303,6 +305,14 @@ class Coordinator:
             )
         self.store.beat()  # Superseded if another coordinator took over meanwhile
         self._beat_at = time.monotonic()
+
+    def _settings_now(self) -> RunSettings:
+        """The run's settings as `set` left them, read at most once a second: the ones that do
+        not shape the trajectory (verification) act at once, not only from the next close."""
+        now = time.monotonic()
+        if self._live_settings is None or now - self._live_settings[0] >= LIVE_SETTINGS_S:
+            self._live_settings = (now, RunSettings.from_dict(self.store.get_run().settings))
+        return self._live_settings[1]
 
     def _undo(self, identity: str, reached: list[tuple[int, int]]) -> None:
         """Take a caught volunteer's unchecked results out of the run: go back to the version

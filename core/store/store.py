@@ -763,6 +763,11 @@ class Store:
             since = self.clock() - within_s
             return trust.trusted_at_work(conn, trust_after, since, besides)
 
+    def release_held(self) -> int:
+        """Let go of every held result (verification switched off); how many there were."""
+        with self.session() as conn:
+            return trust.release_held(conn)
+
     def held_count(self) -> int:
         """Results held for verification right now."""
         with self.session() as conn:

@@ -341,6 +341,11 @@ def forget_unchecked(conn: Connection, identity: str) -> None:
     conn.execute(delete(unchecked_results).where(unchecked_results.c.identity == identity))
 
 
+def release_held(conn: Connection) -> int:
+    """Let go of every held result: they are validated again like new ones (policy off)."""
+    return int(conn.execute(delete(held_results)).rowcount or 0)
+
+
 def forget_version(conn: Connection, versions: Iterable[int]) -> None:
     """Drop held results of closed versions (their results are gone)."""
     conn.execute(delete(held_results).where(held_results.c.version.in_(list(versions))))

@@ -111,6 +111,25 @@ def test_results_count_only_once_another_volunteer_agreed(tmp_path: Path) -> Non
     }
 
 
+def test_switching_verification_off_lets_held_results_count(tmp_path: Path) -> None:
+    """An owner who turns verification off mid-version (one worker left) is not left with a
+    version that waits for ever: the held results are judged as any result, at once."""
+    run = make_tiny_run(tmp_path, verification="quorum")
+    store = run.store()
+    coordinator = Coordinator(store)
+    coordinator.verifier.poll_every_s = 0.0
+    alone = LocalWorker(run, store, "alone")
+    for _ in range(3):
+        alone.work_one()
+        coordinator.step()
+    assert store.held_count() == 3 and coordinator.version == 0
+    store.update_settings({"verification": "off"})
+    coordinator._live_settings = None  # as a second later
+    drive(coordinator, [alone], 2)
+    assert store.held_count() == 0
+    assert_bitwise_equal(published_params(store, 2), reference_params(run, 2))
+
+
 def test_several_workers_of_one_volunteer_never_confirm_each_other(tmp_path: Path) -> None:
     run = make_tiny_run(tmp_path, verification="quorum")
     store = run.store()
