@@ -57,7 +57,6 @@ class Verifier:
         self._random = secrets.SystemRandom()  # spot-checks a volunteer cannot predict
         self.poll_every_s = POLL_EVERY_S
         self._polled_at = 0.0
-        self._undecided: set[tuple[int, int]] = set()
 
     @property
     def policy(self) -> Policy:
@@ -133,14 +132,14 @@ class Verifier:
 
         settlement = settle(candidates, relate, need_trusted=need_trusted)
         if settlement.accepted is None:
-            if settlement.undecided and (version, unit_index) not in self._undecided:
-                self._undecided.add((version, unit_index))
-                self.store.add_event(
-                    "undecided",
+            if settlement.undecided:
+                why = (
                     f"unit {unit_index}: {len(candidates)} volunteers computed it and no two "
-                    "agree; park it (park_unit) or wait for the version to be closed without it",
-                    version=version,
+                    "agree; parked, the version closes without it (several cheaters, or "
+                    "hardware outside the tolerance: see docs/verification.md)"
                 )
+                log.warning("version %d %s", version, why)
+                self.store.park_undecided(version, unit_index, why)
             return
         accepted = grads[settlement.accepted]
         reasons = _reasons(candidates, settlement, grads, accepted, precision)

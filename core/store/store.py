@@ -763,6 +763,11 @@ class Store:
             since = self.clock() - within_s
             return trust.trusted_at_work(conn, trust_after, since, besides)
 
+    def park_undecided(self, version: int, unit_index: int, why: str) -> None:
+        """Park a unit whose computations never agreed; its held results do not count."""
+        with self.session() as conn:
+            trust.park_undecided(conn, version, unit_index, why, self.clock())
+
     def release_held(self) -> int:
         """Let go of every held result (verification switched off); how many there were."""
         with self.session() as conn:

@@ -341,6 +341,33 @@ def forget_unchecked(conn: Connection, identity: str) -> None:
     conn.execute(delete(unchecked_results).where(unchecked_results.c.identity == identity))
 
 
+def park_undecided(conn: Connection, version: int, unit_index: int, why: str, now: float) -> None:
+    """Give up on a unit whose computations never agreed: its held results do not count (nobody
+    is blamed: who was right is unknown) and every copy is parked, so the version closes
+    without it."""
+    ids = list(
+        conn.execute(
+            select(held_results.c.result_id).where(
+                held_results.c.version == version, held_results.c.unit_index == unit_index
+            )
+        ).scalars()
+    )
+    conn.execute(delete(held_results).where(held_results.c.result_id.in_(ids)))
+    conn.execute(
+        update(results).where(results.c.id.in_(ids)).values(status="rejected", reason=why[:1000])
+    )
+    conn.execute(
+        update(work_units)
+        .where(
+            work_units.c.version == version,
+            work_units.c.unit_index == unit_index,
+            work_units.c.status != "cancelled",
+        )
+        .values(status="parked", lease_token=None, lease_expires_at=None)
+    )
+    add_event(conn, now, "parked", why, version=version)
+
+
 def release_held(conn: Connection) -> int:
     """Let go of every held result: they are validated again like new ones (policy off)."""
     return int(conn.execute(delete(held_results)).rowcount or 0)

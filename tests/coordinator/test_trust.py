@@ -130,6 +130,19 @@ def test_switching_verification_off_lets_held_results_count(tmp_path: Path) -> N
     assert_bitwise_equal(published_params(store, 2), reference_params(run, 2))
 
 
+def test_a_unit_no_two_volunteers_agree_on_is_parked_not_waited_for(tmp_path: Path) -> None:
+    run = make_tiny_run(tmp_path, verification="quorum")
+    store = run.store()
+    coordinator = Coordinator(store)
+    attacks = ("scaled", "sign_flipped", "zeros", "swapped_labels", "scaled_and_flipped")
+    cheaters = [Cheater(run, store, f"c{i}", attack) for i, attack in enumerate(attacks)]
+    drive(coordinator, cheaters, 1)  # closes, without the units nobody agreed on
+    parked = [e for e in store.events(1000) if e.kind == "parked"]
+    assert len(parked) == 3 and all("no two agree" in e.message for e in parked)
+    assert store.held_count() == 0
+    assert not any(r.record.quarantined for r in store.trust_rows())  # nobody is blamed
+
+
 def test_several_workers_of_one_volunteer_never_confirm_each_other(tmp_path: Path) -> None:
     run = make_tiny_run(tmp_path, verification="quorum")
     store = run.store()
