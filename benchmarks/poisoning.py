@@ -19,7 +19,9 @@ Printed per attack:
   over the whole run and over the versions after every honest volunteer was trusted,
 - |Δw| max: the largest absolute difference of the final weights to the honest run (0 = equal),
 - false +: honest volunteers quarantined or outvoted,
-- replayed: versions computed again after a trusted cheater was caught (rollback).
+- replayed: versions computed again after a trusted cheater was caught (rollback),
+- latency: rounds (every volunteer asks for one unit) per version, ÷ the same run with
+  verification off and nobody cheating (measured first, in the same process).
 
     .venv/bin/python -m benchmarks.poisoning [--volunteers 6] [--cheaters 1] [--versions 24]
         [--attack sign_flipped,zeros] [--turn-after 0] [--policy adaptive]
@@ -55,6 +57,7 @@ class Outcome:
     max_diff: float
     false_positives: int
     replayed: int  # versions gone back over (rollback after a trusted cheater was caught)
+    rounds_per_version: float  # rounds (every volunteer one turn) per published version
     seconds: float
 
 
@@ -132,6 +135,7 @@ def run_attack(args: argparse.Namespace, attack: str, workdir: Path) -> Outcome:
         max_diff,
         false_positives,
         replayed,
+        passes / args.versions,
         time.perf_counter() - started,
     )
 
@@ -157,9 +161,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{args.units} units; policy {args.policy} (trust after {args.trust_after}, spot-check "
         f"{args.spot_check:.0%}); cheaters honest for their first {args.turn_after} results"
     )
+    baseline = run_attack(
+        argparse.Namespace(**{**vars(args), "policy": "off", "cheaters": 0}),
+        "none",
+        Path(tempfile.mkdtemp(prefix="poisoning_")),
+    )
+    print(
+        f"baseline (verification off, nobody cheating): {baseline.rounds_per_version:.2f} rounds "
+        "per version (a round: every volunteer asks for one unit); 'latency' below is rounds per "
+        "version ÷ this"
+    )
     header = (
         f"{'attack':<20} {'caught after':>12} {'overhead':>9} {'once trusted':>12} "
-        f"{'|Δw| max':>9} {'false +':>7} {'replayed':>8} {'s':>5}"
+        f"{'|Δw| max':>9} {'false +':>7} {'replayed':>8} {'latency':>7} {'s':>5}"
     )
     print(header)
     for attack in args.attack.split(","):
@@ -169,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         trusted = "—" if o.overhead_trusted is None else f"{o.overhead_trusted:.1%}"
         print(
             f"{o.attack:<20} {caught:>12} {o.overhead:>9.1%} {trusted:>12} "
-            f"{o.max_diff:>9.2g} {o.false_positives:>7} {o.replayed:>8} {o.seconds:>5.0f}",
+            f"{o.max_diff:>9.2g} {o.false_positives:>7} {o.replayed:>8} "
+            f"{o.rounds_per_version / baseline.rounds_per_version:>7.2f} {o.seconds:>5.0f}",
             flush=True,
         )
 
