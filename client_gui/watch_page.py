@@ -56,6 +56,11 @@ class WatchPage(QWidget):
         form.addRow("Compute time:", self.compute_label)
         self.share_title = QLabel("Share of the last hour:")
         form.addRow(self.share_title, self.share_label)
+        # Verification: confirmed by another volunteer, or why the results do not count.
+        self.verified_label = QLabel("")
+        self.verified_label.setWordWrap(True)
+        self.verified_label.hide()
+        form.addRow(self.verified_label)
         self.leaderboard = LeaderboardModel()
         self.leaderboard_view = QTableView()
         self.leaderboard_view.setModel(self.leaderboard)
@@ -131,6 +136,11 @@ class WatchPage(QWidget):
             else f"Share since {time.strftime('%H:%M', time.localtime(mine.share_since))}:"
         )
         self.leaderboard.set_rows(board)
+        self.verified_label.setVisible(mine.standing is not None)
+        self.verified_label.setText(mine.standing or "")
+        self.verified_label.setAccessibleName(mine.standing or "")
+        self.verified_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.verified_label.setStyleSheet("font-weight: bold;" if mine.refused else "")
 
     def clear(self) -> None:
         self.plots.clear()
@@ -139,3 +149,4 @@ class WatchPage(QWidget):
         self.run_line.setText("Not connected to a run yet.")
         for label in (self.units_label, self.images_label, self.compute_label, self.share_label):
             label.setText("—")
+        self.verified_label.hide()

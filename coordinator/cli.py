@@ -16,7 +16,7 @@ from PIL import ImageColor
 
 from coordinator import admin, volunteers
 from coordinator.runs import RunPlan, check_dataset, create_run, read_config
-from core.config import SettingsError
+from core.config import RunSettings, SettingsError
 from core.data import DatasetError, IngestReport
 from core.invite import SSLMODES, InviteError, encode_invite
 from core.logs import configure_logging
@@ -329,6 +329,21 @@ def _status(args: argparse.Namespace) -> int:
                 f"{offender['last_why']}; to lock them out: {offender['revoke']}",
             )
         )
+    verification = status["verification"]
+    lines.append(("verification", str(verification["text"])))
+    if verification["policy"] != "off":
+        lines.append(
+            (
+                "verified results",
+                f"{verification['verified_results']} confirmed by a second volunteer, "
+                f"{verification['held_results']} waiting for one; "
+                f"{verification['trusted_volunteers']} volunteer(s) trusted",
+            )
+        )
+    for caught in verification["quarantined"]:
+        lines.append(
+            (f"QUARANTINED: {caught['identity']}", f"{caught['reason']}; {caught['remedy']}")
+        )
     alert = status["alert"]
     if alert:
         lines.append(("PROBLEM", f"{alert['message']}; {alert['remedy']}"))
@@ -408,6 +423,7 @@ def _invite(args: argparse.Namespace) -> int:
             connections=args.connections,
         )
         hardening = volunteers.missing_hardening(store)
+        verification = RunSettings.from_dict(store.get_run().settings).verification
     finally:
         store.dispose()
     until = f", valid for {args.expires:g} days" if args.expires else ""
@@ -426,6 +442,14 @@ def _invite(args: argparse.Namespace) -> int:
         print(
             "note: volunteers can still create large objects or write unlimited temporary "
             f"files in this database; as a superuser, connect to it and run: {hardening}",
+            file=sys.stderr,
+        )
+    if verification == "off":
+        print(
+            "note: this run counts every valid result unchecked (verification=off), so a "
+            "volunteer who cheats changes the run; to have new volunteers' results confirmed "
+            "by another volunteer first: ganfriends-coordinator set verification=adaptive "
+            "(docs/verification.md)",
             file=sys.stderr,
         )
     print(encode_invite(invite))
