@@ -5,7 +5,8 @@ the npm package `emoji-datasource-google` 16.0.0 (`img/google/64/`). Each image 
 onto white at 64×64 (the transparent pixels' hidden colour never shows), then reduced to 32×32
 with Lanczos, and stored as an RGB PNG in a zip with fixed timestamps, so the same source and
 Pillow version give the same bytes. The 1,880 skin-tone variants (the same picture in five more
-skin colours) are left out: each picture once, half the bytes.
+skin colours) are left out, and a picture shared by several code points is stored once: each
+picture once, half the bytes.
 
     python assets/build_emoji_set.py /path/to/noto-emoji-64.zip
 """
@@ -53,12 +54,18 @@ def _wanted(name: str) -> bool:
 def build(source: Path, out: Path) -> int:
     with zipfile.ZipFile(source) as archive:
         names = sorted(n for n in archive.namelist() if _wanted(PurePosixPath(n).name))
+        seen: set[bytes] = set()  # pictures shared by several code points are kept once
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
             for name in names:
+                small = convert(archive.read(name))
+                digest = hashlib.sha256(small).digest()
+                if digest in seen:
+                    continue
+                seen.add(digest)
                 info = zipfile.ZipInfo(f"emoji/{PurePosixPath(name).name}", ZIP_TIME)
                 info.external_attr = 0o644 << 16
-                target.writestr(info, convert(archive.read(name)))
-    return len(names)
+                target.writestr(info, small)
+    return len(seen)
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ from core.data import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-EMOJI_IMAGES = 1906  # Noto emoji without skin-tone variants
+EMOJI_IMAGES = 1892  # Noto emoji without skin-tone variants, each picture once
 
 
 def build_script() -> ModuleType:
