@@ -28,6 +28,8 @@ PRESETS = {  # `init --preset NAME`: one line each for `init --help`
     "demo": "the model and settings of `ganfriends-coordinator demo` (synthetic:10000 images)",
 }
 EXIT_RUN_HELD = 3  # another coordinator serves the run (refused at start, or taken over)
+# coordinator.demo.DEMO_DATASETS's names, here so that the parser does not import the demo
+DEMO_DATASET_NAMES = ["emoji", "synthetic"]
 
 
 class UsageError(Exception):
@@ -72,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fresh", action="store_true", help="start a new demo run instead of resuming the last one"
     )
+    p.add_argument(
+        "--dataset",
+        choices=DEMO_DATASET_NAMES,
+        help="images of a new demo run: emoji (the Noto emoji, 32×32) or synthetic (shapes; "
+        "default synthetic)",
+    )
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser(
@@ -86,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(p)
     p.add_argument(
         "--dataset",
-        help="image folder, .zip of images, or synthetic[:N] (default synthetic; with "
-        "--preset demo, the demo's synthetic:10000)",
+        help="image folder, .zip of images, emoji (the Noto emoji shipped at 32×32) or "
+        "synthetic[:N] (default synthetic; with --preset demo, the demo's synthetic:10000)",
     )
     p.add_argument(
         "--config",
@@ -227,10 +235,10 @@ def _init(args: argparse.Namespace) -> int:
     dataset = args.dataset
     base = None
     if args.preset == "demo":
-        from coordinator.demo import DEMO_DATASET, DEMO_MODEL, DEMO_SETTINGS
+        from coordinator.demo import DEMO_DATASET, DEMO_DATASETS, DEMO_MODEL, DEMO_SETTINGS
 
         base = (DEMO_MODEL, DEMO_SETTINGS)
-        dataset = dataset or f"{DEMO_DATASET[0]}:{DEMO_DATASET[1]}"
+        dataset = dataset or DEMO_DATASETS[DEMO_DATASET]
     model, settings = read_config(args.config, base)
     dataset_spec = check_dataset(dataset or "synthetic")
     plan = RunPlan(args.name, model, settings, dataset_spec, _colour(args.background))
@@ -535,7 +543,9 @@ def _demo(args: argparse.Namespace) -> int:
     if args.rounds is not None and args.rounds < 1:
         raise UsageError("--rounds must be at least 1")
     minutes = args.minutes if args.minutes is not None or args.rounds is not None else 5.0
-    return run_demo(DemoOptions(args.workers, minutes, args.rounds, args.out, args.fresh))
+    return run_demo(
+        DemoOptions(args.workers, minutes, args.rounds, args.out, args.fresh, args.dataset)
+    )
 
 
 if __name__ == "__main__":
