@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from core.config import RunSettings
 from core.store import (
     EventRow,
     MetricsRow,
@@ -139,6 +140,9 @@ class RunSummary:
     active_volunteers: int | None  # None when the workers cannot be read
     versions_per_hour: float | None  # None until two versions closed within the last hour
     problem: str | None = None  # what keeps the run from going on (the coordinator's alert)
+    # Active workers beyond the run's units per version: they wait for every next version.
+    waiting: int = 0
+    units_per_version: int | None = None
 
 
 def summarize_run(
@@ -153,10 +157,15 @@ def summarize_run(
     if len(recent) >= 2 and recent[-1] > recent[0]:
         rate = (len(recent) - 1) / (recent[-1] - recent[0]) * HOUR_S
     active = None
+    waiting = 0
+    stored = run.settings.get("num_workunits_per_update")
+    units = stored if isinstance(stored, int) else RunSettings().num_workunits_per_update
     if workers is not None:
-        active = len({w.name for w in workers if now - w.last_seen < ACTIVE_WITHIN_S})
+        present = [w for w in workers if now - w.last_seen < ACTIVE_WITHIN_S]
+        active = len({w.name for w in present})
+        waiting = max(0, len(present) - units)  # as `ganfriends-coordinator status` counts
     problem = None if run.alert is None else str(run.alert.get("message", ""))
-    return RunSummary(run.name, run.status, run.version, active, rate, problem)
+    return RunSummary(run.name, run.status, run.version, active, rate, problem, waiting, units)
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,12 @@ class WatchPage(QWidget):
             parts.append(f"{count} active volunteer{'s' if count != 1 else ''}")
         if summary.versions_per_hour is not None:
             parts.append(f"{summary.versions_per_hour:,.0f} versions per hour")
+        if summary.waiting:
+            parts.append(
+                f"{summary.waiting} computer{'s' if summary.waiting != 1 else ''} wait for work "
+                f"each version (a version has {summary.units_per_version} units; the run's owner "
+                "can raise that)"
+            )
         if summary.problem:
             parts.append(f"problem: {summary.problem}")
         self.run_line.setText(" · ".join(parts))

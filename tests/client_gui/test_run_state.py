@@ -50,6 +50,15 @@ def test_summary_counts_active_volunteers_and_versions_per_hour():
     assert summarize_run(RUN, rows[:1], None, NOW).versions_per_hour is None
 
 
+def test_summary_says_how_many_computers_wait_for_work():
+    run = dataclasses.replace(RUN, settings={"num_workunits_per_update": 2})
+    workers = [worker(f"w{i}", 1, 5, i) for i in range(5)] + [worker("gone", 1, 900, 9)]
+    summary = summarize_run(run, [], workers, NOW)
+    assert (summary.waiting, summary.units_per_version) == (3, 2)  # 5 active, 2 units
+    assert summarize_run(run, [], workers[:2], NOW).waiting == 0
+    assert summarize_run(run, [], None, NOW).waiting == 0  # unreadable: nothing claimed
+
+
 def test_summary_carries_what_stops_the_run():
     assert summarize_run(RUN, [], None, NOW).problem is None
     alert: dict[str, object] = {"kind": "no_workers", "message": "no worker has been seen"}
