@@ -36,7 +36,7 @@ def run_status(store: Store) -> dict[str, Any]:
             images_per_s = sum(m.images for m in metrics[1:]) / span
     latest_sample = store.latest_sample()
     swd = latest_sample.swd if latest_sample is not None else None
-    now = time.time()
+    now = store.now()  # the run's clock: a host minutes off changes nothing
     workers = store.workers()
     counts = store.unit_counts(run.version)
     active = sum(1 for w in workers if now - w.last_seen < ACTIVE_WITHIN_S)
@@ -106,7 +106,7 @@ def pool_advice(active: int, units_per_version: int) -> dict[str, Any]:
 
 def waiting_advice(store: Store) -> str | None:
     """`pool_advice`'s sentence for the run as it is now, or None when nobody waits."""
-    now = time.time()
+    now = store.now()  # the run's clock: a host minutes off changes nothing
     active = sum(1 for w in store.workers() if now - w.last_seen < ACTIVE_WITHIN_S)
     units = RunSettings.from_dict(store.get_run().settings).num_workunits_per_update
     return pool_advice(active, units)["advice"]
@@ -132,7 +132,7 @@ def _offenders(store: Store) -> list[dict[str, Any]]:
 
 
 def worker_table(store: Store) -> list[dict[str, Any]]:
-    now = time.time()
+    now = store.now()  # the run's clock: a host minutes off changes nothing
     return [
         {
             "id": w.id,

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, select, text
 from coordinator.volunteer_statements import is_engine_statement
 from core.invite import Invite
 from core.store import Store, StoreError, StoreSettings, notify, queue, runs
+from core.store.clock import server_now
 from core.store.schema import result_uploads, results, work_units
 from core.store.volunteer import MAX_WORKERS_PER_VOLUNTEER
 
@@ -327,14 +328,15 @@ def revoke(store: Store, name: str) -> Revoked:
             {"role": role, "wait": TERMINATE_WAIT_MS},
         ).scalar_one()
     with store.session() as conn:
-        released, dropped = _take_back_work(conn, role, time.time())
+        now = server_now(conn)  # the run's clock (the server's), as every lease time
+        released, dropped = _take_back_work(conn, role, now)
         conn.execute(
             text("UPDATE volunteer.volunteers SET revoked_at = :now WHERE name = :name"),
-            {"now": time.time(), "name": name},
+            {"now": now, "name": name},
         )
         queue.add_event(
             conn,
-            time.time(),
+            now,
             "revoked",
             f"revoked {name} (role {role}): {ended} session(s) ended, {released} lease(s) "
             f"released, {dropped} unjudged result(s) dropped",

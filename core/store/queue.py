@@ -1,7 +1,8 @@
 """The work queue's SQL: claim, heartbeat, submit, release, expire and park unit copies.
 
 Every function here runs inside a transaction the caller (`Store`) holds and takes `now`
-from the store's clock. On SQLite that transaction began with BEGIN IMMEDIATE, so each one
+from the run's clock (core.store.clock); `observed` leases (SQLite workers) record no expiry
+of their own: the coordinator stamps it when it observes them. On SQLite that transaction began with BEGIN IMMEDIATE, so each one
 sees and changes the queue alone. On PostgreSQL (READ COMMITTED) many run at once: the rows a
 function reads and then changes are locked as they are read (FOR UPDATE, SKIP LOCKED where
 another claimer's rows may simply be passed over), and result payloads arrive by binary COPY.
@@ -82,7 +83,8 @@ def add_event(
     )
 
 
-def _lease(row: Any) -> Lease:
+def _lease(row: Any, estimate: float = 0.0) -> Lease:
+    """The lease of a RETURNING row; `estimate` stands in for an expiry not yet observed."""
     return Lease(
         unit_id=row.id,
         version=row.version,
@@ -91,7 +93,7 @@ def _lease(row: Any) -> Lease:
         seed=row.seed,
         sample_indices=unpack_indices(row.sample_indices),
         token=row.lease_token,
-        expires_at=row.lease_expires_at,
+        expires_at=estimate if row.lease_expires_at is None else row.lease_expires_at,
         worker_id=row.worker_id,
     )
 
@@ -104,9 +106,11 @@ def check_metric_keys(metrics: Mapping[str, float]) -> None:
 
 
 def claim_statement(
-    dialect: str, version: int, worker_id: int, token: str, now: float, lease_s: float
+    dialect: str, version: int, worker_id: int, token: str, now: float, lease_s: float | None
 ) -> Update:
     """The one UPDATE … RETURNING that leases the first pending unit of `version`.
+
+    `lease_s` None: an observed lease, whose expiry the coordinator sets (core.store.clock).
 
     SQLite serialises writers (BEGIN IMMEDIATE), so the sub-select cannot race; PostgreSQL
     needs the row lock, skipping rows other claims hold so concurrent workers never wait.
@@ -125,7 +129,7 @@ def claim_statement(
         .values(
             status="leased",
             lease_token=token,
-            lease_expires_at=now + lease_s,
+            lease_expires_at=None if lease_s is None else now + lease_s,
             leased_at=now,
             worker_id=worker_id,
             attempts=work_units.c.attempts + 1,
@@ -142,10 +146,15 @@ def claim_pending(
     token: str,
     now: float,
     lease_s: float,
+    *,
+    observed: bool = False,
 ) -> Lease | None:
     """Lease the first pending unit of `version` to the worker, or None if none is pending."""
-    row = conn.execute(claim_statement(dialect, version, worker_id, token, now, lease_s)).first()
-    return None if row is None else _lease(row)
+    statement = claim_statement(
+        dialect, version, worker_id, token, now, None if observed else lease_s
+    )
+    row = conn.execute(statement).first()
+    return None if row is None else _lease(row, now + lease_s)
 
 
 def claim_backup(
@@ -155,6 +164,8 @@ def claim_backup(
     token: str,
     now: float,
     settings: StoreSettings,
+    *,
+    observed: bool = False,
 ) -> Lease | None:
     """Straggler cover: lease a new copy of the oldest long-running unit of another worker."""
     other = work_units.alias("other")
@@ -178,7 +189,8 @@ def claim_backup(
             work_units.c.status == "leased",
             work_units.c.version == version,
             work_units.c.worker_id != worker_id,
-            work_units.c.lease_expires_at >= now,
+            # A lease whose heartbeat the coordinator has not observed yet is alive too.
+            (work_units.c.lease_expires_at >= now) | work_units.c.lease_expires_at.is_(None),
             work_units.c.leased_at <= now - settings.backup_after_s,
             ~done_copy,
             live_copies < 2,
@@ -208,7 +220,7 @@ def claim_backup(
             sample_count=straggler.sample_count,
             status="leased",
             lease_token=token,
-            lease_expires_at=now + settings.lease_s,
+            lease_expires_at=None if observed else now + settings.lease_s,
             leased_at=now,
             worker_id=worker_id,
             attempts=1,
@@ -225,17 +237,18 @@ def claim_backup(
         worker_id=worker_id,
         version=version,
     )
-    return _lease(row)
+    return _lease(row, now + settings.lease_s)
 
 
-def _lease_is_held(lease: Lease, now: float) -> Any:
-    return and_(
+def _lease_is_held(lease: Lease, now: float, observed: bool = False) -> Any:
+    held = and_(
         work_units.c.id == lease.unit_id,
         work_units.c.status == "leased",
         work_units.c.lease_token == lease.token,
         work_units.c.worker_id == lease.worker_id,
-        work_units.c.lease_expires_at >= now,
     )
+    # Observed leases expire only by the coordinator's pass: a row still leased is held.
+    return held if observed else and_(held, work_units.c.lease_expires_at >= now)
 
 
 def lease_refusal(
@@ -259,7 +272,7 @@ def lease_refusal(
         return LeaseLost(f"the lease on {what} expired and the unit was queued again")
     if unit.lease_token != lease.token or unit.worker_id != lease.worker_id:
         return LeaseLost(f"{what} was re-issued to another claim; claim new work")
-    if unit.status == "leased":
+    if unit.status == "leased" and unit.lease_expires_at is not None:
         return LeaseLost(
             f"the lease on {what} expired {now - unit.lease_expires_at:.1f} s ago; "
             "heartbeat more often than lease_s, and claim new work"
@@ -267,18 +280,23 @@ def lease_refusal(
     return LeaseLost(f"{what} is {unit.status}, no longer leased to this worker")
 
 
-def heartbeat(conn: Connection, lease: Lease, now: float, lease_s: float) -> float:
-    """Extend a held lease; returns the new expiry or raises LeaseLost."""
+def heartbeat(
+    conn: Connection, lease: Lease, now: float, lease_s: float, *, observed: bool = False
+) -> float:
+    """Extend a held lease; returns the new expiry (estimated when observed) or LeaseLost.
+
+    An observed lease's expiry is cleared: the coordinator's next pass stamps it anew.
+    """
     row = conn.execute(
         update(work_units)
-        .where(_lease_is_held(lease, now))
-        .values(lease_expires_at=now + lease_s)
+        .where(_lease_is_held(lease, now, observed))
+        .values(lease_expires_at=None if observed else now + lease_s)
         .returning(work_units.c.lease_expires_at)
     ).first()
     if row is None:
         refusal = lease_refusal(conn, lease, now, submitting=False)
         raise refusal if isinstance(refusal, LeaseLost) else LeaseLost(str(refusal))
-    return float(row.lease_expires_at)
+    return now + lease_s if row.lease_expires_at is None else float(row.lease_expires_at)
 
 
 def submit(
@@ -290,12 +308,14 @@ def submit(
     claimed_samples: int,
     metrics: Mapping[str, float],
     compute_s: float,
+    *,
+    observed: bool = False,
 ) -> int:
     """Store the result of a held lease as 'new' and mark the unit submitted; its id."""
     check_metric_keys(metrics)
     row = conn.execute(
         update(work_units)
-        .where(_lease_is_held(lease, now))
+        .where(_lease_is_held(lease, now, observed))
         .values(status="submitted")
         .returning(work_units.c.version, work_units.c.unit_index)
     ).first()

@@ -1,0 +1,52 @@
+"""The run's one clock: no lease time ever comes from a worker's own clock.
+
+- PostgreSQL: the database server's clock (`clock_timestamp()`), read inside the transaction
+  that uses it, for every login — volunteers (their SECURITY DEFINER functions), workers that
+  log in as the owner, and the coordinator's expiry pass alike.
+- SQLite: the coordinator's clock, which only the coordinator reads. An SQLite file has no
+  server whose clock all processes share: each process would read its own (a worker under
+  `faketime`, a container with another time). So a worker's claim or heartbeat records *no*
+  expiry (NULL: "alive, not yet observed"); the coordinator's next pass stamps it with its own
+  now + lease_s and expires leases by its own clock (`observe_leases`). A lease therefore
+  lasts at least lease_s of the coordinator's time after its latest claim or heartbeat,
+  whatever the worker's clock says. Times a worker writes only to be shown (last_seen,
+  leased_at, events) are the coordinator's clock as of its latest pass (`coordinator.seen_at`,
+  one pass old at most); before any coordinator has served, the writer's own.
+
+A store given an explicit clock (tests) uses it instead, on both backends.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Connection, select, text, update
+
+from core.store.schema import coordinator, work_units
+
+
+def server_now(conn: Connection) -> float:
+    """The PostgreSQL server's clock, seconds since the epoch."""
+    return float(conn.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+
+
+def coordinator_now(conn: Connection) -> float:
+    """SQLite: the coordinator's clock as of its latest pass (this process's before any)."""
+    seen = conn.execute(select(coordinator.c.seen_at).where(coordinator.c.id == 1)).scalar()
+    return float(seen) if seen else time.time()
+
+
+def tick(conn: Connection, now: float) -> None:
+    """SQLite: publish the coordinator's clock for the times workers write to be shown."""
+    conn.execute(update(coordinator).where(coordinator.c.id == 1).values(seen_at=now))
+
+
+def observe_leases(conn: Connection, now: float, lease_s: float) -> int:
+    """SQLite: give every claim or heartbeat not yet observed its expiry by the coordinator's
+    clock (now + lease_s); how many were stamped."""
+    stamped = conn.execute(
+        update(work_units)
+        .where(work_units.c.status == "leased", work_units.c.lease_expires_at.is_(None))
+        .values(lease_expires_at=now + lease_s)
+    )
+    return int(stamped.rowcount or 0)
