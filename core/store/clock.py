@@ -6,12 +6,14 @@
 - SQLite: the coordinator's clock, which only the coordinator reads. An SQLite file has no
   server whose clock all processes share: each process would read its own (a worker under
   `faketime`, a container with another time). So a worker's claim or heartbeat records *no*
-  expiry (NULL: "alive, not yet observed"); the coordinator's next pass stamps it with its own
-  now + lease_s and expires leases by its own clock (`observe_leases`). A lease therefore
-  lasts at least lease_s of the coordinator's time after its latest claim or heartbeat,
-  whatever the worker's clock says. Times a worker writes only to be shown (last_seen,
-  leased_at, events) are the coordinator's clock as of its latest pass (`coordinator.seen_at`,
-  one pass old at most); before any coordinator has served, the writer's own.
+  times (lease_expires_at NULL: "alive, not yet observed"; a claim's leased_at NULL too); the
+  coordinator's next pass stamps them with its own now (+ lease_s) and expires leases by its
+  own clock (`observe_leases`). A lease therefore lasts at least lease_s of the coordinator's
+  time after its latest claim or heartbeat, whatever the worker's clock says, and a backup
+  copy is issued by how long the coordinator has seen a unit run. Times a worker writes only
+  to be shown (last_seen, events) are the coordinator's clock as of its latest pass
+  (`coordinator.seen_at`, one pass old at most); before any coordinator has served, the
+  writer's own.
 
 A store given an explicit clock (tests) uses it instead, on both backends.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, func, select, text, update
 
 from core.store.schema import coordinator, work_units
 
@@ -43,10 +45,13 @@ def tick(conn: Connection, now: float) -> None:
 
 def observe_leases(conn: Connection, now: float, lease_s: float) -> int:
     """SQLite: give every claim or heartbeat not yet observed its expiry by the coordinator's
-    clock (now + lease_s); how many were stamped."""
+    clock (now + lease_s), and a new claim its start (now); how many were stamped."""
     stamped = conn.execute(
         update(work_units)
         .where(work_units.c.status == "leased", work_units.c.lease_expires_at.is_(None))
-        .values(lease_expires_at=now + lease_s)
+        .values(
+            lease_expires_at=now + lease_s,
+            leased_at=func.coalesce(work_units.c.leased_at, now),
+        )
     )
     return int(stamped.rowcount or 0)

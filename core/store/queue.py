@@ -1,11 +1,12 @@
 """The work queue's SQL: claim, heartbeat, submit, release, expire and park unit copies.
 
 Every function here runs inside a transaction the caller (`Store`) holds and takes `now`
-from the run's clock (core.store.clock); `observed` leases (SQLite workers) record no expiry
-of their own: the coordinator stamps it when it observes them. On SQLite that transaction began with BEGIN IMMEDIATE, so each one
-sees and changes the queue alone. On PostgreSQL (READ COMMITTED) many run at once: the rows a
-function reads and then changes are locked as they are read (FOR UPDATE, SKIP LOCKED where
-another claimer's rows may simply be passed over), and result payloads arrive by binary COPY.
+from the run's clock (core.store.clock). An `observed` lease (a worker's on SQLite) records
+no times of its own: the coordinator's next pass stamps them by its clock. On SQLite that
+transaction began with BEGIN IMMEDIATE, so each one sees and changes the queue alone. On
+PostgreSQL (READ COMMITTED) many run at once: the rows a function reads and then changes are
+locked as they are read (FOR UPDATE, SKIP LOCKED where another claimer's rows may simply be
+passed over), and result payloads arrive by binary COPY.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def claim_statement(
 ) -> Update:
     """The one UPDATE … RETURNING that leases the first pending unit of `version`.
 
-    `lease_s` None: an observed lease, whose expiry the coordinator sets (core.store.clock).
+    `lease_s` None: an observed lease, whose start and expiry the coordinator's next pass
+    stamps (core.store.clock).
 
     SQLite serialises writers (BEGIN IMMEDIATE), so the sub-select cannot race; PostgreSQL
     needs the row lock, skipping rows other claims hold so concurrent workers never wait.
@@ -130,7 +132,7 @@ def claim_statement(
             status="leased",
             lease_token=token,
             lease_expires_at=None if lease_s is None else now + lease_s,
-            leased_at=now,
+            leased_at=None if lease_s is None else now,
             worker_id=worker_id,
             attempts=work_units.c.attempts + 1,
         )
@@ -221,7 +223,7 @@ def claim_backup(
             status="leased",
             lease_token=token,
             lease_expires_at=None if observed else now + settings.lease_s,
-            leased_at=now,
+            leased_at=None if observed else now,
             worker_id=worker_id,
             attempts=1,
             created_at=now,

@@ -505,8 +505,9 @@ class Store:
     def claim(self, worker_id: int) -> Lease | None:
         """Lease the next unit of the current version to the worker, or None if none is free.
 
-        Order: the first pending unit; else, after returning expired leases, the first
-        pending one again; else a backup copy of a straggler. RunPaused while paused.
+        Order: the first pending unit; else, after returning expired leases (not on SQLite,
+        where only the coordinator's pass expires them), the first pending one again; else a
+        backup copy of a straggler. RunPaused while paused.
         A volunteer login holds at most one live lease per worker (ShareExceeded).
         """
         with self.session() as conn:
