@@ -152,6 +152,7 @@ def worker_table(store: Store) -> list[dict[str, Any]]:
 
 def volunteer_table(store: Store) -> list[dict[str, Any]]:
     """Every invited volunteer as plain data (times in seconds since the epoch)."""
+    now = store.now()  # the server's clock, which PostgreSQL checks VALID UNTIL with
     return [
         {
             "name": v.name,
@@ -159,7 +160,7 @@ def volunteer_table(store: Store) -> list[dict[str, Any]]:
             "created_at": v.created_at,
             "expires_at": v.expires_at,
             "revoked_at": v.revoked_at,
-            "status": _volunteer_status(v),
+            "status": _volunteer_status(v, now),
             "sessions": v.sessions,
             "workers": v.workers,
             "units": v.units,
@@ -189,10 +190,10 @@ def readable_volunteer(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _volunteer_status(v: volunteers.VolunteerRow) -> str:
+def _volunteer_status(v: volunteers.VolunteerRow, now: float) -> str:
     if v.revoked_at is not None:
         return "revoked"
-    if v.expires_at is not None and v.expires_at < time.time():
+    if v.expires_at is not None and v.expires_at < now:
         return "expired"
     return "active"
 

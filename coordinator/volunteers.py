@@ -165,9 +165,9 @@ def invite(
     if connections < 1:
         raise VolunteerError(f"--connections must be at least 1, not {connections}")
     password = secrets.token_urlsafe(24)
-    now = time.time()
-    expires_at = None if expires_days is None else now + expires_days * 86400
     with store.session() as conn:
+        now = server_now(conn)  # the clock PostgreSQL checks VALID UNTIL with
+        expires_at = None if expires_days is None else now + expires_days * 86400
         role = f"{_config(conn, 'role_prefix')}_{name}"
         group = _config(conn, "group_role")
         existing = conn.execute(
@@ -525,7 +525,7 @@ class Watchdog:
     def _end(self, conn: Connection, row: Any, why: str) -> EndedSession | None:
         if not conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": row.pid}).scalar():
             return None  # it ended by itself meanwhile
-        now = time.time()
+        now = server_now(conn)  # the run's clock, as every time the volunteers' rows hold
         ended = conn.execute(
             text(
                 "UPDATE volunteer.volunteers SET sessions_ended = sessions_ended + 1, "

@@ -10,10 +10,10 @@
   coordinator's next pass stamps them with its own now (+ lease_s) and expires leases by its
   own clock (`observe_leases`). A lease therefore lasts at least lease_s of the coordinator's
   time after its latest claim or heartbeat, whatever the worker's clock says, and a backup
-  copy is issued by how long the coordinator has seen a unit run. Times a worker writes only
-  to be shown (last_seen, events) are the coordinator's clock as of its latest pass
-  (`coordinator.seen_at`, one pass old at most); before any coordinator has served, the
-  writer's own.
+  copy is issued by how long the coordinator has seen a unit run. Other times a worker
+  writes (last_seen, a result's submitted_at, events) are the coordinator's clock as it last
+  published it (`coordinator.seen_at`: at most TICK_S old while it serves, its last while
+  none does); before any coordinator has served, the writer's own.
 
 A store given an explicit clock (tests) uses it instead, on both backends.
 """
@@ -25,6 +25,8 @@ import time
 from sqlalchemy import Connection, func, select, text, update
 
 from core.store.schema import coordinator, work_units
+
+TICK_S = 1.0  # seconds: how stale the coordinator's published clock may be (SQLite)
 
 
 def server_now(conn: Connection) -> float:
@@ -39,8 +41,17 @@ def coordinator_now(conn: Connection) -> float:
 
 
 def tick(conn: Connection, now: float) -> None:
-    """SQLite: publish the coordinator's clock for the times workers write to be shown."""
-    conn.execute(update(coordinator).where(coordinator.c.id == 1).values(seen_at=now))
+    """SQLite: publish the coordinator's clock for the times workers write, when it is more
+    than TICK_S old (an idle coordinator passes every 0.25 s; each write grows the WAL)."""
+    conn.execute(
+        update(coordinator)
+        .where(
+            coordinator.c.id == 1,
+            # a clock set back (or another coordinator's ahead) is published at once
+            (coordinator.c.seen_at <= now - TICK_S) | (coordinator.c.seen_at > now),
+        )
+        .values(seen_at=now)
+    )
 
 
 def observe_leases(conn: Connection, now: float, lease_s: float) -> int:

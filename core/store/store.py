@@ -246,7 +246,7 @@ class Store:
         with self.session() as conn:
             return runs.create_run(
                 conn,
-                self.clock(),
+                self._now(conn),
                 name,
                 model_config,
                 settings,
@@ -288,7 +288,7 @@ class Store:
         """
         with self.session() as conn:
             current = runs.read_run(conn).alert
-            now = self.clock()
+            now = self._now(conn)
             if kind is None:
                 if current is not None:
                     conn.execute(update(run).where(run.c.id == 1).values(alert=None))
@@ -305,7 +305,7 @@ class Store:
             current = runs.read_run(conn, for_update=True)
             merged = {**current.settings, **changes}
             StoreSettings.from_settings(merged)  # refuse values the store cannot act on
-            now = self.clock()
+            now = self._now(conn)
             conn.execute(update(run).values(settings=runs.to_json(merged), updated_at=now))
             shown = ", ".join(f"{key}={value!r}" for key, value in sorted(changes.items()))
             queue.add_event(conn, now, "settings", f"settings changed: {shown}")
@@ -331,7 +331,7 @@ class Store:
         with self.session() as conn:
             runs.close_version(
                 conn,
-                self.clock(),
+                self._now(conn),
                 version,
                 weights,
                 weights_sha256,
@@ -363,7 +363,7 @@ class Store:
         with self.session() as conn:
             runs.publish_version(
                 conn,
-                self.clock(),
+                self._now(conn),
                 version,
                 weights,
                 weights_sha256,
@@ -405,7 +405,7 @@ class Store:
         results are deleted, and `units` (the version's own, as first designated) are issued
         again. One transaction. The caller checked `version` has a full state."""
         with self.session() as conn:
-            runs.rollback(conn, self.clock(), version, units, reason)
+            runs.rollback(conn, self._now(conn), version, units, reason)
             notify.announce_work(conn)
 
     def optimizer_state(self) -> tuple[int, bytes]:
@@ -714,7 +714,9 @@ class Store:
         with self.session() as conn:
             conn.execute(delete(samples).where(samples.c.version == version))
             conn.execute(
-                insert(samples).values(version=version, png=png, swd=swd, created_at=self.clock())
+                insert(samples).values(
+                    version=version, png=png, swd=swd, created_at=self._now(conn)
+                )
             )
 
     def set_metric_swd(self, version: int, swd: float) -> None:

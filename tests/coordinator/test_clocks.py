@@ -76,7 +76,7 @@ def test_workers_hours_off_change_nothing(tmp_path: Path, run_url: str | None) -
         serve_until(store, VERSIONS)
         got = published_params(store, VERSIONS)
         assert_nothing_expired_or_parked(store, VERSIONS, run.settings.num_workunits_per_update)
-        # every worker took part and is seen now by the run's clock, whatever its own says
+        # every worker is seen "now" by the run's clock, whatever its own clock says
         # (this host's: the coordinator's here, and the PostgreSQL server's, which runs here)
         now = time.time()
         assert {w.name: abs(now - w.last_seen) < 30 for w in store.workers()} == {
