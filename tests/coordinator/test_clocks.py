@@ -73,7 +73,7 @@ def test_workers_hours_off_change_nothing(tmp_path: Path, run_url: str | None) -
     procs = [start_worker(run, f"w{clock}", clock) for clock in (None, "-2h", "+2h")]
     store = run.store()
     try:
-        serve_until(store, VERSIONS)
+        serve_until(store, VERSIONS).watchdog.stop()  # no thread left behind on PostgreSQL
         got = published_params(store, VERSIONS)
         assert_nothing_expired_or_parked(store, VERSIONS, run.settings.num_workunits_per_update)
         # every worker is seen "now" by the run's clock, whatever its own clock says
@@ -105,7 +105,8 @@ def test_a_killed_worker_hours_off_loses_its_unit_on_time(
         victim.wait()
         killed_at = time.time()  # the run's clock: the coordinator's, or the server's here
         procs.append(start_worker(run, "survivor", None))
-        serve_until(store, 2, timeout_s=ON_TIME_S)  # not hours later (a clock ahead)
+        # not hours later (a clock ahead)
+        serve_until(store, 2, timeout_s=ON_TIME_S).watchdog.stop()
         got = published_params(store, 2)
         # ... nor before its lease ran out (a clock behind): it was renewed every lease_s / 3
         victim_id = next(w.id for w in store.workers() if w.name == "victim")
