@@ -37,7 +37,7 @@ def run_status(store: Store) -> dict[str, Any]:
             images_per_s = sum(m.images for m in metrics[1:]) / span
     latest_sample = store.latest_sample()
     swd = latest_sample.swd if latest_sample is not None else None
-    now = time.time()
+    now = store.now()  # the run's clock: a host minutes off changes nothing
     workers = store.workers()
     counts = store.unit_counts(run.version)
     active = sum(1 for w in workers if now - w.last_seen < ACTIVE_WITHIN_S)
@@ -160,7 +160,7 @@ def pool_advice(active: int, units_per_version: int) -> dict[str, Any]:
 
 def waiting_advice(store: Store) -> str | None:
     """`pool_advice`'s sentence for the run as it is now, or None when nobody waits."""
-    now = time.time()
+    now = store.now()  # the run's clock: a host minutes off changes nothing
     active = sum(1 for w in store.workers() if now - w.last_seen < ACTIVE_WITHIN_S)
     units = RunSettings.from_dict(store.get_run().settings).num_workunits_per_update
     return pool_advice(active, units)["advice"]
@@ -186,7 +186,7 @@ def _offenders(store: Store) -> list[dict[str, Any]]:
 
 
 def worker_table(store: Store) -> list[dict[str, Any]]:
-    now = time.time()
+    now = store.now()  # the run's clock: a host minutes off changes nothing
     settings = RunSettings.from_dict(store.get_run().settings)
     records = {r.record.identity: r.record for r in store.trust_rows()}
     return [
@@ -216,6 +216,7 @@ def volunteer_table(store: Store) -> list[dict[str, Any]]:
     invited = volunteers.list_volunteers(store)  # first: it says when there can be none
     settings = RunSettings.from_dict(store.get_run().settings)
     records = {r.record.identity: r.record for r in store.trust_rows()}
+    now = store.now()  # the server's clock, which PostgreSQL checks VALID UNTIL with
     return [
         {
             "name": v.name,
@@ -223,7 +224,7 @@ def volunteer_table(store: Store) -> list[dict[str, Any]]:
             "created_at": v.created_at,
             "expires_at": v.expires_at,
             "revoked_at": v.revoked_at,
-            "status": _volunteer_status(v),
+            "status": _volunteer_status(v, now),
             "sessions": v.sessions,
             "workers": v.workers,
             "units": v.units,
@@ -255,10 +256,10 @@ def readable_volunteer(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _volunteer_status(v: volunteers.VolunteerRow) -> str:
+def _volunteer_status(v: volunteers.VolunteerRow, now: float) -> str:
     if v.revoked_at is not None:
         return "revoked"
-    if v.expires_at is not None and v.expires_at < time.time():
+    if v.expires_at is not None and v.expires_at < now:
         return "expired"
     return "active"
 

@@ -6,7 +6,6 @@ database (damaged data, no workers, every result refused, parked units) with wha
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from core.store import Store
@@ -34,7 +33,7 @@ def diagnose(store: Store, version: int, lease_s: float, stalled_s: float) -> Pr
         f"version {version} has had no accepted result for {stalled_s:.0f} s "
         f"({counts.pending} pending, {counts.leased} leased, {counts.parked} parked units)"
     )
-    now = time.time()
+    now = store.now()  # the run's clock: a host minutes off changes nothing
     present = [w for w in store.workers() if now - w.last_seen < max(2 * lease_s, WORKER_SEEN_S)]
     damaged = sorted({w.state for w in present if w.state.startswith(DAMAGE_STATE)})
     if damaged:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, select, text
 from coordinator.volunteer_statements import is_engine_statement
 from core.invite import Invite
 from core.store import Store, StoreError, StoreSettings, notify, queue, runs
+from core.store.clock import server_now
 from core.store.schema import result_uploads, results, work_units
 from core.store.volunteer import MAX_WORKERS_PER_VOLUNTEER
 
@@ -165,9 +166,9 @@ def invite(
     if connections < 1:
         raise VolunteerError(f"--connections must be at least 1, not {connections}")
     password = secrets.token_urlsafe(24)
-    now = time.time()
-    expires_at = None if expires_days is None else now + expires_days * 86400
     with store.session() as conn:
+        now = server_now(conn)  # the clock PostgreSQL checks VALID UNTIL with
+        expires_at = None if expires_days is None else now + expires_days * 86400
         role = f"{_config(conn, 'role_prefix')}_{name}"
         group = _config(conn, "group_role")
         existing = conn.execute(
@@ -330,14 +331,15 @@ def revoke(store: Store, name: str) -> Revoked:
             {"role": role, "wait": TERMINATE_WAIT_MS},
         ).scalar_one()
     with store.session() as conn:
-        released, dropped = _take_back_work(conn, role, time.time())
+        now = server_now(conn)  # the run's clock (the server's), as every lease time
+        released, dropped = _take_back_work(conn, role, now)
         conn.execute(
             text("UPDATE volunteer.volunteers SET revoked_at = :now WHERE name = :name"),
-            {"now": time.time(), "name": name},
+            {"now": now, "name": name},
         )
         queue.add_event(
             conn,
-            time.time(),
+            now,
             "revoked",
             f"revoked {name} (role {role}): {ended} session(s) ended, {released} lease(s) "
             f"released, {dropped} unjudged result(s) dropped",
@@ -526,7 +528,7 @@ class Watchdog:
     def _end(self, conn: Connection, row: Any, why: str) -> EndedSession | None:
         if not conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": row.pid}).scalar():
             return None  # it ended by itself meanwhile
-        now = time.time()
+        now = server_now(conn)  # the run's clock, as every time the volunteers' rows hold
         ended = conn.execute(
             text(
                 "UPDATE volunteer.volunteers SET sessions_ended = sessions_ended + 1, "

@@ -353,7 +353,7 @@ class WorkerEngine:
                 return loaded, self._fetcher.images(lease.sample_indices)
             except DatabaseUnavailable as exc:
                 delay = retry.next_delay()
-                if self._stop.is_set() or time.time() + delay > lease.expires_at:
+                if self._stop.is_set() or self._lease_left_s(lease) < delay:
                     raise
                 self._emit("error", "downloading", f"Download interrupted ({exc}); retrying", lease)
                 self._stop.wait(delay)
@@ -427,7 +427,7 @@ class WorkerEngine:
             except DatabaseUnavailable as exc:
                 # Ambiguous (the commit may have happened): retrying is safe, a stored result
                 # answers AlreadySubmitted and is counted once.
-                if self._stop.is_set() or time.time() > lease.expires_at:
+                if self._stop.is_set() or self._lease_left_s(lease) < 0:
                     self._emit(
                         "error", "error", f"Could not upload unit {lease.unit_index}: {exc}", lease
                     )
@@ -457,6 +457,12 @@ class WorkerEngine:
         except StoreError as exc:  # the lease will expire on its own
             log.warning("could not release unit %s: %s", lease.unit_index, exc)
         self._emit("state", "idle", f"Gave unit {lease.unit_index} back", lease)
+
+    def _lease_left_s(self, lease: Lease) -> float:
+        """Seconds the lease has left by this process's monotonic clock (never its wall clock,
+        which may be hours off the run's)."""
+        lease_s = (self._loaded.settings if self._loaded else RunSettings()).lease_s
+        return lease.renewed_at + lease_s - time.monotonic()
 
     def _load_version(self, store: Store, version: int) -> _Version:
         if self._loaded is not None and self._loaded.version == version:

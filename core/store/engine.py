@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -167,7 +166,9 @@ def schema_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def open_store(url: str, *, create: bool = False, clock: Callable[[], float] = time.time) -> Store:
+def open_store(
+    url: str, *, create: bool = False, clock: Callable[[], float] | None = None
+) -> Store:
     """Open the run database at `url`; with create=True make it (and its folder) if missing.
 
     Without create, a missing SQLite file is an error and no file is created; a database

@@ -20,6 +20,7 @@ from pathlib import Path
 import filelock
 from sqlalchemy import Connection, Engine, select, text, update
 
+from core.store.clock import server_now
 from core.store.errors import StoreError
 from core.store.schema import coordinator
 
@@ -57,11 +58,7 @@ class Superseded(StoreError):
 
 def db_now(conn: Connection) -> float:
     """The database's clock (PostgreSQL's server), or this host's for an SQLite file."""
-    if conn.dialect.name == "postgresql":
-        return float(
-            conn.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one()
-        )
-    return time.time()
+    return server_now(conn) if conn.dialect.name == "postgresql" else time.time()
 
 
 def read_holder(conn: Connection) -> Holder:

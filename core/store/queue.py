@@ -1,10 +1,12 @@
 """The work queue's SQL: claim, heartbeat, submit, release, expire and park unit copies.
 
 Every function here runs inside a transaction the caller (`Store`) holds and takes `now`
-from the store's clock. On SQLite that transaction began with BEGIN IMMEDIATE, so each one
-sees and changes the queue alone. On PostgreSQL (READ COMMITTED) many run at once: the rows a
-function reads and then changes are locked as they are read (FOR UPDATE, SKIP LOCKED where
-another claimer's rows may simply be passed over), and result payloads arrive by binary COPY.
+from the run's clock (core.store.clock). An `observed` lease (a worker's on SQLite) records
+no times of its own: the coordinator's next pass stamps them by its clock. On SQLite that
+transaction began with BEGIN IMMEDIATE, so each one sees and changes the queue alone. On
+PostgreSQL (READ COMMITTED) many run at once: the rows a function reads and then changes are
+locked as they are read (FOR UPDATE, SKIP LOCKED where another claimer's rows may simply be
+passed over), and result payloads arrive by binary COPY.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def add_event(
     )
 
 
-def _lease(row: Any) -> Lease:
+def _lease(row: Any, estimate: float = 0.0) -> Lease:
+    """The lease of a RETURNING row; `estimate` stands in for an expiry not yet observed."""
     return Lease(
         unit_id=row.id,
         version=row.version,
@@ -91,7 +94,7 @@ def _lease(row: Any) -> Lease:
         seed=row.seed,
         sample_indices=unpack_indices(row.sample_indices),
         token=row.lease_token,
-        expires_at=row.lease_expires_at,
+        expires_at=estimate if row.lease_expires_at is None else row.lease_expires_at,
         worker_id=row.worker_id,
     )
 
@@ -109,13 +112,16 @@ def claim_statement(
     worker_id: int,
     token: str,
     now: float,
-    lease_s: float,
+    lease_s: float | None,
     identity: str | None = None,
 ) -> Update:
     """The one UPDATE … RETURNING that leases the first pending unit of `version`.
 
-    With `identity`, a copy of a unit that this volunteer identity already computes or
-    computed is passed over, so verification copies always go to somebody else.
+    `lease_s` None: an observed lease, whose start and expiry the coordinator's next pass
+    stamps (core.store.clock). With `identity`, a copy of a unit that this volunteer identity
+    already computes or computed is passed over, so verification copies always go to somebody
+    else.
+
     SQLite serialises writers (BEGIN IMMEDIATE), so the sub-select cannot race; PostgreSQL
     needs the row lock, skipping rows other claims hold so concurrent workers never wait.
     """
@@ -148,8 +154,8 @@ def claim_statement(
         .values(
             status="leased",
             lease_token=token,
-            lease_expires_at=now + lease_s,
-            leased_at=now,
+            lease_expires_at=None if lease_s is None else now + lease_s,
+            leased_at=None if lease_s is None else now,
             worker_id=worker_id,
             attempts=work_units.c.attempts + 1,
         )
@@ -166,11 +172,15 @@ def claim_pending(
     now: float,
     lease_s: float,
     identity: str | None = None,
+    *,
+    observed: bool = False,
 ) -> Lease | None:
     """Lease the first pending unit of `version` to the worker, or None if none is pending."""
-    statement = claim_statement(dialect, version, worker_id, token, now, lease_s, identity)
+    statement = claim_statement(
+        dialect, version, worker_id, token, now, None if observed else lease_s, identity
+    )
     row = conn.execute(statement).first()
-    return None if row is None else _lease(row)
+    return None if row is None else _lease(row, now + lease_s)
 
 
 def claim_backup(
@@ -180,6 +190,8 @@ def claim_backup(
     token: str,
     now: float,
     settings: StoreSettings,
+    *,
+    observed: bool = False,
 ) -> Lease | None:
     """Straggler cover: lease a new copy of the oldest long-running unit of another worker."""
     other = work_units.alias("other")
@@ -203,7 +215,8 @@ def claim_backup(
             work_units.c.status == "leased",
             work_units.c.version == version,
             work_units.c.worker_id != worker_id,
-            work_units.c.lease_expires_at >= now,
+            # A lease whose heartbeat the coordinator has not observed yet is alive too.
+            (work_units.c.lease_expires_at >= now) | work_units.c.lease_expires_at.is_(None),
             work_units.c.leased_at <= now - settings.backup_after_s,
             ~done_copy,
             live_copies < 2,
@@ -233,8 +246,8 @@ def claim_backup(
             sample_count=straggler.sample_count,
             status="leased",
             lease_token=token,
-            lease_expires_at=now + settings.lease_s,
-            leased_at=now,
+            lease_expires_at=None if observed else now + settings.lease_s,
+            leased_at=None if observed else now,
             worker_id=worker_id,
             attempts=1,
             created_at=now,
@@ -250,17 +263,18 @@ def claim_backup(
         worker_id=worker_id,
         version=version,
     )
-    return _lease(row)
+    return _lease(row, now + settings.lease_s)
 
 
-def _lease_is_held(lease: Lease, now: float) -> Any:
-    return and_(
+def _lease_is_held(lease: Lease, now: float, observed: bool = False) -> Any:
+    held = and_(
         work_units.c.id == lease.unit_id,
         work_units.c.status == "leased",
         work_units.c.lease_token == lease.token,
         work_units.c.worker_id == lease.worker_id,
-        work_units.c.lease_expires_at >= now,
     )
+    # Observed leases expire only by the coordinator's pass: a row still leased is held.
+    return held if observed else and_(held, work_units.c.lease_expires_at >= now)
 
 
 def lease_refusal(
@@ -284,7 +298,7 @@ def lease_refusal(
         return LeaseLost(f"the lease on {what} expired and the unit was queued again")
     if unit.lease_token != lease.token or unit.worker_id != lease.worker_id:
         return LeaseLost(f"{what} was re-issued to another claim; claim new work")
-    if unit.status == "leased":
+    if unit.status == "leased" and unit.lease_expires_at is not None:
         return LeaseLost(
             f"the lease on {what} expired {now - unit.lease_expires_at:.1f} s ago; "
             "heartbeat more often than lease_s, and claim new work"
@@ -292,18 +306,23 @@ def lease_refusal(
     return LeaseLost(f"{what} is {unit.status}, no longer leased to this worker")
 
 
-def heartbeat(conn: Connection, lease: Lease, now: float, lease_s: float) -> float:
-    """Extend a held lease; returns the new expiry or raises LeaseLost."""
+def heartbeat(
+    conn: Connection, lease: Lease, now: float, lease_s: float, *, observed: bool = False
+) -> float:
+    """Extend a held lease; returns the new expiry (estimated when observed) or LeaseLost.
+
+    An observed lease's expiry is cleared: the coordinator's next pass stamps it anew.
+    """
     row = conn.execute(
         update(work_units)
-        .where(_lease_is_held(lease, now))
-        .values(lease_expires_at=now + lease_s)
+        .where(_lease_is_held(lease, now, observed))
+        .values(lease_expires_at=None if observed else now + lease_s)
         .returning(work_units.c.lease_expires_at)
     ).first()
     if row is None:
         refusal = lease_refusal(conn, lease, now, submitting=False)
         raise refusal if isinstance(refusal, LeaseLost) else LeaseLost(str(refusal))
-    return float(row.lease_expires_at)
+    return now + lease_s if row.lease_expires_at is None else float(row.lease_expires_at)
 
 
 def submit(
@@ -315,12 +334,14 @@ def submit(
     claimed_samples: int,
     metrics: Mapping[str, float],
     compute_s: float,
+    *,
+    observed: bool = False,
 ) -> int:
     """Store the result of a held lease as 'new' and mark the unit submitted; its id."""
     check_metric_keys(metrics)
     row = conn.execute(
         update(work_units)
-        .where(_lease_is_held(lease, now))
+        .where(_lease_is_held(lease, now, observed))
         .values(status="submitted")
         .returning(work_units.c.version, work_units.c.unit_index)
     ).first()

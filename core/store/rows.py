@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from core.store.errors import StoreError
@@ -102,8 +103,11 @@ class Lease:
     seed: int
     sample_indices: tuple[int, ...]
     token: str
-    expires_at: float  # seconds since the epoch
+    expires_at: float  # seconds since the epoch, by the run's clock (core.store.clock)
     worker_id: int
+    # This process's time.monotonic() when the lease was granted or last renewed: with
+    # lease_s, how long its holder may keep retrying, whatever the holder's wall clock says.
+    renewed_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from core.store import clock as run_clock
 from core.store import fence, housekeeping, notify, queue, reads, runs, trust, verdicts, volunteer
 from core.store.errors import RunPaused, StoreError, UnknownWorker, translated_errors
 from core.store.rows import (
@@ -55,9 +56,12 @@ class Store:
     thread gets its own connection and transaction).
     """
 
-    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], float] | None = None) -> None:
         self.engine = engine
-        self.clock = clock  # seconds since the epoch; tests pass a clock they can move
+        # A clock given here (tests: one they can move) stands in for the run's clock on both
+        # backends; without one, lease times come from the run's clock (core.store.clock).
+        self._given_clock = clock
+        self.clock = clock or time.time  # seconds since the epoch
         self._local = threading.local()
         self._work_waiter = notify.WorkWaiter(engine)
         # The coordinator's: results to validate (created on its first wait, unused elsewhere).
@@ -69,6 +73,30 @@ class Store:
         # The coordinator epoch every transaction checks, once `take_run` made this store a
         # coordinator's (core.store.fence); None for everyone else.
         self._epoch: int | None = None
+
+    def _now(self, conn: Connection) -> float:
+        """The run's clock for this transaction: never a worker's own (core.store.clock)."""
+        if self._given_clock is not None:
+            return self._given_clock()
+        if self.dialect == "postgresql":
+            return run_clock.server_now(conn)
+        if self._epoch is not None:
+            return time.time()  # SQLite: the coordinator's own clock is the run's
+        return run_clock.coordinator_now(conn)
+
+    @property
+    def _observed(self) -> bool:
+        """Whether this store's claims and heartbeats leave their expiry to the coordinator
+        (a worker on SQLite, where only the coordinator's clock counts)."""
+        return self.dialect == "sqlite" and self._given_clock is None and self._epoch is None
+
+    def now(self) -> float:
+        """The clock to compare the run's times with (seconds since the epoch): the database
+        server's on PostgreSQL, this host's for an SQLite file (the coordinator's host)."""
+        if self.dialect != "postgresql" or self._given_clock is not None:
+            return self.clock()
+        with self.session() as conn:
+            return run_clock.server_now(conn)
 
     @property
     def dialect(self) -> str:
@@ -187,7 +215,7 @@ class Store:
                 "coordinator",
                 f"coordinator pid {holder.pid} on {holder.host} took the run (epoch {holder.epoch})",
             )
-        fenced = Store(self.engine, clock=self.clock)
+        fenced = Store(self.engine, clock=self._given_clock)
         fenced._epoch = holder.epoch
         return fenced
 
@@ -227,7 +255,7 @@ class Store:
         with self.session() as conn:
             return runs.create_run(
                 conn,
-                self.clock(),
+                self._now(conn),
                 name,
                 model_config,
                 settings,
@@ -254,7 +282,7 @@ class Store:
         with self.session() as conn:
             current = runs.read_run(conn, for_update=True)
             if current.status != status:
-                now = self.clock()
+                now = self._now(conn)
                 conn.execute(update(run).values(status=status, updated_at=now))
                 kind = "paused" if status == "paused" else "resumed"
                 queue.add_event(conn, now, kind, f"run {kind}", version=current.version)
@@ -269,7 +297,7 @@ class Store:
         """
         with self.session() as conn:
             current = runs.read_run(conn).alert
-            now = self.clock()
+            now = self._now(conn)
             if kind is None:
                 if current is not None:
                     conn.execute(update(run).where(run.c.id == 1).values(alert=None))
@@ -286,7 +314,7 @@ class Store:
             current = runs.read_run(conn, for_update=True)
             merged = {**current.settings, **changes}
             StoreSettings.from_settings(merged)  # refuse values the store cannot act on
-            now = self.clock()
+            now = self._now(conn)
             conn.execute(update(run).values(settings=runs.to_json(merged), updated_at=now))
             shown = ", ".join(f"{key}={value!r}" for key, value in sorted(changes.items()))
             queue.add_event(conn, now, "settings", f"settings changed: {shown}")
@@ -312,7 +340,7 @@ class Store:
         with self.session() as conn:
             runs.close_version(
                 conn,
-                self.clock(),
+                self._now(conn),
                 version,
                 weights,
                 weights_sha256,
@@ -344,7 +372,7 @@ class Store:
         with self.session() as conn:
             runs.publish_version(
                 conn,
-                self.clock(),
+                self._now(conn),
                 version,
                 weights,
                 weights_sha256,
@@ -386,7 +414,7 @@ class Store:
         results are deleted, and `units` (the version's own, as first designated) are issued
         again. One transaction. The caller checked `version` has a full state."""
         with self.session() as conn:
-            runs.rollback(conn, self.clock(), version, units, reason)
+            runs.rollback(conn, self._now(conn), version, units, reason)
             notify.announce_work(conn)
 
     def optimizer_state(self) -> tuple[int, bytes]:
@@ -417,7 +445,7 @@ class Store:
             with self.session() as conn:
                 return volunteer.register(conn, name, hostname, device)
         with self.session() as conn:
-            now = self.clock()
+            now = self._now(conn)
             worker_id = int(
                 conn.execute(
                     insert(workers)
@@ -455,7 +483,7 @@ class Store:
                 .values(name=new)
             ).rowcount
             if renamed:
-                queue.add_event(conn, self.clock(), "worker", f"{old} is now called {new}")
+                queue.add_event(conn, self._now(conn), "worker", f"{old} is now called {new}")
             return int(renamed)
 
     def touch_worker(self, worker_id: int, state: str) -> None:
@@ -466,8 +494,10 @@ class Store:
                 return
             self._touch(conn, worker_id, state)
 
-    def _touch(self, conn: Connection, worker_id: int, state: str | None = None) -> None:
-        values: dict[str, object] = {"last_seen": self.clock()}
+    def _touch(
+        self, conn: Connection, worker_id: int, state: str | None = None, now: float | None = None
+    ) -> None:
+        values: dict[str, object] = {"last_seen": self._now(conn) if now is None else now}
         if state is not None:
             values["state"] = state
         touched = conn.execute(update(workers).where(workers.c.id == worker_id).values(**values))
@@ -485,8 +515,9 @@ class Store:
     def claim(self, worker_id: int) -> Lease | None:
         """Lease the next unit of the current version to the worker, or None if none is free.
 
-        Order: the first pending unit; else, after returning expired leases, the first
-        pending one again; else a backup copy of a straggler. RunPaused while paused.
+        Order: the first pending unit; else, after returning expired leases (not on SQLite,
+        where only the coordinator's pass expires them), the first pending one again; else a
+        backup copy of a straggler. RunPaused while paused.
         A volunteer login holds at most one live lease per worker (ShareExceeded).
         """
         with self.session() as conn:
@@ -495,11 +526,11 @@ class Store:
             current = runs.read_run(conn)
             if current.status == "paused":
                 raise RunPaused()
-            self._touch(conn, worker_id)
+            settings = StoreSettings.from_settings(current.settings)
+            now, token, observed = self._now(conn), secrets.token_hex(16), self._observed
+            self._touch(conn, worker_id, now=now)
             trust.check_not_quarantined(conn, worker_id)
             identity, _ = trust.identity_of(conn, worker_id)
-            settings = StoreSettings.from_settings(current.settings)
-            now, token = self.clock(), secrets.token_hex(16)
             args = (
                 conn,
                 self.dialect,
@@ -510,22 +541,33 @@ class Store:
                 settings.lease_s,
                 identity,
             )
-            lease = queue.claim_pending(*args)
-            if lease is None and queue.expire_leases(conn, now, settings.max_attempts):
+            lease = queue.claim_pending(*args, observed=observed)
+            # Only a clock that rules leases may expire them: on SQLite a worker leaves that
+            # to the coordinator's pass (core.store.clock).
+            if (
+                lease is None
+                and not observed
+                and queue.expire_leases(conn, now, settings.max_attempts)
+            ):
                 lease = queue.claim_pending(*args)
             if lease is None:
-                lease = queue.claim_backup(conn, current.version, worker_id, token, now, settings)
+                lease = queue.claim_backup(
+                    conn, current.version, worker_id, token, now, settings, observed=observed
+                )
             return lease
 
     def heartbeat(self, lease: Lease) -> Lease:
         """Extend the lease by lease_s; LeaseLost if it no longer holds."""
+        renewed = time.monotonic()  # before the round trip: the holder errs on the safe side
         with self.session() as conn:
             if self.volunteer_login:
-                return dataclasses.replace(lease, expires_at=volunteer.heartbeat(conn, lease))
+                expires = volunteer.heartbeat(conn, lease)
+                return dataclasses.replace(lease, expires_at=expires, renewed_at=renewed)
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
-            expires = queue.heartbeat(conn, lease, self.clock(), settings.lease_s)
-            self._touch(conn, lease.worker_id)
-            return dataclasses.replace(lease, expires_at=expires)
+            now = self._now(conn)
+            expires = queue.heartbeat(conn, lease, now, settings.lease_s, observed=self._observed)
+            self._touch(conn, lease.worker_id, now=now)
+            return dataclasses.replace(lease, expires_at=expires, renewed_at=renewed)
 
     def submit(
         self,
@@ -546,17 +588,19 @@ class Store:
                 return volunteer.submit(
                     conn, lease, payload, precision, claimed_samples, metrics, compute_s
                 )
+            now = self._now(conn)
             result_id = queue.submit(
                 conn,
                 lease,
-                self.clock(),
+                now,
                 payload,
                 precision,
                 claimed_samples,
                 metrics,
                 compute_s,
+                observed=self._observed,
             )
-            self._touch(conn, lease.worker_id)
+            self._touch(conn, lease.worker_id, now=now)
             return result_id
 
     def release(self, lease: Lease) -> None:
@@ -566,7 +610,7 @@ class Store:
                 volunteer.release(conn, lease)
                 return
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
-            queue.release(conn, lease, self.clock(), settings.max_attempts)
+            queue.release(conn, lease, self._now(conn), settings.max_attempts)
 
     def wait_for_work(self, timeout_s: float) -> bool:
         """Wait up to `timeout_s` s for claimable work; True when it was announced meanwhile.
@@ -595,21 +639,30 @@ class Store:
         self._result_waiter.interrupt()
 
     def expire_leases(self) -> int:
-        """Return expired leases to the queue (or park them); how many expired."""
+        """Return expired leases to the queue (or park them); how many expired.
+
+        On SQLite the coordinator's pass also publishes its clock and gives the leases that
+        workers claimed or renewed since the last pass their expiry (core.store.clock).
+        """
         with self.session() as conn:
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
-            return queue.expire_leases(conn, self.clock(), settings.max_attempts)
+            now = self._now(conn)
+            if self.dialect == "sqlite" and not self._observed:
+                if self._epoch is not None:
+                    run_clock.tick(conn, now)
+                run_clock.observe_leases(conn, now, settings.lease_s)
+            return queue.expire_leases(conn, now, settings.max_attempts)
 
     def repair_units(self, version: int, units: Sequence[UnitSpec]) -> int:
         """Rewrite the seed and images of `version`'s copies of `units` where they differ
         (damage); how many copies were rewritten."""
         with self.session() as conn:
-            return queue.repair_units(conn, version, units, self.clock())
+            return queue.repair_units(conn, version, units, self._now(conn))
 
     def park_unit(self, unit_id: int) -> bool:
         """Park a pending or leased unit copy; False if it was already finished."""
         with self.session() as conn:
-            return queue.park_unit(conn, unit_id, self.clock())
+            return queue.park_unit(conn, unit_id, self._now(conn))
 
     def new_results(self, limit: int) -> list[ResultRow]:
         """Up to `limit` results waiting for a verdict, oldest first."""
@@ -652,13 +705,13 @@ class Store:
         with self.session() as conn:
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
             return verdicts.resolve(
-                conn, result_id, outcome, reason, self.clock(), settings.max_attempts
+                conn, result_id, outcome, reason, self._now(conn), settings.max_attempts
             )
 
     def withdraw_result(self, result_id: int, reason: str) -> bool:
         """Take back an accepted result whose payload is damaged; its unit is computed again."""
         with self.session() as conn:
-            return verdicts.withdraw(conn, result_id, reason, self.clock())
+            return verdicts.withdraw(conn, result_id, reason, self._now(conn))
 
     def accepted_payloads(self, version: int) -> Iterator[tuple[int, int, bytes]]:
         """(unit_index, sample_count, payload) of every accepted result, in unit order.
@@ -687,7 +740,9 @@ class Store:
         with self.session() as conn:
             conn.execute(delete(samples).where(samples.c.version == version))
             conn.execute(
-                insert(samples).values(version=version, png=png, swd=swd, created_at=self.clock())
+                insert(samples).values(
+                    version=version, png=png, swd=swd, created_at=self._now(conn)
+                )
             )
 
     def set_metric_swd(self, version: int, swd: float) -> None:
@@ -719,7 +774,7 @@ class Store:
     ) -> None:
         """Append an entry to the run's event log."""
         with self.session() as conn:
-            queue.add_event(conn, self.clock(), kind, message, worker_id, version)
+            queue.add_event(conn, self._now(conn), kind, message, worker_id, version)
 
     def events(self, limit: int, after_id: int = 0) -> list[EventRow]:
         """Up to `limit` newest events with id > after_id, newest first."""
@@ -760,13 +815,13 @@ class Store:
     def trusted_at_work(self, trust_after: int, within_s: float, besides: Sequence[str]) -> bool:
         """Whether a trusted volunteer not in `besides` had a worker seen in the last `within_s`."""
         with self.session() as conn:
-            since = self.clock() - within_s
+            since = self._now(conn) - within_s
             return trust.trusted_at_work(conn, trust_after, since, besides)
 
     def park_undecided(self, version: int, unit_index: int, why: str) -> None:
         """Park a unit whose computations never agreed; its held results do not count."""
         with self.session() as conn:
-            trust.park_undecided(conn, version, unit_index, why, self.clock())
+            trust.park_undecided(conn, version, unit_index, why, self._now(conn))
 
     def release_held(self) -> int:
         """Let go of every held result (verification switched off); how many there were."""
@@ -784,7 +839,9 @@ class Store:
         """Record a unit's settlement in one transaction (verdicts, credit, quarantines)."""
         with self.session() as conn:
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
-            trust.apply(conn, candidates, settlement, reasons, self.clock(), settings.max_attempts)
+            trust.apply(
+                conn, candidates, settlement, reasons, self._now(conn), settings.max_attempts
+            )
 
     def count_unchecked(self, row: ResultRow, identity: str) -> None:
         """Record that a result counts without a second computation (its volunteer is trusted
@@ -806,7 +863,7 @@ class Store:
         """Stop counting anything of a volunteer; False if it already was quarantined."""
         with self.session() as conn:
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
-            return trust.quarantine(conn, identity, reason, self.clock(), settings.max_attempts)
+            return trust.quarantine(conn, identity, reason, self._now(conn), settings.max_attempts)
 
     def issue_verification_copies(self, version: int) -> list[int]:
         """Queue a copy of every unit of `version` whose held results wait for a computation
@@ -814,5 +871,5 @@ class Store:
         with self.session() as conn:
             units = trust.units_needing_copy(conn, version)
             for unit_index in units:
-                trust.issue_copy(conn, version, unit_index, self.clock(), "verification")
+                trust.issue_copy(conn, version, unit_index, self._now(conn), "verification")
             return units
