@@ -208,7 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Its own exit status, so a service manager can be told not to restart on it.
         print(f"ganfriends-coordinator {args.command}: {exc}", file=sys.stderr)
         return EXIT_RUN_HELD
-    except (UsageError, StoreError, SettingsError, DatasetError, InviteError) as exc:
+    except (
+        UsageError,
+        StoreError,
+        SettingsError,
+        DatasetError,
+        InviteError,
+        admin.OutputError,
+    ) as exc:
         print(f"ganfriends-coordinator {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
