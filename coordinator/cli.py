@@ -306,7 +306,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    status = admin.run_status(open_store(_need_db(args)))
+    status = admin.run_status(open_store(_need_db(args), read_only=True))
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -348,7 +348,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    store = open_store(_need_db(args))
+    store = open_store(_need_db(args), read_only=True)
     rows = admin.worker_table(store)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -440,7 +440,7 @@ def _invite(args: argparse.Namespace) -> int:
 
 
 def _volunteers(args: argparse.Namespace) -> int:
-    store = open_store(_need_db(args))
+    store = open_store(_need_db(args), read_only=True)
     try:
         rows = admin.volunteer_table(store)
         group = volunteers.group_role(store)
@@ -497,13 +497,13 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    version = admin.export_model(open_store(_need_db(args)), args.out)
+    version = admin.export_model(open_store(_need_db(args), read_only=True), args.out)
     print(f"wrote version {version} to {args.out}")
     return 0
 
 
 def _samples(args: argparse.Namespace) -> int:
-    written = admin.write_samples(open_store(_need_db(args)), args.out)
+    written = admin.write_samples(open_store(_need_db(args), read_only=True), args.out)
     print(f"wrote {len(written)} sample grid(s) to {args.out}")
     return 0
 

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from coordinator import cli
+from core.store import StoreError, open_store
 from tests.coordinator.harness import TinyRun, make_tiny_run
 from tests.coordinator.test_cli import one_line_error, succeeds
 from tests.mounts import fill, make_read_only, small_disk
+from tests.postgres import PostgresServer
 
 pytestmark = [pytest.mark.integration]
 
@@ -80,3 +82,73 @@ def test_export_to_a_full_disk_says_to_free_space(
         f"ganfriends-coordinator export: cannot write {out}: No space left on device; "
         f"free space on {folder}"
     )
+
+
+# Commands that only look leave the database file as it is ----------------------------------------
+
+LOOKING = [
+    ["status"],
+    ["status", "--json"],
+    ["workers"],
+    ["export", "--out", "{out}/m.safetensors"],
+    ["samples", "--out", "{out}/grids"],
+]
+
+
+def _journal_mode(path: Path) -> str:
+    connection = sqlite3.connect(path)
+    try:
+        return str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def _to_rollback_journal(path: Path) -> None:
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("argv", LOOKING, ids=lambda argv: argv[0] + "-".join(argv[1:2]))
+def test_looking_leaves_a_rollback_journal_file_so(
+    capsys: pytest.CaptureFixture[str], tiny_run: TinyRun, tmp_path: Path, argv: list[str]
+) -> None:
+    _to_rollback_journal(tiny_run.path)
+    before = tiny_run.path.read_bytes()
+    argv = [a.format(out=tmp_path) for a in argv]
+    succeeds(capsys, cli.main, [argv[0], "--db", tiny_run.url, *argv[1:]])
+    assert _journal_mode(tiny_run.path) == "delete"
+    assert tiny_run.path.read_bytes() == before
+    assert not Path(f"{tiny_run.path}-wal").exists()
+
+
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+@pytest.mark.parametrize("argv", LOOKING, ids=lambda argv: argv[0] + "-".join(argv[1:2]))
+def test_looking_works_on_a_read_only_filesystem(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], journal: str
+) -> None:
+    with small_disk(tmp_path / "ro", 16) as folder:
+        run = make_tiny_run(folder)
+        if journal == "delete":
+            _to_rollback_journal(run.path)
+        assert _journal_mode(run.path) == journal
+        make_read_only(folder)
+        argv = [a.format(out=tmp_path) for a in argv]
+        succeeds(capsys, cli.main, [argv[0], "--db", run.url, *argv[1:]])
+
+
+def test_looking_writes_nothing_on_postgresql(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    postgres_server: PostgresServer,
+    pg_database: str,
+) -> None:
+    """The commands' transactions are read-only there: any write would fail the command."""
+    run = make_tiny_run(tmp_path, postgres_server.database_url(pg_database))
+    for argv in [*LOOKING, ["volunteers"]]:
+        argv = [a.format(out=tmp_path) for a in argv]
+        succeeds(capsys, cli.main, [argv[0], "--db", run.url, *argv[1:]])
+    with pytest.raises(StoreError, match="read-only transaction"):
+        open_store(run.url, read_only=True).set_status("paused")
