@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import URL
 from sqlalchemy import exc as sa_exc
@@ -15,6 +17,14 @@ class StoreError(Exception):
 
 class DatabaseUnavailable(StoreError):
     """The database cannot be reached or stayed locked; retry with backoff."""
+
+
+class DiskFull(DatabaseUnavailable):
+    """The disk under the database is full: nothing can be written until space is freed.
+
+    A `DatabaseUnavailable`, so whoever retries those waits it out: nothing committed is lost,
+    and work goes on once there is room.
+    """
 
 
 class NoRun(StoreError):
@@ -77,14 +87,28 @@ class UnknownWorker(StoreError):
     """No worker with this id is registered."""
 
 
-def translate_db_error(error: sa_exc.DBAPIError, url: URL) -> StoreError:
+SQLITE_FULL_MESSAGE = "database or disk is full"  # sqlite3's text for SQLITE_FULL
+PG_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
+
+
+def translate_db_error(
+    error: sa_exc.DBAPIError, url: URL, doing: str = "writing to the database"
+) -> StoreError:
     """Turn a driver error into the store error a caller can act on.
 
     Connection failures and a lock held past the busy timeout become `DatabaseUnavailable`
-    (retry with backoff); a missing schema and refused writes become plain `StoreError`s.
+    (retry with backoff), a full disk `DiskFull` (`doing` says what needed the space); a
+    missing schema and refused writes become plain `StoreError`s.
     """
     where = url.render_as_string(hide_password=True)
     detail = str(error.orig).strip() or type(error.orig).__name__
+    if _disk_full(error.orig):
+        return DiskFull(f"disk full while {doing}: {_free_space_on(url, detail)}")
+    if getattr(error.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
+        return StoreError(
+            f"cannot write the database at {where} ({detail}); run this as a user who may "
+            "write the file and its folder, on a disk that is not mounted read-only"
+        )
     if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError) or (
         error.connection_invalidated
     ):
@@ -109,10 +133,25 @@ def translate_db_error(error: sa_exc.DBAPIError, url: URL) -> StoreError:
     return StoreError(f"the database at {where} failed: {detail}")
 
 
+def _disk_full(orig: BaseException | None) -> bool:
+    if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return getattr(orig, "pgcode", None) == PG_DISK_FULL or SQLITE_FULL_MESSAGE in str(orig)
+
+
+def _free_space_on(url: URL, detail: str) -> str:
+    """Where to free space: the SQLite file's folder, or the PostgreSQL server's disk."""
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return f"free space on {Path(url.database or '').absolute().parent}"
+    server = url.render_as_string(hide_password=True)
+    first_line = detail.splitlines()[0] if detail else detail
+    return f"free space on the disk of the database server at {server} ({first_line})"
+
+
 @contextmanager
-def translated_errors(url: URL) -> Iterator[None]:
+def translated_errors(url: URL, doing: str = "writing to the database") -> Iterator[None]:
     """Raise driver errors from the block as the store errors `translate_db_error` picks."""
     try:
         yield
     except sa_exc.DBAPIError as error:
-        raise translate_db_error(error, url) from error
+        raise translate_db_error(error, url, doing) from error

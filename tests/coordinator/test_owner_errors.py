@@ -4,15 +4,23 @@ database file) reach the owner as one line with a remedy, never as a traceback."
 from __future__ import annotations
 
 import logging
+import os
+import pwd
+import shutil
 import sqlite3
+import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from coordinator import cli
-from core.store import StoreError, open_store
-from tests.coordinator.harness import TinyRun, make_tiny_run
+from coordinator import cli, loop
+from coordinator.loop import Coordinator
+from core.store import DatabaseUnavailable, StoreError, open_store
+from tests.coordinator.harness import TinyRun, make_tiny_run, wait_for
+from tests.coordinator.simulate import LocalWorker, run_to
 from tests.coordinator.test_cli import one_line_error, succeeds
 from tests.mounts import fill, make_read_only, small_disk
 from tests.postgres import PostgresServer
@@ -152,3 +160,108 @@ def test_looking_writes_nothing_on_postgresql(
         succeeds(capsys, cli.main, [argv[0], "--db", run.url, *argv[1:]])
     with pytest.raises(StoreError, match="read-only transaction"):
         open_store(run.url, read_only=True).set_status("paused")
+
+
+# A full disk under the database ----------------------------------------------------------------
+
+
+def _closed_without_tidy(folder: Path) -> tuple[TinyRun, Coordinator, LocalWorker]:
+    """A run at version 2 whose last close is still in the WAL (the next idle pass tidies)."""
+    run = make_tiny_run(folder)
+    coordinator = Coordinator(run.store())
+    worker = LocalWorker(run, run.store(), "w")
+    run_to(coordinator, [worker], 2)
+    return run, coordinator, worker
+
+
+def test_a_full_disk_at_the_wal_checkpoint_is_disk_full(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", 24) as folder:
+        run, coordinator, _ = _closed_without_tidy(folder)
+        filler = fill(folder)
+        with pytest.raises(StoreError) as raised:
+            coordinator.step()  # idle: tidies, and the checkpoint must grow run.db
+        filler.unlink()
+        coordinator.step()  # tidies now
+    # DiskFull: a DatabaseUnavailable, which `serve` waits out (the test below).
+    assert isinstance(raised.value, DatabaseUnavailable)
+    assert str(raised.value) == (
+        f"disk full while checkpointing the WAL into {run.path}: free space on {folder}"
+    )
+
+
+def test_serve_waits_out_a_full_disk_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "RECONNECT_INITIAL_S", 0.02)
+    monkeypatch.setattr(loop, "RECONNECT_MAX_S", 0.05)
+    with small_disk(tmp_path / "disk", 24) as folder:
+        run, coordinator, worker = _closed_without_tidy(folder)
+        filler = fill(folder)
+        stop = threading.Event()
+        serving = threading.Thread(target=coordinator.serve, args=(stop, 0.01))
+        with caplog.at_level(logging.WARNING, logger="coordinator.loop"):
+            serving.start()
+            try:
+                wait_for(lambda: _retries(caplog) > 0)
+                time.sleep(1.0)  # many retries, each failing again
+                filler.unlink()
+                wait_for(lambda: "the database works again" in caplog.text)
+                deadline = time.monotonic() + 60
+                while coordinator.version < 4:  # and it goes on serving
+                    assert time.monotonic() < deadline
+                    worker.work_one()
+                    time.sleep(0.01)
+            finally:
+                stop.set()
+                serving.join(30)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [
+        f"disk full while checkpointing the WAL into {run.path}: free space on {folder}; "
+        "waiting, and going on when it works again",
+        "the database works again; continuing at version 2",
+    ]
+
+
+def _retries(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("disk full while" in r.getMessage() for r in caplog.records)
+
+
+def test_a_full_disk_on_the_postgresql_server_is_disk_full(
+    postgres_server: PostgresServer, pg_database: str
+) -> None:
+    """The run's database lives in a tablespace on a small filesystem, which fills up."""
+    if postgres_server.data_dir is None:
+        pytest.skip("needs the test's own cluster (a tablespace on a small filesystem)")
+    place = Path(tempfile.mkdtemp(prefix="ganfriends-pgdisk-"))  # the server's user reaches it
+    place.chmod(0o755)
+    space = f"space_{pg_database}"
+    with small_disk(place / "disk", 24) as folder:
+        owner = pwd.getpwnam("postgres")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+        postgres_server.execute(f"CREATE TABLESPACE {space} LOCATION '{folder}'")
+        try:
+            postgres_server.execute(f'ALTER DATABASE "{pg_database}" SET TABLESPACE {space}')
+            url = postgres_server.database_url(pg_database)
+            run = make_tiny_run(place, url, lease_s=2)  # the failed submit's lease ends soon
+            store = run.store()
+            coordinator = Coordinator(store)
+            worker = LocalWorker(run, store, "w")
+            run_to(coordinator, [worker], 1)
+            filler = fill(folder)
+            with pytest.raises(StoreError) as raised:
+                run_to(coordinator, [worker], 3)
+            filler.unlink()
+            run_to(coordinator, [worker], 3)  # room again: it goes on
+            coordinator.watchdog.stop()
+            store.dispose()
+        finally:
+            postgres_server.drop_database(pg_database)
+            postgres_server.execute(f"DROP TABLESPACE IF EXISTS {space}")
+    shutil.rmtree(place)
+    assert isinstance(raised.value, DatabaseUnavailable)
+    said = str(raised.value)
+    assert said.startswith(
+        "disk full while writing to the database: free space on the disk of the database "
+        "server at postgresql+psycopg2://postgres:***@"
+    )
+    assert said.endswith(": No space left on device)")
