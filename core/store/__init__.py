@@ -19,6 +19,7 @@ from core.store.errors import (
     RunPaused,
     StoreError,
     UnknownWorker,
+    damaged_shard,
 )
 from core.store.fence import Holder, RunHeld, RunLock, Superseded
 from core.store.rows import (
@@ -71,6 +72,7 @@ __all__ = [
     "UnknownWorker",
     "VersionRow",
     "WorkerRow",
+    "damaged_shard",
     "head_revision",
     "make_engine",
     "migrate",

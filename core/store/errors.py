@@ -75,6 +75,22 @@ class DamagedData(StoreError):
         self.key = key
 
 
+SHARD_REMEDY = (
+    "the coordinator cannot rebuild a dataset shard: the run's owner checks the database's "
+    "disk and restores the database from a backup, or creates the run again "
+    "(ganfriends-coordinator init)"
+)
+
+
+def damaged_shard(index: int, what: str) -> DamagedData:
+    """`DamagedData` for dataset shard `index`: `what` is wrong with it, and the owner's remedy."""
+    return DamagedData(
+        f"dataset shard {index} (row {index} of dataset_shards) {what}; {SHARD_REMEDY}",
+        "dataset_shards",
+        index,
+    )
+
+
 class LeaseLost(StoreError):
     """The lease no longer holds (expired, cancelled, re-issued or another worker's)."""
 
