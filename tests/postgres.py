@@ -98,7 +98,8 @@ class PostgresServer:
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     @classmethod
-    def start(cls) -> PostgresServer:
+    def start(cls, **settings: object) -> PostgresServer:
+        """Start a cluster; `settings` override the server settings of `_options`."""
         existing = os.environ.get("GANFRIENDS_TEST_PG_URL")
         if existing:
             url = make_url(existing)
@@ -108,15 +109,22 @@ class PostgresServer:
         server.bin_dir = _reachable_binaries(root)
         server._initdb(root)
         server.pg_ctl(
-            "start", "-w", "-t", "60", "-l", str(root / "server.log"), "-o", server._options(root)
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(root / "server.log"),
+            "-o",
+            server._options(root, settings),
         )
         return server
 
     def _binary(self, name: str) -> str:
         return str(self.bin_dir / name) if self.bin_dir is not None else _binary(name)
 
-    def _options(self, root: Path) -> str:
-        settings = {
+    def _options(self, root: Path, overrides: dict[str, object]) -> str:
+        settings: dict[str, object] = {
             "port": self.port,
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(root),
@@ -125,6 +133,7 @@ class PostgresServer:
             "full_page_writes": "off",
             "max_connections": 300,
             "shared_buffers": "128MB",
+            **overrides,
         }
         return " ".join(f"-c {key}={value}" for key, value in settings.items())
 

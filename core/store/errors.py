@@ -27,6 +27,11 @@ class DiskFull(DatabaseUnavailable):
     """
 
 
+class ServerBusy(DatabaseUnavailable):
+    """The PostgreSQL server has no free connection slot (max_connections): one frees when
+    another client disconnects, so whoever retries those waits it out."""
+
+
 class NoRun(StoreError):
     """The database holds no run yet."""
 
@@ -105,6 +110,9 @@ class UnknownWorker(StoreError):
 
 SQLITE_FULL_MESSAGE = "database or disk is full"  # sqlite3's text for SQLITE_FULL
 PG_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
+# What the server says when max_connections is used up (at connect time there is no SQLSTATE;
+# the second is for a client that is not a superuser, older and newer wording).
+PG_NO_SLOT = ("too many clients already", "remaining connection slots are reserved")
 
 
 def translate_db_error(
@@ -120,6 +128,12 @@ def translate_db_error(
     detail = str(error.orig).strip() or type(error.orig).__name__
     if _disk_full(error.orig):
         return DiskFull(f"disk full while {doing}: {_free_space_on(url, detail)}")
+    if any(text in detail for text in PG_NO_SLOT):
+        return ServerBusy(
+            f"the database server at {where} has no free connection slot "
+            f"({_last_line(detail)}); one frees when another client disconnects, or its "
+            "administrator raises max_connections"
+        )
     if getattr(error.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
         return StoreError(
             f"cannot write the database at {where} ({detail}); run this as a user who may "
@@ -160,8 +174,14 @@ def _free_space_on(url: URL, detail: str) -> str:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return f"free space on {Path(url.database or '').absolute().parent}"
     server = url.render_as_string(hide_password=True)
-    first_line = detail.splitlines()[0] if detail else detail
-    return f"free space on the disk of the database server at {server} ({first_line})"
+    return f"free space on the disk of the database server at {server} ({_last_line(detail)})"
+
+
+def _last_line(detail: str) -> str:
+    """The server's own words, without libpq's "connection to server … failed:" prefix."""
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    last = lines[0] if lines else detail
+    return last.rsplit(" failed: ", 1)[-1]
 
 
 @contextmanager

@@ -7,13 +7,18 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg2
 import pytest
 
 from coordinator import cli, loop
@@ -265,3 +270,65 @@ def test_a_full_disk_on_the_postgresql_server_is_disk_full(
         "server at postgresql+psycopg2://postgres:***@"
     )
     assert said.endswith(": No space left on device)")
+
+
+# A PostgreSQL server with every connection slot taken ------------------------------------------
+
+SMALL_MAX_CONNECTIONS = 12
+
+
+@pytest.fixture(scope="module")
+def small_server() -> Iterator[PostgresServer]:
+    """A cluster of its own that allows few connections, so a test can take them all."""
+    server = PostgresServer.start(max_connections=SMALL_MAX_CONNECTIONS)
+    if server.data_dir is None:
+        pytest.skip("needs the test's own cluster (GANFRIENDS_TEST_PG_URL names another)")
+    yield server
+    server.stop()
+
+
+def _take_every_slot(server: PostgresServer) -> list[Any]:
+    taken = []
+    while True:
+        try:
+            taken.append(server.connect())
+        except psycopg2.OperationalError as exc:
+            assert "too many clients already" in str(exc)
+            return taken
+
+
+@pytest.mark.postgres
+def test_serve_waits_for_a_free_connection_slot(
+    small_server: PostgresServer, tmp_path: Path
+) -> None:
+    run = make_tiny_run(tmp_path, small_server.database_url(small_server.create_database()))
+    taken = _take_every_slot(small_server)
+    command = [sys.executable, "-m", "coordinator.cli", "serve", "--db", run.url]
+    serving = subprocess.Popen(command, env=run.env, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(serving.stderr or ()), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: lines, timeout_s=60)
+        time.sleep(2.0)  # it retries meanwhile, and says nothing more
+        assert serving.poll() is None, lines
+        for connection in taken:
+            connection.close()
+        wait_for(lambda: any(line.startswith("serving from version 0") for line in lines))
+    finally:
+        serving.send_signal(signal.SIGTERM)
+        code = serving.wait(30)
+        reader.join(10)
+    assert code == 0, lines
+    assert lines[0].startswith(
+        "ganfriends-coordinator serve: the database server at postgresql+psycopg2://postgres:***@"
+    )
+    assert lines[0].endswith(
+        "has no free connection slot (FATAL:  sorry, too many clients already); one frees when "
+        "another client disconnects, or its administrator raises max_connections; waiting\n"
+    )
+    assert [line.split(":")[0] for line in lines] == [
+        "ganfriends-coordinator serve",
+        "serving from version 0; Ctrl-C stops\n",
+        "stopped at version 0\n",
+    ], lines
