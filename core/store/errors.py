@@ -134,9 +134,12 @@ def translate_db_error(
             f"({_last_line(detail)}); one frees when another client disconnects, or its "
             "administrator raises max_connections"
         )
-    if getattr(error.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+        # CANTOPEN on a file that exists: no permission, or no -wal/-shm file can be made.
+        verb = "write" if code == sqlite3.SQLITE_READONLY else "open"
         return StoreError(
-            f"cannot write the database at {where} ({detail}); run this as a user who may "
+            f"cannot {verb} the database at {where} ({detail}); run this as a user who may "
             "write the file and its folder, on a disk that is not mounted read-only"
         )
     if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError) or (

@@ -332,3 +332,18 @@ def test_serve_waits_for_a_free_connection_slot(
         "serving from version 0; Ctrl-C stops\n",
         "stopped at version 0\n",
     ], lines
+
+
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+def test_writing_on_a_read_only_filesystem_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, journal: str
+) -> None:
+    with small_disk(tmp_path / "ro", 16) as folder:
+        run = make_tiny_run(folder)
+        if journal == "delete":
+            _to_rollback_journal(run.path)
+        make_read_only(folder)
+        line = one_line_error(capsys, cli.main, ["pause", "--db", run.url])
+    verb = "open" if journal == "wal" else "write"  # WAL: its -shm cannot be made
+    assert line.startswith(f"ganfriends-coordinator pause: cannot {verb} the database at {run.url}")
+    assert line.endswith("on a disk that is not mounted read-only")
