@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 
 from benchmarks.demo_settings import curve
-from coordinator.demo import DEMO_DATASET, DEMO_MODEL, DEMO_SETTINGS
+from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS, DEMO_SYNTHETIC_IMAGES
 from core.config import RunSettings
 from core.data import synthetic_images
 
@@ -48,11 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=51_200, help="training images per run")
     parser.add_argument("--every", type=int, default=12_800, help="images between quality figures")
     args = parser.parse_args(argv)
-    images = synthetic_images(DEMO_DATASET[1], DEMO_MODEL.image_size, 0)
+    images = synthetic_images(DEMO_SYNTHETIC_IMAGES, DEMO_MODEL.image_size, 0)
     rows = []
     for label, settings in variants(DEMO_SETTINGS):
         print(label, flush=True)
-        figures = curve(settings, images, args.images, args.every)
+        figures = [q for _, q in curve(settings, images, args.images, args.every, None)]
         rows.append((label, figures))
     print(f"\nquality (SWD, lower is better) every {args.every:,} images, demo model, synthetic:")
     for label, figures in rows:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 
 from benchmarks.demo_settings import quality
-from coordinator.demo import DEMO_DATASET, DEMO_MODEL, DEMO_SETTINGS
+from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS, DEMO_SYNTHETIC_IMAGES
 from core.config import RunSettings
 from core.data import synthetic_images
 from core.reference import initial_state, train_version
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outer-lr", type=float, default=0.7, help="DiLoCo's 0.7 by default")
     parser.add_argument("--outer-momentum", type=float, default=0.9, help="DiLoCo's 0.9")
     args = parser.parse_args(argv)
-    images = synthetic_images(DEMO_DATASET[1], DEMO_MODEL.image_size, 0)
+    images = synthetic_images(DEMO_SYNTHETIC_IMAGES, DEMO_MODEL.image_size, 0)
     table = []
     for units in (int(u) for u in args.units.split(",")):
         for inner in (int(h) for h in args.inner.split(",")):

@@ -11,7 +11,7 @@ from PySide6.QtGui import QFont
 from client_gui.run_state import LeaderboardRow, format_duration_s
 from client_gui.table_model import Index, ListTableModel
 
-_COLUMNS = ("#", "Volunteer", "Units", "Images", "Compute time")
+_COLUMNS = ("#", "Volunteer", "Units", "Confirmed", "Images", "Compute time")
 
 
 class LeaderboardModel(ListTableModel):
@@ -42,6 +42,7 @@ class LeaderboardModel(ListTableModel):
                 index.row() + 1,
                 name,
                 f"{row.units:,}",
+                f"{row.verified:,}",  # results another volunteer's computation confirmed
                 f"{row.images:,}",
                 format_duration_s(row.compute_s),
             )

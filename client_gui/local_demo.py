@@ -21,9 +21,13 @@ from core.store import NoRun, StoreError, open_store, sqlite_path
 
 log = logging.getLogger(__name__)
 
-INIT_TIMEOUT_S = 600.0  # creating the demo run generates 10,000 images: seconds, not minutes
+INIT_TIMEOUT_S = 600.0  # creating the demo run reads or generates its images: seconds, not minutes
 STOP_TIMEOUT_S = 10.0  # seconds the coordinator gets to stop cleanly before it is killed
-DEMO_IMAGES = 10_000
+# The local demo's image sets (`init --dataset` values), as `ganfriends-coordinator demo`'s:
+# the Noto emoji shipped with the app, or 10,000 procedural shapes.
+DEMO_DATASETS = {"emoji": "emoji", "synthetic": "synthetic:10000"}
+DEMO_DATASET = "synthetic"  # the default; GANFRIENDS_DEMO_DATASET=emoji chooses the Noto emoji
+DATASET_ENV = "GANFRIENDS_DEMO_DATASET"
 PID_FILE = "local-coordinator.pid"
 
 LOCAL_SAMPLE_EVERY = 50  # versions between sample grids, as the command-line demo: each grid
@@ -40,8 +44,11 @@ class LocalDemoError(Exception):
 class LocalDemo:
     """The local demo run and the coordinator process that serves it."""
 
-    def __init__(self, url: str | None = None, python: str = sys.executable) -> None:
+    def __init__(
+        self, url: str | None = None, python: str = sys.executable, dataset: str | None = None
+    ) -> None:
         self.url = url or demo_db_url()
+        self.dataset = dataset or os.environ.get(DATASET_ENV) or DEMO_DATASET
         self._python = python
         self._process: subprocess.Popen[bytes] | None = None
         self._guard: GuardedChild | None = None  # ties the coordinator to this app's life
@@ -55,6 +62,11 @@ class LocalDemo:
         if self._has_run():
             self._apply_local_settings(only_from=OLD_LOCAL_SAMPLE_EVERY)  # an older release's
             return
+        if self.dataset not in DEMO_DATASETS:
+            raise LocalDemoError(
+                f"{self.dataset!r} is not a demo dataset: set {DATASET_ENV} to "
+                f"{' or '.join(DEMO_DATASETS)}"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         command = [
             *self._coordinator(),
@@ -64,7 +76,7 @@ class LocalDemo:
             "--preset",
             "demo",
             "--dataset",
-            f"synthetic:{DEMO_IMAGES}",
+            DEMO_DATASETS[self.dataset],
             "--name",
             "local demo",
         ]

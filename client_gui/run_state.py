@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from core.config import RunSettings
 from core.store import (
     EventRow,
     MetricsRow,
@@ -23,6 +24,7 @@ from core.store import (
     WorkerRow,
     open_store,
 )
+from core.verification import TrustRecord
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,6 +47,8 @@ class RunSnapshot:
     workers: tuple[WorkerRow, ...] | None  # None: this login may not read them
     events: tuple[EventRow, ...]  # log entries not seen before, oldest first
     read_at: float  # seconds since the epoch
+    # Verification records this login may read (a volunteer: its own); None when refused.
+    trust: tuple[TrustRecord, ...] | None = None
 
 
 class RunReader:
@@ -105,7 +109,9 @@ class RunReader:
         events = _optional(lambda: store.events(EVENTS_PER_READ, after_id=self._last_event)) or []
         if events:
             self._last_event = max(e.id for e in events)
+        trust = _optional(store.trust_records)
         return RunSnapshot(
+            trust=None if trust is None else tuple(trust),
             run=run,
             metrics=tuple(metrics),
             samples=tuple(samples),
@@ -134,6 +140,9 @@ class RunSummary:
     active_volunteers: int | None  # None when the workers cannot be read
     versions_per_hour: float | None  # None until two versions closed within the last hour
     problem: str | None = None  # what keeps the run from going on (the coordinator's alert)
+    # Active workers beyond the run's units per version: they wait for every next version.
+    waiting: int = 0
+    units_per_version: int | None = None
 
 
 def summarize_run(
@@ -148,10 +157,15 @@ def summarize_run(
     if len(recent) >= 2 and recent[-1] > recent[0]:
         rate = (len(recent) - 1) / (recent[-1] - recent[0]) * HOUR_S
     active = None
+    waiting = 0
+    stored = run.settings.get("num_workunits_per_update")
+    units = stored if isinstance(stored, int) else RunSettings().num_workunits_per_update
     if workers is not None:
-        active = len({w.name for w in workers if now - w.last_seen < ACTIVE_WITHIN_S})
+        present = [w for w in workers if now - w.last_seen < ACTIVE_WITHIN_S]
+        active = len({w.name for w in present})
+        waiting = max(0, len(present) - units)  # as `ganfriends-coordinator status` counts
     problem = None if run.alert is None else str(run.alert.get("message", ""))
-    return RunSummary(run.name, run.status, run.version, active, rate, problem)
+    return RunSummary(run.name, run.status, run.version, active, rate, problem, waiting, units)
 
 
 @dataclass(frozen=True)
@@ -163,18 +177,20 @@ class LeaderboardRow:
     images: int
     compute_s: float
     is_me: bool
+    verified: int = 0  # results another volunteer's computation confirmed
 
 
 def leaderboard(workers: Iterable[WorkerRow], my_name: str) -> list[LeaderboardRow]:
     """Volunteers by images contributed, most first."""
     totals: dict[str, list[float]] = {}
     for worker in workers:
-        total = totals.setdefault(worker.name, [0, 0, 0.0])
+        total = totals.setdefault(worker.name, [0, 0, 0.0, 0])
         total[0] += worker.units
         total[1] += worker.images
         total[2] += worker.compute_s
+        total[3] += worker.verified
     rows = [
-        LeaderboardRow(name, int(t[0]), int(t[1]), t[2], name == my_name)
+        LeaderboardRow(name, int(t[0]), int(t[1]), t[2], name == my_name, int(t[3]))
         for name, t in totals.items()
     ]
     return sorted(rows, key=lambda r: (-r.images, -r.units, r.name))
@@ -190,6 +206,10 @@ class Contribution:
     share_last_hour: float | None  # of the run's images since `share_since`; None when none
     share_since: float = 0.0  # epoch seconds the share covers from: an hour ago, or later
     # when this app has watched the run for less than an hour (its units are all it knows)
+    verified: int = 0  # results another volunteer's computation confirmed
+    rejected: int = 0  # results the coordinator did not count (the log says why)
+    standing: str | None = None  # where verification stands with this volunteer, for people
+    refused: bool = False  # quarantined: nothing of this volunteer counts any more
 
 
 def contribution(
@@ -199,6 +219,7 @@ def contribution(
     metrics: Sequence[MetricsRow],
     now: float,
     watched_since: float = 0.0,
+    trust: Sequence[TrustRecord] | None = None,
 ) -> Contribution:
     """Totals from the worker rows named `my_name` (this session's units when unreadable).
 
@@ -208,6 +229,9 @@ def contribution(
     counted against this computer, which the session did not see compute).
     """
     mine = [w for w in workers or () if w.name == my_name]
+    verified = sum(w.verified for w in mine)
+    rejected = sum(w.rejected for w in mine)
+    standing, refused = _standing(mine, trust or (), verified)
     if mine:
         units = sum(w.units for w in mine)
         images = sum(w.images for w in mine)
@@ -218,7 +242,33 @@ def contribution(
     run_images = sum(m.images for m in metrics if m.created_at >= since)
     my_recent = sum(n for at, n in my_units if at >= since)
     share = min(1.0, my_recent / run_images) if run_images > 0 else None
-    return Contribution(units, images, compute_s, share, since)
+    return Contribution(
+        units, images, compute_s, share, since, verified, rejected, standing, refused
+    )
+
+
+def _standing(
+    mine: Sequence[WorkerRow], trust: Sequence[TrustRecord], verified: int
+) -> tuple[str | None, bool]:
+    """What verification says of this volunteer's results, and whether they are refused."""
+    identities = {w.volunteer or w.name for w in mine}
+    records = [r for r in trust if r.identity in identities]
+    for record in records:
+        if record.quarantined:
+            return (
+                f"Your results no longer count: {record.reason}. Ask the run's owner.",
+                True,
+            )
+    if not records and not verified:
+        return None, False  # no verification in this run, or nothing settled yet
+    outvoted = sum(r.outvoted for r in records)
+    text = f"{verified:,} of your results were confirmed by another volunteer's computation"
+    if outvoted:
+        text += (
+            f"; {outvoted:,} came out slightly different from two others that agreed exactly "
+            "(another processor's rounding) and did not count"
+        )
+    return text + ".", False
 
 
 def format_duration_s(seconds: float) -> str:

@@ -55,6 +55,7 @@ from client_gui.worker_bridge import (
 )
 from core.store import MetricsRow, RunRow, WorkerRow, open_store
 from core.throttle import MIN_DUTY_CYCLE, DonationPolicy, pause_reason
+from core.verification import TrustRecord
 
 if TYPE_CHECKING:  # importing core.worker loads torch: the GUI process does not need it
     from core.events import WorkerEvent
@@ -245,6 +246,7 @@ class AppSession(QObject):
         self.finishing = False
         self._metrics.clear()
         self._workers = None
+        self._trust: tuple[TrustRecord, ...] = ()  # verification records, as last read
         self._run_row = None
         self._my_units.clear()
 
@@ -484,6 +486,8 @@ class AppSession(QObject):
             self._metrics[row.version] = row
         if snapshot.workers is not None:
             self._workers = snapshot.workers
+        if snapshot.trust is not None:
+            self._trust = snapshot.trust
         if snapshot.events:
             self._log_pending.extend(entry_from_run(e) for e in snapshot.events)
         self.snapshot_read.emit(snapshot)
@@ -499,7 +503,13 @@ class AppSession(QObject):
         metrics = [self._metrics[v] for v in sorted(self._metrics)]
         summary: RunSummary = summarize_run(run, metrics, self._workers, now)
         mine: Contribution = contribution(
-            self._workers, self.worker_name, self._my_units, metrics, now, self._watched_since
+            self._workers,
+            self.worker_name,
+            self._my_units,
+            metrics,
+            now,
+            self._watched_since,
+            self._trust,
         )
         board: list[LeaderboardRow] = leaderboard(self._workers or (), self.worker_name)
         self.figures_changed.emit(summary, mine, board)

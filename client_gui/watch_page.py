@@ -56,6 +56,11 @@ class WatchPage(QWidget):
         form.addRow("Compute time:", self.compute_label)
         self.share_title = QLabel("Share of the last hour:")
         form.addRow(self.share_title, self.share_label)
+        # Verification: confirmed by another volunteer, or why the results do not count.
+        self.verified_label = QLabel("")
+        self.verified_label.setWordWrap(True)
+        self.verified_label.hide()
+        form.addRow(self.verified_label)
         self.leaderboard = LeaderboardModel()
         self.leaderboard_view = QTableView()
         self.leaderboard_view.setModel(self.leaderboard)
@@ -115,6 +120,12 @@ class WatchPage(QWidget):
             parts.append(f"{count} active volunteer{'s' if count != 1 else ''}")
         if summary.versions_per_hour is not None:
             parts.append(f"{summary.versions_per_hour:,.0f} versions per hour")
+        if summary.waiting:
+            parts.append(
+                f"{summary.waiting} computer{'s' if summary.waiting != 1 else ''} wait for work "
+                f"each version (a version has {summary.units_per_version} units; the run's owner "
+                "can raise that)"
+            )
         if summary.problem:
             parts.append(f"problem: {summary.problem}")
         self.run_line.setText(" · ".join(parts))
@@ -131,6 +142,11 @@ class WatchPage(QWidget):
             else f"Share since {time.strftime('%H:%M', time.localtime(mine.share_since))}:"
         )
         self.leaderboard.set_rows(board)
+        self.verified_label.setVisible(mine.standing is not None)
+        self.verified_label.setText(mine.standing or "")
+        self.verified_label.setAccessibleName(mine.standing or "")
+        self.verified_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.verified_label.setStyleSheet("font-weight: bold;" if mine.refused else "")
 
     def clear(self) -> None:
         self.plots.clear()
@@ -139,3 +155,4 @@ class WatchPage(QWidget):
         self.run_line.setText("Not connected to a run yet.")
         for label in (self.units_label, self.images_label, self.compute_label, self.share_label):
             label.setText("—")
+        self.verified_label.hide()

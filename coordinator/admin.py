@@ -21,6 +21,7 @@ from core.schedule import units_per_epoch
 from core.shards import ShardFetcher
 from core.store import Store
 from core.training import calibrate_gan
+from core.verification import TrustRecord
 
 ACTIVE_WITHIN_S = 120.0  # a worker seen this recently counts as active
 REPEAT_OFFENDER = 3  # sessions the watchdog ended before `status` calls a volunteer one
@@ -75,8 +76,61 @@ def run_status(store: Store) -> dict[str, Any]:
         ),
         "rejected_results": sum(w.rejected for w in workers),
         "sessions_ended": _offenders(store),
+        "verification": verification_summary(store, settings),
         "alert": run.alert,  # what stops the run, with the remedy; None when nothing does
     }
+
+
+def verification_summary(store: Store, settings: RunSettings) -> dict[str, Any]:
+    """The run's verification policy, what waits for a second computation, who was caught."""
+    rows = store.trust_rows()
+    trusted = [
+        r.record.identity
+        for r in rows
+        if r.record.earned >= settings.trust_after and not r.record.quarantined
+    ]
+    return {
+        "policy": settings.verification,
+        "text": verification_text(settings),
+        "held_results": store.held_count(),
+        "trusted_volunteers": len(trusted),
+        "verified_results": sum(w.verified for w in store.workers()),
+        "quarantined": [
+            {
+                "identity": r.record.identity,
+                "reason": r.record.reason,
+                "since": r.quarantined_at,
+                "remedy": r.remedy,
+            }
+            for r in rows
+            if r.record.quarantined
+        ],
+    }
+
+
+def verification_text(settings: RunSettings) -> str:
+    """The verification policy, for people."""
+    if settings.verification == "off":
+        return "off (every valid result counts at once)"
+    if settings.verification == "quorum":
+        return "quorum (every result counts once another volunteer's computation agrees)"
+    return (
+        f"adaptive (a volunteer's results are confirmed by another volunteer until "
+        f"{settings.trust_after} were; then {settings.spot_check:.0%} are spot-checked)"
+    )
+
+
+def trust_text(record: TrustRecord, settings: RunSettings) -> str:
+    """One volunteer identity's standing, for people."""
+    if record.quarantined:
+        return "quarantined (the reason: `status`)"
+    if settings.verification == "off":
+        return "not verified (verification off)"
+    if settings.verification == "adaptive" and record.earned >= settings.trust_after:
+        return "trusted (spot-checked)"
+    if settings.verification == "quorum":
+        return "every result confirmed"
+    return f"new ({record.earned} of {settings.trust_after} units confirmed)"
 
 
 def unit_kind_text(settings: RunSettings) -> str:
@@ -136,6 +190,8 @@ def _offenders(store: Store) -> list[dict[str, Any]]:
 
 def worker_table(store: Store) -> list[dict[str, Any]]:
     now = time.time()
+    settings = RunSettings.from_dict(store.get_run().settings)
+    records = {r.record.identity: r.record for r in store.trust_rows()}
     return [
         {
             "id": w.id,
@@ -148,6 +204,11 @@ def worker_table(store: Store) -> list[dict[str, Any]]:
             "images": w.images,
             "compute_s": round(w.compute_s, 1),
             "rejected": w.rejected,
+            "verified": w.verified,  # results another volunteer's computation confirmed
+            "volunteer": w.volunteer or w.name,
+            "trust": trust_text(
+                records.get(w.volunteer or w.name, TrustRecord(w.volunteer or w.name)), settings
+            ),
         }
         for w in store.workers()
     ]
@@ -155,6 +216,9 @@ def worker_table(store: Store) -> list[dict[str, Any]]:
 
 def volunteer_table(store: Store) -> list[dict[str, Any]]:
     """Every invited volunteer as plain data (times in seconds since the epoch)."""
+    invited = volunteers.list_volunteers(store)  # first: it says when there can be none
+    settings = RunSettings.from_dict(store.get_run().settings)
+    records = {r.record.identity: r.record for r in store.trust_rows()}
     return [
         {
             "name": v.name,
@@ -170,8 +234,10 @@ def volunteer_table(store: Store) -> list[dict[str, Any]]:
             "rejected": v.rejected,
             "ended": v.sessions_ended,  # sessions the watchdog ended
             "last_ended_why": v.last_ended_why,
+            "verified": v.verified,
+            "trust": trust_text(records.get(v.role, TrustRecord(v.role)), settings),
         }
-        for v in volunteers.list_volunteers(store)
+        for v in invited
     ]
 
 

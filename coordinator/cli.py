@@ -17,7 +17,7 @@ from PIL import ImageColor
 from coordinator import admin, volunteers
 from coordinator.runs import RunPlan, check_dataset, create_run, read_config
 from core.backoff import Backoff
-from core.config import SettingsError
+from core.config import RunSettings, SettingsError
 from core.data import DatasetError, IngestReport
 from core.invite import SSLMODES, InviteError, encode_invite
 from core.logs import configure_logging
@@ -42,6 +42,8 @@ PRESETS = {  # `init --preset NAME`: one line each for `init --help`
     "demo": "the model and settings of `ganfriends-coordinator demo` (synthetic:10000 images)",
 }
 EXIT_RUN_HELD = 3  # another coordinator serves the run (refused at start, or taken over)
+# coordinator.demo.DEMO_DATASETS's names, here so that the parser does not import the demo
+DEMO_DATASET_NAMES = ["emoji", "synthetic"]
 
 
 class UsageError(Exception):
@@ -86,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fresh", action="store_true", help="start a new demo run instead of resuming the last one"
     )
+    p.add_argument(
+        "--dataset",
+        choices=DEMO_DATASET_NAMES,
+        help="images of a new demo run: emoji (the Noto emoji, 32×32) or synthetic (shapes; "
+        "default synthetic)",
+    )
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser(
@@ -100,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(p)
     p.add_argument(
         "--dataset",
-        help="image folder, .zip of images, or synthetic[:N] (default synthetic; with "
-        "--preset demo, the demo's synthetic:10000)",
+        help="image folder, .zip of images, emoji (the Noto emoji shipped at 32×32) or "
+        "synthetic[:N] (default synthetic; with --preset demo, the demo's synthetic:10000)",
     )
     p.add_argument(
         "--config",
@@ -248,10 +256,10 @@ def _init(args: argparse.Namespace) -> int:
     dataset = args.dataset
     base = None
     if args.preset == "demo":
-        from coordinator.demo import DEMO_DATASET, DEMO_MODEL, DEMO_SETTINGS
+        from coordinator.demo import DEMO_DATASET, DEMO_DATASETS, DEMO_MODEL, DEMO_SETTINGS
 
         base = (DEMO_MODEL, DEMO_SETTINGS)
-        dataset = dataset or f"{DEMO_DATASET[0]}:{DEMO_DATASET[1]}"
+        dataset = dataset or DEMO_DATASETS[DEMO_DATASET]
     model, settings = read_config(args.config, base)
     dataset_spec = check_dataset(dataset or "synthetic")
     plan = RunPlan(args.name, model, settings, dataset_spec, _colour(args.background))
@@ -383,6 +391,21 @@ def _status(args: argparse.Namespace) -> int:
                 f"{offender['last_why']}; to lock them out: {offender['revoke']}",
             )
         )
+    verification = status["verification"]
+    lines.append(("verification", str(verification["text"])))
+    if verification["policy"] != "off":
+        lines.append(
+            (
+                "verified results",
+                f"{verification['verified_results']} confirmed by a second volunteer, "
+                f"{verification['held_results']} waiting for one; "
+                f"{verification['trusted_volunteers']} volunteer(s) trusted",
+            )
+        )
+    for caught in verification["quarantined"]:
+        lines.append(
+            (f"QUARANTINED: {caught['identity']}", f"{caught['reason']}; {caught['remedy']}")
+        )
     alert = status["alert"]
     if alert:
         lines.append(("PROBLEM", f"{alert['message']}; {alert['remedy']}"))
@@ -462,6 +485,7 @@ def _invite(args: argparse.Namespace) -> int:
             connections=args.connections,
         )
         hardening = volunteers.missing_hardening(store)
+        verification = RunSettings.from_dict(store.get_run().settings).verification
     finally:
         store.dispose()
     until = f", valid for {args.expires:g} days" if args.expires else ""
@@ -480,6 +504,14 @@ def _invite(args: argparse.Namespace) -> int:
         print(
             "note: volunteers can still create large objects or write unlimited temporary "
             f"files in this database; as a superuser, connect to it and run: {hardening}",
+            file=sys.stderr,
+        )
+    if verification == "off":
+        print(
+            "note: this run counts every valid result unchecked (verification=off), so a "
+            "volunteer who cheats changes the run; to have new volunteers' results confirmed "
+            "by another volunteer first: ganfriends-coordinator set verification=adaptive "
+            "(docs/verification.md)",
             file=sys.stderr,
         )
     print(encode_invite(invite))
@@ -565,7 +597,9 @@ def _demo(args: argparse.Namespace) -> int:
     if args.rounds is not None and args.rounds < 1:
         raise UsageError("--rounds must be at least 1")
     minutes = args.minutes if args.minutes is not None or args.rounds is not None else 5.0
-    return run_demo(DemoOptions(args.workers, minutes, args.rounds, args.out, args.fresh))
+    return run_demo(
+        DemoOptions(args.workers, minutes, args.rounds, args.out, args.fresh, args.dataset)
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from coordinator.state import (
     encode_optimizer_state,
     encode_weights,
 )
+from coordinator.verify import Verifier
 from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
 from core.cache import ShardCache
@@ -69,6 +70,7 @@ TIDY_AFTER_CLOSES = 2  # closes without an idle pass after which tidy runs anywa
 RECONNECT_INITIAL_S = 0.5  # first wait after the database was lost (then doubling, with jitter)
 RECONNECT_MAX_S = 15.0  # longest wait between attempts to reach a lost database
 PARKED_CHECK_S = 1.0  # idle passes look this often for units parked inside a worker's claim
+LIVE_SETTINGS_S = 1.0  # how stale the verification settings may be (`_settings_now`)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,10 @@ class Coordinator:
         # Checkpoints and payload deletes wait for idle passes, out of the close's way.
         self.store.take_over_checkpoints()
         self._closes_since_tidy = 1  # so the first idle pass tidies what an earlier run left
+        # Results count only once the run's verification policy lets them (coordinator/verify).
+        self._live_settings: tuple[float, RunSettings] | None = None
+        self.verifier = Verifier(self.store, self._decode, self._settings_now, self._undo)
+        self._reloaded = False  # set when an undo rebuilt the state mid-pass (`step`)
         self._load()
 
     # State ----------------------------------------------------------------------------------
@@ -272,8 +278,12 @@ class Coordinator:
         results = self.store.new_results(VALIDATE_BATCH)
         current = [row.id for row in results if row.version == self.version]
         decoded = dict(zip(current, self._intake.decode_all(current), strict=True))
+        self._reloaded = False
         for row in results:
             self._validate(row, decoded.get(row.id))
+            if self._reloaded:  # a caught volunteer's work was undone: the rest is read anew
+                break
+        self.verifier.poll(self.version)
         busy = busy or bool(results)
         if busy or time.monotonic() - self._advanced_at >= PARKED_CHECK_S:
             self._advance()  # idle too: a worker's claim may have parked the missing unit
@@ -300,6 +310,47 @@ class Coordinator:
         self.store.beat()  # Superseded if another coordinator took over meanwhile
         self._beat_at = time.monotonic()
 
+    def _settings_now(self) -> RunSettings:
+        """The run's settings as `set` left them, read at most once a second: the ones that do
+        not shape the trajectory (verification) act at once, not only from the next close."""
+        now = time.monotonic()
+        if self._live_settings is None or now - self._live_settings[0] >= LIVE_SETTINGS_S:
+            self._live_settings = (now, RunSettings.from_dict(self.store.get_run().settings))
+        return self._live_settings[1]
+
+    def _undo(self, identity: str, reached: list[tuple[int, int]]) -> None:
+        """Take a caught volunteer's unchecked results out of the run: go back to the version
+        before the oldest of them reached and replay, or, when all of them are in the open
+        version, compute those units again. Either way the run goes on as if the volunteer's
+        unchecked work had never been done (bitwise, as long as that version is kept)."""
+        oldest = reached[0][0]
+        why = f"{identity} was caught; {len(reached)} of its results had counted unchecked"
+        if oldest >= self.version:
+            for _, result_id in reached:
+                self.store.withdraw_result(result_id, why)
+        else:
+            kept = [v for v in rollback.full_states(self.store) if oldest <= v < self.version]
+            target = oldest if oldest in kept else min(kept, default=None)
+            if target is None:
+                self.store.add_event(
+                    "undo_failed",
+                    f"{why}, from version {oldest} on, but no version since is kept to go back "
+                    "to: its results stay in the run (raise keep_versions to cover spot-checks)",
+                    version=self.version,
+                )
+            else:
+                if target != oldest:
+                    self.store.add_event(
+                        "undo_partial",
+                        f"{why}, from version {oldest} on, but the oldest version kept since is "
+                        f"{target}: what it gave before that stays in the run",
+                        version=self.version,
+                    )
+                rollback.roll_back(self.store, target, why)
+        self.store.forget_unchecked(identity)
+        self._load_run()
+        self._reloaded = True
+
     def _validate(
         self, row: ResultRow, outcome: Decoded | PayloadError | DamagedData | None
     ) -> None:
@@ -320,6 +371,8 @@ class Coordinator:
         except (PayloadError, DamagedData) as exc:
             log.warning("rejected result %d of unit %d: %s", row.id, row.unit_index, exc)
             self.store.resolve_result(row.id, "rejected", str(exc))
+            return
+        if self.verifier.takes(row, grads):  # held for, settled by or refused by verification
             return
         accepted = self.store.accepted_result(row.version, row.unit_index)
         first = None if accepted is None else self._read_back(accepted)

@@ -70,6 +70,7 @@ class VolunteerRow:
     rejected: int  # results the coordinator rejected
     sessions_ended: int  # by the watchdog, ever
     last_ended_why: str | None  # the watchdog's reason, the last time
+    verified: int = 0  # its results another volunteer's computation confirmed
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,8 @@ def list_volunteers(store: Store) -> list[VolunteerRow]:
                 "(SELECT count(*) FROM pg_stat_activity a WHERE a.usename = v.role_name) "
                 "AS sessions, count(w.id) AS workers, coalesce(sum(w.units), 0) AS units, "
                 "coalesce(sum(w.images), 0) AS images, "
-                "coalesce(sum(w.rejected), 0) AS rejected, v.sessions_ended, v.last_ended_why "
+                "coalesce(sum(w.rejected), 0) AS rejected, v.sessions_ended, v.last_ended_why, "
+                "coalesce(sum(w.verified), 0) AS verified "
                 "FROM volunteer.volunteers v "
                 "LEFT JOIN volunteer.worker_roles r ON r.role_name = v.role_name "
                 "LEFT JOIN workers w ON w.id = r.worker_id "
@@ -292,6 +294,7 @@ def list_volunteers(store: Store) -> list[VolunteerRow]:
             int(r.rejected),
             int(r.sessions_ended),
             r.last_ended_why,
+            int(r.verified),
         )
         for r in rows
     ]

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from core.codec import PRECISIONS, Precision
+from core.verification import POLICIES
 
 
 class SettingsError(ValueError):
@@ -50,10 +51,17 @@ class RunSettings:
     checkpoint_every: int = 100  # every this many versions a checkpoint is kept longer
     keep_checkpoints: int = 3  # newest checkpoints kept
     keep_samples: int = 100  # newest sample grids kept
+    verification: str = "off"  # off, quorum or adaptive: see core/verification.py
+    trust_after: int = 10  # adaptive: confirmed units before a volunteer's results count unchecked
+    spot_check: float = 0.05  # adaptive: share of a trusted volunteer's results still confirmed
 
     def __post_init__(self) -> None:
         for name, (low, high, low_open) in RANGES.items():
             _check_range(name, getattr(self, name), low, high, low_open)
+        if self.verification not in POLICIES:
+            raise SettingsError(
+                f"verification must be one of {', '.join(POLICIES)}, not {self.verification!r}"
+            )
         if self.precision not in PRECISIONS:
             raise SettingsError(
                 f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
@@ -118,6 +126,8 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "checkpoint_every": (1, 10**9, False),
     "keep_checkpoints": (1, 1_000, False),
     "keep_samples": (1, 100_000, False),
+    "trust_after": (1, 10_000, False),
+    "spot_check": (0.0, 1.0, False),
 }
 INTEGER_SETTINGS = frozenset(
     name for name, field in RunSettings.__dataclass_fields__.items() if field.type == "int"
@@ -157,6 +167,9 @@ LIVE_KEYS = frozenset(
         "checkpoint_every",
         "keep_checkpoints",
         "keep_samples",
+        "verification",
+        "trust_after",
+        "spot_check",
     }
 )
 

@@ -33,6 +33,8 @@ DUPLICATE = "duplicate"  # a file with the same bytes as an image already used
 LINK_LOOP = "link loop"  # a linked folder that leads back to one of its parents: not followed
 DUPLICATE_FOLDER = "folder already read"  # a second link to a folder: its images are read once
 UNREADABLE_FOLDER = "unreadable folder"  # os.walk could not list it (permissions)
+# Image sets shipped with the package, by the name --dataset accepts (assets/build_emoji_set.py).
+SHIPPED_DATASETS = {"emoji": Path(__file__).parent / "assets" / "noto-emoji-32.zip"}
 
 # Background gradients use muted colours, shapes use saturated ones, so shapes always stand out.
 _BACKGROUNDS = np.array(
@@ -280,12 +282,15 @@ def shard_images(shard: Shard) -> torch.Tensor:
 
 
 def parse_dataset_spec(spec: str) -> tuple[str, int | Path]:
-    """Parse a --dataset value: "synthetic[:N]" → ("synthetic", N), anything else → ("path", …)."""
+    """Parse a --dataset value: "synthetic[:N]" → ("synthetic", N), a shipped set's name
+    ("emoji") → ("path", its zip), anything else → ("path", …)."""
     text = spec.strip()
     if not text:
         raise DatasetError(
-            "no dataset given: use a folder of images, a .zip of them, or synthetic[:N]"
+            "no dataset given: use a folder of images, a .zip of them, emoji or synthetic[:N]"
         )
+    if text in SHIPPED_DATASETS:
+        return ("path", SHIPPED_DATASETS[text])
     if text == "synthetic":
         return ("synthetic", SYNTHETIC_DEFAULT_COUNT)
     if text.startswith("synthetic:"):

@@ -22,7 +22,7 @@ from core.store.binary_copy import Field, insert_bytes
 from core.store.errors import AlreadySubmitted, LeaseLost, StoreError
 from core.store.notify import announce_work
 from core.store.rows import Lease, StoreSettings
-from core.store.schema import events, result_payloads, results, work_units
+from core.store.schema import events, result_payloads, results, work_units, workers
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,18 @@ def check_metric_keys(metrics: Mapping[str, float]) -> None:
 
 
 def claim_statement(
-    dialect: str, version: int, worker_id: int, token: str, now: float, lease_s: float
+    dialect: str,
+    version: int,
+    worker_id: int,
+    token: str,
+    now: float,
+    lease_s: float,
+    identity: str | None = None,
 ) -> Update:
     """The one UPDATE … RETURNING that leases the first pending unit of `version`.
 
+    With `identity`, a copy of a unit that this volunteer identity already computes or
+    computed is passed over, so verification copies always go to somebody else.
     SQLite serialises writers (BEGIN IMMEDIATE), so the sub-select cannot race; PostgreSQL
     needs the row lock, skipping rows other claims hold so concurrent workers never wait.
     """
@@ -117,6 +125,21 @@ def claim_statement(
         .order_by(work_units.c.unit_index, work_units.c.copy)
         .limit(1)
     )
+    if identity is not None:
+        other = work_units.alias("other")
+        same_identity = (workers.c.volunteer == identity) | (
+            workers.c.volunteer.is_(None) & (workers.c.name == identity)
+        )
+        first_pending = first_pending.where(
+            ~exists()
+            .where(
+                other.c.version == work_units.c.version,
+                other.c.unit_index == work_units.c.unit_index,
+                other.c.id != work_units.c.id,
+                other.c.worker_id == workers.c.id,
+            )
+            .where(same_identity)
+        )
     if dialect == "postgresql":
         first_pending = first_pending.with_for_update(skip_locked=True)
     return (
@@ -142,9 +165,11 @@ def claim_pending(
     token: str,
     now: float,
     lease_s: float,
+    identity: str | None = None,
 ) -> Lease | None:
     """Lease the first pending unit of `version` to the worker, or None if none is pending."""
-    row = conn.execute(claim_statement(dialect, version, worker_id, token, now, lease_s)).first()
+    statement = claim_statement(dialect, version, worker_id, token, now, lease_s, identity)
+    row = conn.execute(statement).first()
     return None if row is None else _lease(row)
 
 

@@ -180,6 +180,8 @@ class WorkerRow:
     images: int  # images in those units, counted by the coordinator
     compute_s: float  # seconds of compute in those units
     rejected: int  # results rejected
+    volunteer: str | None = None  # the volunteer identity it acts for (login role, or its name)
+    verified: int = 0  # its results another volunteer's computation confirmed
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,14 @@ from core.store.rows import RunRow, ShardLike, StoreSettings, UnitSpec
 from core.store.schema import (
     dataset_shards,
     events,
+    held_results,
     metrics,
     model_versions,
     optimizer_states,
     results,
     run,
     samples,
+    unchecked_results,
     work_units,
 )
 
@@ -270,6 +272,7 @@ def publish_version(
     conn.execute(
         delete(results).where(results.c.version == version, results.c.status != "accepted")
     )
+    conn.execute(delete(held_results).where(held_results.c.version == version))
     _insert_metrics(conn, version, metrics_values, now)
     insert_units(conn, published, next_units, now)
     prune(conn, version, settings)
@@ -337,6 +340,9 @@ def prune(conn: Connection, closed: int, settings: StoreSettings) -> None:
     stale = [row.version for row in kept if row.version not in keep]
     if stale:
         conn.execute(delete(model_versions).where(model_versions.c.version.in_(stale)))
+    # What counted unchecked before the oldest kept version can no longer be gone back from.
+    oldest = min(keep, default=0)
+    conn.execute(delete(unchecked_results).where(unchecked_results.c.version < oldest))
     # Finished units of older versions; parked ones stay as a record of poison units.
     conn.execute(
         delete(work_units).where(
@@ -378,6 +384,8 @@ def rollback(
         conn.execute(delete(table).where(key > version))
     conn.execute(delete(metrics).where(metrics.c.version >= version))
     conn.execute(delete(results).where(results.c.version >= version))  # payloads: tidy
+    conn.execute(delete(unchecked_results).where(unchecked_results.c.version >= version))
+    conn.execute(delete(held_results).where(held_results.c.version >= version))
     conn.execute(delete(work_units).where(work_units.c.version >= version))
     conn.execute(
         update(run)

@@ -118,6 +118,10 @@ workers = Table(
     Column("images", BigInteger, nullable=False, server_default=text("0")),
     Column("compute_s", Double, nullable=False, server_default=text("0")),
     Column("rejected", Integer, nullable=False, server_default=text("0")),
+    # Trust (migration 0011): the volunteer identity the worker acts for (its login role on
+    # PostgreSQL, its name otherwise) and its results another volunteer's computation confirmed.
+    Column("volunteer", String(200), nullable=True),
+    Column("verified", Integer, nullable=False, server_default=text("0")),
     sqlite_autoincrement=True,
 )
 
@@ -208,6 +212,43 @@ result_uploads = Table(
     Column("lease_token", String(64), primary_key=True),  # the lease the payload answers
     Column("owner", String(63), primary_key=True),  # the role that uploaded it
     Column("payload", LargeBinary, nullable=False),
+)
+
+# What the run knows about each volunteer identity (core/verification.py), one row each once
+# one of its results was settled; owner-only (a volunteer reads its own row through a view).
+trust = Table(
+    "trust",
+    metadata,
+    Column("identity", String(200), primary_key=True),
+    Column("earned", Integer, nullable=False, server_default=text("0")),
+    Column("verified", Integer, nullable=False, server_default=text("0")),
+    Column("outvoted", Integer, nullable=False, server_default=text("0")),
+    Column("quarantined_at", Double, nullable=True),
+    Column("reason", Text, nullable=True),  # why it was quarantined
+    Column("updated_at", Double, nullable=False),
+)
+
+# Valid results waiting for another volunteer's computation before they may count. The result
+# stays 'new' (its payload readable) and leaves this table when its unit is settled.
+held_results = Table(
+    "held_results",
+    metadata,
+    Column("result_id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+    Column("unit_index", Integer, nullable=False),
+    Column("identity", String(200), nullable=False),
+    Column("device", String(200), nullable=False),
+    Index("ix_held_results_version_unit_index", "version", "unit_index"),
+)
+
+# Results that counted without a second computation (a trusted volunteer's, not picked for a
+# spot-check): if that volunteer is caught later, the run goes back to before the oldest of them.
+unchecked_results = Table(
+    "unchecked_results",
+    metadata,
+    Column("result_id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+    Column("identity", String(200), nullable=False, index=True),
 )
 
 metrics = Table(

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from core.store import fence, housekeeping, notify, queue, reads, runs, verdicts, volunteer
+from core.store import fence, housekeeping, notify, queue, reads, runs, trust, verdicts, volunteer
 from core.store.errors import RunPaused, StoreError, UnknownWorker, translated_errors
 from core.store.rows import (
     RUN_STATUSES,
@@ -32,8 +32,17 @@ from core.store.rows import (
     VersionRow,
     WorkerRow,
 )
-from core.store.schema import metrics, optimizer_states, results, run, samples, workers
+from core.store.schema import (
+    held_results,
+    metrics,
+    optimizer_states,
+    results,
+    run,
+    samples,
+    workers,
+)
 from core.store.verdicts import Outcome
+from core.verification import Candidate, Settlement, TrustRecord
 
 log = logging.getLogger(__name__)
 
@@ -426,6 +435,7 @@ class Store:
                         name=name,
                         hostname=hostname,
                         device=device,
+                        volunteer=name,  # the owner's workers each act for themselves
                         created_at=now,
                         last_seen=now,
                         state="registered",
@@ -496,9 +506,20 @@ class Store:
             if current.status == "paused":
                 raise RunPaused()
             self._touch(conn, worker_id)
+            trust.check_not_quarantined(conn, worker_id)
+            identity, _ = trust.identity_of(conn, worker_id)
             settings = StoreSettings.from_settings(current.settings)
             now, token = self.clock(), secrets.token_hex(16)
-            args = (conn, self.dialect, current.version, worker_id, token, now, settings.lease_s)
+            args = (
+                conn,
+                self.dialect,
+                current.version,
+                worker_id,
+                token,
+                now,
+                settings.lease_s,
+                identity,
+            )
             lease = queue.claim_pending(*args)
             if lease is None and queue.expire_leases(conn, now, settings.max_attempts):
                 lease = queue.claim_pending(*args)
@@ -603,7 +624,12 @@ class Store:
     def new_results(self, limit: int) -> list[ResultRow]:
         """Up to `limit` results waiting for a verdict, oldest first."""
         with self.session() as conn:
-            return reads.results_where(conn, results.c.status == "new", limit=limit)
+            return reads.results_where(
+                conn,
+                results.c.status == "new",
+                results.c.id.not_in(select(held_results.c.result_id)),
+                limit=limit,
+            )
 
     def accepted_result(self, version: int, unit_index: int) -> ResultRow | None:
         """The accepted result of a unit, if it has one."""
@@ -709,3 +735,94 @@ class Store:
         """Up to `limit` newest events with id > after_id, newest first."""
         with self.session() as conn:
             return reads.event_rows(conn, limit, after_id)
+
+    # --------------------------------------------------------------- trust
+    def worker_identity(self, worker_id: int) -> tuple[str, str]:
+        """(volunteer identity, device) a worker acts for and computes on."""
+        with self.session() as conn:
+            return trust.identity_of(conn, worker_id)
+
+    def trust_record(self, identity: str) -> TrustRecord:
+        """What the run knows about a volunteer identity (a volunteer login: only its own)."""
+        with self.session() as conn:
+            return trust.record(conn, identity)
+
+    def trust_records(self) -> list[TrustRecord]:
+        """The verification records this login may read (a volunteer login: only its own)."""
+        with self.session() as conn:
+            return trust.records(conn)
+
+    def trust_rows(self) -> list[trust.TrustRow]:
+        """Every volunteer identity with its record and workers (owner only)."""
+        with self.session() as conn:
+            return trust.trust_rows(conn)
+
+    def hold_result(self, row: ResultRow) -> None:
+        """Keep a valid result back until another volunteer's computation settles its unit."""
+        with self.session() as conn:
+            trust.hold(conn, row.id, row.version, row.unit_index, row.worker_id)
+
+    def held_results(self, version: int, unit_index: int) -> list[Candidate]:
+        """The held results of one unit, in submit order."""
+        with self.session() as conn:
+            return trust.held(conn, version, unit_index)
+
+    def trusted_at_work(self, trust_after: int, within_s: float, besides: Sequence[str]) -> bool:
+        """Whether a trusted volunteer not in `besides` had a worker seen in the last `within_s`."""
+        with self.session() as conn:
+            since = self.clock() - within_s
+            return trust.trusted_at_work(conn, trust_after, since, besides)
+
+    def park_undecided(self, version: int, unit_index: int, why: str) -> None:
+        """Park a unit whose computations never agreed; its held results do not count."""
+        with self.session() as conn:
+            trust.park_undecided(conn, version, unit_index, why, self.clock())
+
+    def release_held(self) -> int:
+        """Let go of every held result (verification switched off); how many there were."""
+        with self.session() as conn:
+            return trust.release_held(conn)
+
+    def held_count(self) -> int:
+        """Results held for verification right now."""
+        with self.session() as conn:
+            return trust.held_count(conn)
+
+    def settle_unit(
+        self, candidates: Sequence[Candidate], settlement: Settlement, reasons: dict[int, str]
+    ) -> None:
+        """Record a unit's settlement in one transaction (verdicts, credit, quarantines)."""
+        with self.session() as conn:
+            settings = StoreSettings.from_settings(runs.read_run(conn).settings)
+            trust.apply(conn, candidates, settlement, reasons, self.clock(), settings.max_attempts)
+
+    def count_unchecked(self, row: ResultRow, identity: str) -> None:
+        """Record that a result counts without a second computation (its volunteer is trusted
+        and was not picked for a spot-check)."""
+        with self.session() as conn:
+            trust.count_unchecked(conn, row.id, row.version, identity)
+
+    def unchecked(self, identity: str) -> list[tuple[int, int]]:
+        """(version, result_id) of the identity's results that counted unchecked, oldest first."""
+        with self.session() as conn:
+            return trust.unchecked(conn, identity)
+
+    def forget_unchecked(self, identity: str) -> None:
+        """Drop the identity's unchecked record (what it reached was undone)."""
+        with self.session() as conn:
+            trust.forget_unchecked(conn, identity)
+
+    def quarantine(self, identity: str, reason: str) -> bool:
+        """Stop counting anything of a volunteer; False if it already was quarantined."""
+        with self.session() as conn:
+            settings = StoreSettings.from_settings(runs.read_run(conn).settings)
+            return trust.quarantine(conn, identity, reason, self.clock(), settings.max_attempts)
+
+    def issue_verification_copies(self, version: int) -> list[int]:
+        """Queue a copy of every unit of `version` whose held results wait for a computation
+        that nobody is doing; the unit indices."""
+        with self.session() as conn:
+            units = trust.units_needing_copy(conn, version)
+            for unit_index in units:
+                trust.issue_copy(conn, version, unit_index, self.clock(), "verification")
+            return units

@@ -77,6 +77,7 @@ class LeaderRow:
     units: int  # accepted units
     images: int  # images in them, counted by the coordinator
     compute_s: float  # seconds of compute credited
+    verified: int  # units another volunteer's computation confirmed
 
 
 def is_volunteer(conn: Connection) -> bool:
@@ -214,8 +215,11 @@ def leaderboard(conn: Connection, *, through_views: bool) -> list[LeaderRow]:
     source = f"{SCHEMA}.leaderboard" if through_views else "workers"
     rows = conn.execute(
         text(
-            f"SELECT name, units, images, compute_s FROM {source} "
+            f"SELECT name, units, images, compute_s, verified FROM {source} "
             "ORDER BY images DESC, units DESC, name"
         )
     ).all()
-    return [LeaderRow(r.name, int(r.units), int(r.images), float(r.compute_s)) for r in rows]
+    return [
+        LeaderRow(r.name, int(r.units), int(r.images), float(r.compute_s), int(r.verified))
+        for r in rows
+    ]

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.skipif(sys.platform != "linux", reason="adoption checks /proc/PID/cmdline")
 def test_demo_run_is_created_served_adopted_and_stopped(tmp_path, monkeypatch):
-    monkeypatch.setattr(local_demo, "DEMO_IMAGES", 256)  # the recipe, with fewer images
+    monkeypatch.setitem(local_demo.DEMO_DATASETS, "synthetic", "synthetic:256")  # fewer images
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     demo = LocalDemo(url)
     demo.ensure_run()

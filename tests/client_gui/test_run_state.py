@@ -14,6 +14,7 @@ from client_gui.run_state import (
     summarize_run,
 )
 from core.store import MetricsRow, RunRow, WorkerRow
+from core.verification import TrustRecord
 from tests.coordinator.harness import make_tiny_run, serve_until, start_worker, stop_processes
 
 NOW = 1_000_000.0
@@ -47,6 +48,15 @@ def test_summary_counts_active_volunteers_and_versions_per_hour():
     assert summary.active_volunteers == 1  # bob was last seen 10 min ago
     assert summary.versions_per_hour == pytest.approx(60.0)
     assert summarize_run(RUN, rows[:1], None, NOW).versions_per_hour is None
+
+
+def test_summary_says_how_many_computers_wait_for_work():
+    run = dataclasses.replace(RUN, settings={"num_workunits_per_update": 2})
+    workers = [worker(f"w{i}", 1, 5, i) for i in range(5)] + [worker("gone", 1, 900, 9)]
+    summary = summarize_run(run, [], workers, NOW)
+    assert (summary.waiting, summary.units_per_version) == (3, 2)  # 5 active, 2 units
+    assert summarize_run(run, [], workers[:2], NOW).waiting == 0
+    assert summarize_run(run, [], None, NOW).waiting == 0  # unreadable: nothing claimed
 
 
 def test_summary_carries_what_stops_the_run():
@@ -114,3 +124,29 @@ def test_after_a_restart_the_share_covers_what_this_session_saw():
     assert mine.share_since == NOW - 660
     hour = contribution(None, "ada", [(NOW - 10, 36)], rows, NOW, NOW - 7200)
     assert hour.share_since == NOW - 3600 and hour.share_last_hour == pytest.approx(36 / 216)
+
+
+def test_contribution_says_what_verification_made_of_my_results():
+    ada = dataclasses.replace(worker("ada", 4, 0), verified=3, volunteer="ada_role")
+    confirmed = contribution([ada], "ada", [], [], NOW, trust=[TrustRecord("ada_role", 2, 3, 1)])
+    assert confirmed.verified == 3 and not confirmed.refused
+    assert confirmed.standing is not None
+    assert "3 of your results were confirmed" in confirmed.standing
+    assert "1 came out slightly different" in confirmed.standing
+    caught = TrustRecord("ada_role", quarantined=True, reason="result 9 differs from bob's")
+    refused = contribution([ada], "ada", [], [], NOW, trust=[caught])
+    assert refused.refused and refused.standing is not None
+    assert "no longer count: result 9 differs from bob's" in refused.standing
+    # Another volunteer's record is not mine; no verification at all says nothing.
+    other = contribution([ada], "ada", [], [], NOW, trust=[TrustRecord("bob", quarantined=True)])
+    assert not other.refused
+    plain = contribution([worker("ada", 4, 0)], "ada", [], [], NOW, trust=[])
+    assert plain.standing is None
+
+
+def test_leaderboard_counts_confirmed_results():
+    rows = [
+        dataclasses.replace(worker("ada", 5, 0), verified=4),
+        dataclasses.replace(worker("ada", 1, 0, 2), verified=1),
+    ]
+    assert [(r.name, r.verified) for r in leaderboard(rows, "ada")] == [("ada", 5)]

@@ -389,6 +389,7 @@ def test_invite_volunteers_and_revoke_from_the_command_line(
     code = out.strip()
     assert len(out.splitlines()) == 1 and code.startswith("gf1-")
     assert "carol" in err and "only works on this computer" in err  # 127.0.0.1 in the URL
+    assert "set verification=adaptive" in err  # the fake run counts results unchecked
     invite = decode_invite(code)
     assert (invite.database, invite.sslmode) == (owned_db.name, "disable")
     volunteer = owned_db.open_volunteer(invite)
