@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +278,26 @@ def set_settings(store: Store, changes: dict[str, str]) -> RunSettings:
     return updated
 
 
+class OutputError(Exception):
+    """A file or folder the owner named cannot be written; the message says what to do."""
+
+
+@contextmanager
+def writing_to(out: Path) -> Iterator[None]:
+    """Raise an OSError from the block as an `OutputError` that names `out` and the remedy."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.filename and Path(exc.filename) in out.parents:  # e.g. a file, not a folder
+            reason = f"{reason}: {exc.filename}"
+        if exc.errno == errno.ENOSPC:
+            remedy = f"free space on {out.absolute().parent}"
+        else:
+            remedy = "give a path in a folder you can write to"
+        raise OutputError(f"cannot write {out}: {reason}; {remedy}") from exc
+
+
 def export_model(store: Store, out: Path) -> int:
     """Write the latest version, BatchNorm calibrated, to `out`; returns the version."""
     run = store.get_run()
@@ -287,21 +310,23 @@ def export_model(store: Store, out: Path) -> int:
     calibrate_gan(
         gan, fetcher.images(list(range(count))), seed=settings.seed, batch_size=settings.batch_size
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_model(gan, out, version=run.version)
+    with writing_to(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_model(gan, out, version=run.version)
     return run.version
 
 
 def write_samples(store: Store, out: Path) -> list[Path]:
     """Every stored sample grid as `version_NNNNNN.png`, plus `latest.png`."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
     samples = store.samples(limit=10_000)
-    for sample in samples:
-        path = out / f"version_{sample.version:06d}.png"
-        path.write_bytes(sample.png)
-        written.append(path)
-    if samples:
-        latest = max(samples, key=lambda s: s.version)
-        (out / "latest.png").write_bytes(latest.png)
+    written = []
+    with writing_to(out):
+        out.mkdir(parents=True, exist_ok=True)
+        for sample in samples:
+            path = out / f"version_{sample.version:06d}.png"
+            path.write_bytes(sample.png)
+            written.append(path)
+        if samples:
+            latest = max(samples, key=lambda s: s.version)
+            (out / "latest.png").write_bytes(latest.png)
     return written

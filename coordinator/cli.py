@@ -10,18 +10,32 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import ImageColor
 
 from coordinator import admin, volunteers
 from coordinator.runs import RunPlan, check_dataset, create_run, read_config
+from core.backoff import Backoff
 from core.config import RunSettings, SettingsError
 from core.data import DatasetError, IngestReport
 from core.invite import SSLMODES, InviteError, encode_invite
 from core.logs import configure_logging
 from core.pipes import quiet_on_broken_pipe
-from core.store import RunHeld, RunLock, StoreError, Superseded, open_store, sqlite_path
+from core.store import (
+    DiskFull,
+    RunHeld,
+    RunLock,
+    ServerBusy,
+    Store,
+    StoreError,
+    Superseded,
+    open_store,
+    sqlite_path,
+)
+
+if TYPE_CHECKING:
+    from coordinator.loop import Coordinator, Published
 
 Handler = Callable[[argparse.Namespace], int]
 PRESETS = {  # `init --preset NAME`: one line each for `init --help`
@@ -216,7 +230,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Its own exit status, so a service manager can be told not to restart on it.
         print(f"ganfriends-coordinator {args.command}: {exc}", file=sys.stderr)
         return EXIT_RUN_HELD
-    except (UsageError, StoreError, SettingsError, DatasetError, InviteError) as exc:
+    except (
+        UsageError,
+        StoreError,
+        SettingsError,
+        DatasetError,
+        InviteError,
+        admin.OutputError,
+    ) as exc:
         print(f"ganfriends-coordinator {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -279,25 +300,19 @@ def _colour(text: str) -> tuple[int, int, int]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from coordinator.loop import Coordinator
-
     if not 0 < args.poll_s <= 60:
         raise SystemExit("ganfriends-coordinator serve: --poll-s must be between 0 and 60 seconds")
 
-    store = open_store(_need_db(args))
-    lock = RunLock(store.engine)  # held until this process ends
+    url = _need_db(args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    taken = _take_run(url, stop)
+    if taken is None:
+        print("stopped before serving", file=sys.stderr)
+        return 0
+    coordinator, lock = taken
     try:
-        coordinator = Coordinator(
-            store,
-            on_published=lambda p: print(
-                f"published version {p.version}: d_loss {p.metrics.d_loss:.3f} g_loss {p.metrics.g_loss:.3f}",
-                flush=True,
-            ),
-            lock=lock,
-        )
         print(f"serving from version {coordinator.version}; Ctrl-C stops", file=sys.stderr)
         coordinator.serve(stop, poll_s=args.poll_s)
     finally:
@@ -306,8 +321,47 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _take_run(url: str, stop: threading.Event) -> tuple[Coordinator, RunLock] | None:
+    """Open the run and take it as its coordinator; None if stopped first.
+
+    A server with no free connection slot or a full disk is waited out, as `serve` waits out
+    a lost database: said once, retried with backoff. Anything else ends the command.
+    """
+    from coordinator.loop import RECONNECT_INITIAL_S, RECONNECT_MAX_S, Coordinator
+
+    retry = Backoff(initial_s=RECONNECT_INITIAL_S, maximum_s=RECONNECT_MAX_S)
+    said: type[StoreError] | None = None
+    while not stop.is_set():
+        store: Store | None = None
+        lock: RunLock | None = None
+        try:
+            store = open_store(url)
+            lock = RunLock(store.engine)  # held until this process ends
+            coordinator = Coordinator(store, on_published=_print_published, lock=lock)
+        except (ServerBusy, DiskFull) as exc:
+            if lock is not None:
+                lock.release()
+            if store is not None:
+                store.dispose()
+            if type(exc) is not said:
+                print(f"ganfriends-coordinator serve: {exc}; waiting", file=sys.stderr, flush=True)
+                said = type(exc)
+            stop.wait(retry.next_delay())
+            continue
+        return coordinator, lock
+    return None
+
+
+def _print_published(published: Published) -> None:
+    print(
+        f"published version {published.version}: d_loss {published.metrics.d_loss:.3f} "
+        f"g_loss {published.metrics.g_loss:.3f}",
+        flush=True,
+    )
+
+
 def _status(args: argparse.Namespace) -> int:
-    status = admin.run_status(open_store(_need_db(args)))
+    status = admin.run_status(open_store(_need_db(args), read_only=True))
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -364,7 +418,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    store = open_store(_need_db(args))
+    store = open_store(_need_db(args), read_only=True)
     rows = admin.worker_table(store)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -465,7 +519,7 @@ def _invite(args: argparse.Namespace) -> int:
 
 
 def _volunteers(args: argparse.Namespace) -> int:
-    store = open_store(_need_db(args))
+    store = open_store(_need_db(args), read_only=True)
     try:
         rows = admin.volunteer_table(store)
         group = volunteers.group_role(store)
@@ -522,13 +576,13 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    version = admin.export_model(open_store(_need_db(args)), args.out)
+    version = admin.export_model(open_store(_need_db(args), read_only=True), args.out)
     print(f"wrote version {version} to {args.out}")
     return 0
 
 
 def _samples(args: argparse.Namespace) -> int:
-    written = admin.write_samples(open_store(_need_db(args)), args.out)
+    written = admin.write_samples(open_store(_need_db(args), read_only=True), args.out)
     print(f"wrote {len(written)} sample grid(s) to {args.out}")
     return 0
 

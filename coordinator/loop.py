@@ -235,25 +235,29 @@ class Coordinator:
         """Run until `stop` is set; idle passes wait up to `poll_s` seconds for a new result
         (a submit ends the wait at once: NOTIFY on PostgreSQL, the change counter on SQLite).
 
-        A lost database (restart, terminated session, network) does not end it: it waits with
-        backoff and jitter, then rebuilds its state from the committed database and goes on.
+        A lost database (restart, terminated session, network) or a full disk does not end it:
+        it says so once, waits with backoff and jitter, then rebuilds its state from the
+        committed database and goes on.
         """
         log.info("coordinator serving version %d", self.version)
         retry = Backoff(initial_s=RECONNECT_INITIAL_S, maximum_s=RECONNECT_MAX_S)
-        lost = False
+        outage: type[DatabaseUnavailable] | None = None  # what keeps it from working, said once
         while not stop.is_set():
             try:
-                if lost:
+                if outage is not None:
                     self._load()  # whatever was half done in memory is rebuilt from the database
-                    log.info("database reachable again; continuing at version %d", self.version)
-                    lost = False
                 busy = self.step()
             except DatabaseUnavailable as exc:
-                lost = True
+                if type(exc) is not outage:
+                    log.warning("%s; waiting, and going on when it works again", exc)
+                    outage = type(exc)
                 delay = retry.next_delay()
-                log.warning("lost the database (%s); retrying in %.1f s", exc, delay)
+                log.debug("retrying in %.1f s", delay)
                 stop.wait(delay)
                 continue
+            if outage is not None:
+                log.warning("the database works again; continuing at version %d", self.version)
+                outage = None
             retry.reset()
             if not busy and not stop.is_set():
                 try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.store import Store
+from core.store.errors import SHARD_REMEDY
 
 STALL_S = 30.0  # no accepted result for this long, with work to do, is looked into
 CHECK_EVERY_S = 10.0  # how often the coordinator looks (so a stall is shown within a minute)
@@ -40,8 +41,10 @@ def diagnose(store: Store, version: int, lease_s: float, stalled_s: float) -> Pr
         return Problem(
             "damage",
             f"{waiting}: workers report damaged data in the database ({'; '.join(damaged)})",
-            "the coordinator rebuilds damaged weights and optimizer states from a kept version; "
-            "if this stays, check the database server's disk and restore a backup",
+            SHARD_REMEDY
+            if any("dataset_shards" in state for state in damaged)
+            else "the coordinator rebuilds damaged weights and optimizer states from a kept "
+            "version; if this stays, check the database server's disk and restore a backup",
         )
     if not present:
         return Problem(

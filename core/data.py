@@ -247,7 +247,11 @@ def _make_shard(index: int, images: np.ndarray) -> Shard:
 
 
 def verify_shard(shard: Shard) -> None:
-    """Raise DatasetError unless the shard's bytes have the declared size and sha256."""
+    """Raise DatasetError unless the shard's bytes have the declared size and sha256.
+
+    The message says what is wrong, not what to do: that depends on where the shard came
+    from (the store's reader turns it into `DamagedData` with the owner's remedy).
+    """
     if shard.count < 1 or shard.image_size < 1:
         raise DatasetError(
             f"shard {shard.index} declares {shard.count} images of {shard.image_size} pixels; "
@@ -257,14 +261,13 @@ def verify_shard(shard: Shard) -> None:
     if len(shard.data) != expected:
         raise DatasetError(
             f"shard {shard.index} is corrupt: {len(shard.data)} bytes where {shard.count}×3×"
-            f"{shard.image_size}×{shard.image_size} = {expected} were expected; "
-            "delete the cached copy so it is fetched again"
+            f"{shard.image_size}×{shard.image_size} = {expected} were expected"
         )
     actual = hashlib.sha256(shard.data).hexdigest()
     if actual != shard.sha256:
         raise DatasetError(
-            f"shard {shard.index} is corrupt: its sha256 is {actual[:12]}… but {shard.sha256[:12]}… "
-            "was recorded; delete the cached copy so it is fetched again"
+            f"shard {shard.index} is corrupt: its sha256 is {actual[:12]}… but "
+            f"{shard.sha256[:12]}… was recorded"
         )
 
 

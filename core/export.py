@@ -19,8 +19,12 @@ def save_model(gan: GAN, path: Path, *, version: int) -> None:
     metadata = {"format": FORMAT, "model_config": gan.config.to_json(), "version": str(version)}
     data = encode_named(gan.state_dict(), metadata)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a half-written file would only take space (a full disk)
+        raise
 
 
 def load_model(path: Path) -> tuple[GAN, int]:

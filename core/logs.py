@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 
 from core.paths import log_dir
 
@@ -19,6 +20,31 @@ class _SafeFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The rotating log file; one that cannot be written (a full or read-only disk) is said
+    once on stderr, instead of logging's '--- Logging error ---' traceback for every line."""
+
+    _failing = False  # the last write failed, and that was said
+    _written = True  # the write in progress has not failed
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._written = True
+        super().emit(record)
+        if self._written:
+            self._failing = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._written = False
+        if self._failing:
+            return
+        self._failing = True
+        error = sys.exc_info()[1]
+        sys.stderr.write(
+            f"cannot write the log file {self.baseFilename} ({error}); free space there or "
+            "make it writable: until then lines go only to the console\n"
+        )
 
 
 def configure_logging(program: str, *, verbose: bool = False, console: bool = True) -> None:
@@ -41,7 +67,7 @@ def configure_logging(program: str, *, verbose: bool = False, console: bool = Tr
     try:
         directory = log_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
+        file_handler = _LogFile(
             directory / f"{program}.log",
             maxBytes=FILE_BYTES,
             backupCount=FILE_COUNT,

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from core.cache import ShardCache
-from core.data import Shard, shard_images
-from core.store import ShardLike, ShardRow
+from core.data import DatasetError, Shard, shard_images
+from core.store import ShardLike, ShardRow, damaged_shard
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,12 @@ class ShardFetcher:
             data = self._source.shard(meta.index).data
             self.bytes_downloaded += len(data)
         # Verifies length and sha256: a shard that does not match its index is never used.
-        tensor = shard_images(Shard(meta.index, meta.count, meta.image_size, data, meta.sha256))
+        # The bytes passed their sha256 check (cache or store), so a mismatch is damage to the
+        # row's count or image size in the database, which no fetching again repairs.
+        try:
+            tensor = shard_images(Shard(meta.index, meta.count, meta.image_size, data, meta.sha256))
+        except DatasetError as exc:
+            raise damaged_shard(meta.index, f"does not hold what its row declares ({exc})") from exc
         if downloaded:
             self._cache.put(meta.sha256, data)
         self._memory[pos] = tensor

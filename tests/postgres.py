@@ -96,19 +96,28 @@ class PostgresServer:
     data_dir: Path | None  # None when the server is not ours (GANFRIENDS_TEST_PG_URL)
     bin_dir: Path | None = None  # where initdb and pg_ctl are; None: _binary() finds them
     _counter: itertools.count[int] = field(default_factory=itertools.count)
+    overrides: dict[str, object] = field(default_factory=dict)  # server settings of `start`
 
     @classmethod
-    def start(cls) -> PostgresServer:
+    def start(cls, **settings: object) -> PostgresServer:
+        """Start a cluster; `settings` override the server settings of `_options`."""
         existing = os.environ.get("GANFRIENDS_TEST_PG_URL")
         if existing:
             url = make_url(existing)
             return cls(url.host or "127.0.0.1", url.port or 5432, url.password or "", None)
         root = Path(tempfile.mkdtemp(prefix="ganfriends-pg-"))
-        server = cls("127.0.0.1", _free_port(), PASSWORD, root / "data")
+        server = cls("127.0.0.1", _free_port(), PASSWORD, root / "data", overrides=settings)
         server.bin_dir = _reachable_binaries(root)
         server._initdb(root)
         server.pg_ctl(
-            "start", "-w", "-t", "60", "-l", str(root / "server.log"), "-o", server._options(root)
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(root / "server.log"),
+            "-o",
+            server._options(root),
         )
         return server
 
@@ -116,7 +125,7 @@ class PostgresServer:
         return str(self.bin_dir / name) if self.bin_dir is not None else _binary(name)
 
     def _options(self, root: Path) -> str:
-        settings = {
+        settings: dict[str, object] = {
             "port": self.port,
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(root),
@@ -125,6 +134,7 @@ class PostgresServer:
             "full_page_writes": "off",
             "max_connections": 300,
             "shared_buffers": "128MB",
+            **self.overrides,
         }
         return " ".join(f"-c {key}={value}" for key, value in settings.items())
 

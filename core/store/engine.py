@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -58,18 +61,24 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database or "")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
     """Create an engine for a run database; no connection is made until it is used.
 
     SQLite gets WAL, a 30 s busy timeout, foreign keys, and BEGIN IMMEDIATE for every
     transaction, so writers queue on the lock instead of failing with "database is locked".
     PostgreSQL gets `pg_connect_args`; libpq parameters in the URL's query string
     (`?tcp_user_timeout=5000`) take precedence over those defaults.
+
+    `read_only` is for commands that only look (status, workers, export…): an SQLite file is
+    opened read-only and left in the journal mode it has (it may be someone else's file, on
+    a read-only disk); PostgreSQL transactions are read-only.
     """
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, read_only=read_only)
     defaults = {k: v for k, v in pg_connect_args().items() if k not in parsed.query}
+    if read_only and "options" not in parsed.query:
+        defaults["options"] = "-c default_transaction_read_only=on"
     # pre-ping: a pooled connection the server dropped (restart, terminated session) is
     # replaced at checkout instead of failing the next statement.
     return create_engine(parsed, pool_pre_ping=True, connect_args=defaults)
@@ -99,13 +108,16 @@ def _application_name() -> str:
     return f"ganfriends:{program}"[:63]  # PostgreSQL truncates at NAMEDATALEN - 1
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, *, read_only: bool = False) -> Engine:
     in_memory = url.database in (None, "", ":memory:")
-    kwargs: dict[str, Any] = {
-        "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
-    }
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    kwargs: dict[str, Any] = {"connect_args": connect_args}
     if in_memory:
         kwargs["poolclass"] = StaticPool  # one shared connection, or each would see its own DB
+        read_only = False
+    if read_only:
+        path = Path(url.database or "")
+        kwargs["creator"] = lambda: _connect_read_only(path, connect_args)
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -116,6 +128,8 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if read_only:
+                return  # neither the page size nor the journal mode of the file is changed
             # Takes effect only in a new, empty database file (before WAL is switched on):
             # a 24 MiB payload is 385 pages instead of 6,200, and writing, deleting and
             # checkpointing it got 2-3x faster (benchmarks/close_latency.py).
@@ -131,9 +145,27 @@ def _sqlite_engine(url: URL) -> Engine:
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
         # can never fail half-way with SQLITE_BUSY, it waits for the lock at BEGIN instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only connection cannot take it, and needs only a consistent snapshot.
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _connect_read_only(path: Path, connect_args: dict[str, Any]) -> sqlite3.Connection:
+    """Open an SQLite file read-only; on a read-only filesystem, as the immutable file it is.
+
+    A WAL file cannot be read without its -shm index, which a reader cannot create on a
+    read-only filesystem; there nobody can write either, so SQLite may treat it as immutable.
+    """
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True, **connect_args)
+        connection.execute("PRAGMA schema_version")  # opening the WAL fails only at a read
+        return connection
+    except sqlite3.OperationalError:
+        if not os.statvfs(path).f_flag & os.ST_RDONLY:
+            raise
+        return sqlite3.connect(uri + "&immutable=1", uri=True, **connect_args)
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -167,12 +199,17 @@ def schema_revision(engine: Engine) -> str | None:
 
 
 def open_store(
-    url: str, *, create: bool = False, clock: Callable[[], float] | None = None
+    url: str,
+    *,
+    create: bool = False,
+    read_only: bool = False,
+    clock: Callable[[], float] | None = None,
 ) -> Store:
     """Open the run database at `url`; with create=True make it (and its folder) if missing.
 
     Without create, a missing SQLite file is an error and no file is created; a database
-    whose schema is missing or from another release is an error too.
+    whose schema is missing or from another release is an error too. With read_only, every
+    write fails and the database file is left as it was (see `make_engine`).
     """
     shown = parse_url(url).render_as_string(hide_password=True)
     path = sqlite_path(url)
@@ -183,7 +220,7 @@ def open_store(
             raise StoreError(
                 f"no database at {path}; create one with ganfriends-coordinator init --db {shown}"
             )
-    engine = make_engine(url)
+    engine = make_engine(url, read_only=read_only)
     try:
         if create:
             migrate(engine)

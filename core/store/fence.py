@@ -21,7 +21,7 @@ import filelock
 from sqlalchemy import Connection, Engine, select, text, update
 
 from core.store.clock import server_now
-from core.store.errors import StoreError
+from core.store.errors import StoreError, translated_errors
 from core.store.schema import coordinator
 
 HOLDER_LEASE_S = 60.0  # a holder silent this long (frozen, suspended, cut off) may be replaced
@@ -157,15 +157,16 @@ class RunLock:
             return True  # an in-memory database: no other process can open it
         if self._session is not None:
             return True
-        session = self.engine.connect()
-        try:
-            taken = session.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}
-            ).scalar_one()
-            session.commit()  # a session-level lock outlives the transaction
-        except BaseException:
-            session.close()
-            raise
+        with translated_errors(self.engine.url, "taking the run's lock"):
+            session = self.engine.connect()
+            try:
+                taken = session.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}
+                ).scalar_one()
+                session.commit()  # a session-level lock outlives the transaction
+            except BaseException:
+                session.close()
+                raise
         if not taken:
             session.close()
             return False

@@ -9,9 +9,11 @@ file; done inside the close, both made workers wait for the next version.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, event, exists, func, select
+from sqlalchemy import exc as sa_exc
 
 from core.store.schema import (
     model_versions,
@@ -110,5 +112,11 @@ def checkpoint(engine: Engine) -> None:
         # Outside any transaction: the raw connection, not SQLAlchemy's autobegin.
         dbapi_connection = connection.connection.dbapi_connection
         assert dbapi_connection is not None
-        busy, logged, copied = dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        statement = "PRAGMA wal_checkpoint(PASSIVE)"
+        try:
+            busy, logged, copied = dbapi_connection.execute(statement).fetchone()
+        except sqlite3.Error as error:
+            # The raw connection's errors are not wrapped by SQLAlchemy: wrap them as it would,
+            # so the store translates them like every other (a full disk: DiskFull).
+            raise sa_exc.DBAPIError.instance(statement, None, error, sqlite3.Error) from error
         log.debug("WAL checkpoint: busy=%s, %s pages in the WAL, %s copied", busy, logged, copied)

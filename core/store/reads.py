@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, select
 
 from core.store.binary_copy import read_bytes
-from core.store.errors import DamagedData, NoRun, StoreError
+from core.store.errors import DamagedData, NoRun, StoreError, damaged_shard
 from core.store.housekeeping import READABLE
 from core.store.queue import METRIC_KEYS, null_to_nan
 from core.store.rows import (
@@ -43,6 +43,7 @@ from core.store.schema import (
 STATUS_RANK = ("done", "submitted", "leased", "pending", "parked", "cancelled")
 
 
+DAMAGED = "the stored bytes are damaged (disk, memory or a hand edit), not lost in transit"
 OWNER_REMEDY = (
     "the run's coordinator rebuilds it from a kept version when it reads it; if it cannot, "
     "its owner rolls the run back (ganfriends-coordinator rollback --to VERSION)"
@@ -54,8 +55,7 @@ def verified(data: bytes, sha256: str | None, what: str, table: str, key: int) -
     if sha256 is not None and hashlib.sha256(data).hexdigest() == sha256:
         return data
     raise DamagedData(
-        f"{what} (row {key} of {table}) fails its sha256 check: the stored bytes are "
-        f"damaged (disk, memory or a hand edit), not lost in transit; {OWNER_REMEDY}",
+        f"{what} (row {key} of {table}) fails its sha256 check: {DAMAGED}; {OWNER_REMEDY}",
         table,
         key,
     )
@@ -117,7 +117,8 @@ def shard(conn: Connection, index: int) -> ShardData:
     data = None if row is None else read_bytes(conn, dataset_shards.c.data, where)
     if row is None or data is None:
         raise StoreError(f"no dataset shard {index}; shard_index() lists the stored ones")
-    verified(data, row.sha256, f"dataset shard {index}", "dataset_shards", index)
+    if hashlib.sha256(data).hexdigest() != row.sha256:
+        raise damaged_shard(index, f"fails its sha256 check: {DAMAGED}")
     return ShardData(row.idx, row._mapping["count"], row.image_size, data, row.sha256)
 
 

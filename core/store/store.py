@@ -99,6 +99,14 @@ class Store:
             return run_clock.server_now(conn)
 
     @property
+    def _where(self) -> str:
+        """The database, for messages: the SQLite file, or the URL without its password."""
+        url = self.engine.url
+        if self.dialect == "sqlite":
+            return str(url.database)
+        return url.render_as_string(hide_password=True)
+
+    @property
     def dialect(self) -> str:
         """The backend's name: 'sqlite' or 'postgresql'."""
         return str(self.engine.dialect.name)
@@ -137,8 +145,10 @@ class Store:
             deleted = housekeeping.delete_dropped_payloads(conn)
             housekeeping.delete_old_optimizer_states(conn)
             housekeeping.delete_stale_uploads(conn)
-        with translated_errors(self.engine.url):  # outside a transaction, not in `session`
+        # Outside a transaction, not in `session`.
+        with translated_errors(self.engine.url, f"checkpointing the WAL into {self._where}"):
             housekeeping.checkpoint(self.engine)
+        with translated_errors(self.engine.url, "vacuuming the tables of deleted rows"):
             housekeeping.vacuum(self.engine)
         return deleted
 

@@ -205,3 +205,47 @@ def test_a_damaged_work_unit_is_reported_and_rewritten_from_the_plan(
     assert any("rewritten from the run's plan" in e.message for e in store.events(100))
     assert_bitwise_equal(published_params(store, 1), reference_params(run, 1))
     store.dispose()
+
+
+SHARD_REMEDY_END = (
+    "restores the database from a backup, or creates the run again (ganfriends-coordinator init)"
+)
+
+
+def test_a_worker_reports_a_damaged_shard_row_as_damage(
+    run: TinyRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard whose bytes pass their checksum but not its row's declared shape: damage to the
+    row, which no fetching again repairs. The worker says so, keeps running, and the stall
+    check shows it to the owner with the remedy that fits a shard."""
+    monkeypatch.setattr(stall, "STALL_S", 0.3)
+    monkeypatch.setattr(worker_module, "DAMAGE_RETRY_S", 0.2)
+    store = run.store()
+    coordinator = Coordinator(store)
+    with store.session() as conn:
+        conn.execute(update(dataset_shards).values(image_size=dataset_shards.c.image_size + 1))
+    events: list[WorkerEvent] = []
+    options = WorkerOptions(name="w", hostname="h", device=torch.device("cpu"), threads=1)
+    engine = WorkerEngine(run.store, ShardCache(tmp_path / "shards"), options, events.append)
+    thread = threading.Thread(target=engine.run)
+    thread.start()
+    try:
+        wait_for(lambda: sum(e.kind == "error" for e in events) >= 2, timeout_s=60)
+        assert thread.is_alive()  # it waits and tries again; it did not die
+        (state,) = [w.state for w in store.workers()]
+        problem = stall.diagnose(store, 0, run.settings.lease_s, 60.0)
+    finally:
+        engine.stop()
+        thread.join(30)
+    said = next(e.message for e in events if e.kind == "error")
+    assert said.startswith("The run's database holds damaged data: dataset shard ")
+    assert "(row " in said and " of dataset_shards) does not hold what its row declares" in said
+    assert said.endswith(SHARD_REMEDY_END)
+    assert "delete the cached copy" not in said
+    assert state.startswith("error: damaged data (dataset_shards row ")
+    assert problem is not None and problem.kind == "damage"
+    assert problem.remedy.startswith("the coordinator cannot rebuild a dataset shard")
+    assert problem.remedy.endswith(SHARD_REMEDY_END)
+    assert {u.status for u in store.version_units(0)} == {"pending"}  # units given back
+    coordinator.watchdog.stop()
+    store.dispose()

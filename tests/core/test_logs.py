@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.logs import configure_logging
+from tests.mounts import fill, small_disk
 
 
 @pytest.fixture
@@ -64,3 +65,22 @@ def test_a_name_that_is_not_utf8_is_logged_safely(
     assert "skipping caf\\udce9.png" in (tmp_path / "names.log").read_text(encoding="utf-8")
     err = capsys.readouterr().err
     assert "Logging error" not in err and "skipping caf" in err
+
+
+def test_a_full_disk_under_the_log_file_is_said_once_not_per_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with small_disk(tmp_path / "logs", 1) as folder:
+        monkeypatch.setenv("GANFRIENDS_LOG_DIR", str(folder))
+        configure_logging("full")
+        filler = fill(folder)
+        for i in range(3):
+            logging.getLogger("x").warning("line %d", i)
+        err = capsys.readouterr().err
+        filler.unlink()  # so that closing the handler can flush
+    assert "Traceback" not in err and "Logging error" not in err
+    lines = err.splitlines()
+    assert lines[0] == "WARNING: line 0"
+    assert lines[1].startswith(f"cannot write the log file {folder / 'full.log'} (")
+    assert lines[1].endswith("until then lines go only to the console")
+    assert lines[2:] == ["WARNING: line 1", "WARNING: line 2"]
