@@ -135,7 +135,8 @@ def translate_db_error(
             "administrator raises max_connections"
         )
     code = getattr(error.orig, "sqlite_errorcode", None)
-    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+    exists = bool(url.database) and Path(str(url.database)).exists()
+    if code == sqlite3.SQLITE_READONLY or (code == sqlite3.SQLITE_CANTOPEN and exists):
         # CANTOPEN on a file that exists: no permission, or no -wal/-shm file can be made.
         verb = "write" if code == sqlite3.SQLITE_READONLY else "open"
         return StoreError(

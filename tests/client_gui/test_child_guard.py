@@ -103,7 +103,8 @@ def test_killing_the_app_ends_the_coordinator_and_the_worker(tmp_path, monkeypat
     ):
         env[name] = str(tmp_path / folder)
         monkeypatch.setenv(name, str(tmp_path / folder))
-    monkeypatch.setattr(local_demo, "DEMO_IMAGES", 256)  # the demo run, made small beforehand
+    # The demo run, made small beforehand.
+    monkeypatch.setitem(local_demo.DEMO_DATASETS, "synthetic", "synthetic:256")
     LocalDemo().ensure_run()
     (tmp_path / "config").mkdir()
     settings = {"local_demo": True, "donating": True, "threads": 1, "device": "cpu"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +162,11 @@ def test_backup_copies_are_crosschecked(tmp_path: Path) -> None:
     coordinator = Coordinator(store)
     slow, spare = LocalWorker(run, store, "slow"), LocalWorker(run, store, "spare")
     leases = [slow.claim() for _ in range(3)]  # every unit is out: the next claim is a backup
+    # The coordinator's passes stamp the leases' start by its clock and publish that clock
+    # for workers (on SQLite, at most once a second): then the spare's claim sees them running.
+    coordinator.step()
+    time.sleep(1.1)
+    coordinator.step()
 
     # An honest second copy agrees with the first.
     backup = spare.claim()
