@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -44,6 +46,19 @@ def pg_database(postgres_server: PostgresServer) -> Iterator[str]:
     name = postgres_server.create_database()
     yield name
     postgres_server.drop_database(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_watchdog_left_behind() -> Iterator[None]:
+    """Stop the volunteer watchdogs of coordinators a test dropped.
+
+    A coordinator refers to itself through its parts (bound methods), so only the cycle
+    collector frees it and runs the finaliser that stops its watchdog thread; until then that
+    thread would keep checking a database the test dropped and log into later tests' output.
+    """
+    yield
+    if any(t.name == "watchdog" and t.is_alive() for t in threading.enumerate()):
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)
