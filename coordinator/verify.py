@@ -57,6 +57,9 @@ class Verifier:
         self._random = secrets.SystemRandom()  # spot-checks a volunteer cannot predict
         self.poll_every_s = POLL_EVERY_S
         self._polled_at = 0.0
+        # Whether results may be held: at start (an earlier coordinator may have held some)
+        # and after any pass with verification on. With it off, nothing is written per pass.
+        self._maybe_held = True
 
     @property
     def policy(self) -> Policy:
@@ -94,11 +97,14 @@ class Verifier:
         if now - self._polled_at < self.poll_every_s:
             return
         self._polled_at = now
-        if isinstance(self.policy, Off):  # switched off: what was held is judged as any result
-            released = self.store.release_held()
-            if released:
-                log.info("verification off: %d held result(s) judged as they are", released)
+        if isinstance(self.policy, Off):
+            if self._maybe_held:  # switched off (or started so): what was held is judged now
+                released = self.store.release_held()
+                if released:
+                    log.info("verification off: %d held result(s) judged as they are", released)
+                self._maybe_held = False
             return
+        self._maybe_held = True
         issued = self.store.issue_verification_copies(version)
         if issued:
             log.debug("verification copies of units %s of version %d", issued, version)

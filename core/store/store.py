@@ -539,8 +539,7 @@ class Store:
             settings = StoreSettings.from_settings(current.settings)
             now, token, observed = self._now(conn), secrets.token_hex(16), self._observed
             self._touch(conn, worker_id, now=now)
-            trust.check_not_quarantined(conn, worker_id)
-            identity, _ = trust.identity_of(conn, worker_id)
+            identity = trust.check_not_quarantined(conn, worker_id)
             args = (
                 conn,
                 self.dialect,

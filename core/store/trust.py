@@ -72,9 +72,9 @@ def _record(row: Any) -> TrustRecord:
     )
 
 
-def check_not_quarantined(conn: Connection, worker_id: int) -> None:
-    """Refuse a claim of a quarantined volunteer's worker (owner path; PostgreSQL volunteers
-    are refused by `volunteer._claim_pending`, migration 0006)."""
+def check_not_quarantined(conn: Connection, worker_id: int) -> str:
+    """The worker's identity; Quarantined if that volunteer is (owner path; PostgreSQL
+    volunteers are refused by `volunteer._claim_pending`, migration 0011)."""
     identity, _ = identity_of(conn, worker_id)
     found = record(conn, identity)
     if found.quarantined:
@@ -82,6 +82,7 @@ def check_not_quarantined(conn: Connection, worker_id: int) -> None:
             f"{identity} is quarantined ({found.reason}); none of its results count. "
             "Ask the run's owner"
         )
+    return identity
 
 
 def hold(conn: Connection, result_id: int, version: int, unit_index: int, worker_id: int) -> None:
