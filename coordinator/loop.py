@@ -8,18 +8,20 @@ any point and restarted continues exactly where the committed state says.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 
 from coordinator import rollback, stall
 from coordinator.intake import Decoded, HeldResults, ResultIntake
+from coordinator.samples import BackgroundSample
 from coordinator.state import (
     decode_optimizer_state,
     decode_weights,
@@ -66,7 +68,8 @@ CROSSCHECK_RTOL = 5e-2  # two computations of one unit must agree this closely (
 SAMPLE_GRID_IMAGES = 64  # images in a sample grid
 VALIDATE_BATCH = 32  # results validated per pass (read and decoded in parallel)
 IDLE_WAIT_S = 0.25  # an idle pass waits this long for a result (a new result ends it at once)
-TIDY_AFTER_CLOSES = 2  # closes without an idle pass after which tidy runs anyway
+TIDY_EVERY_S = 2.0  # tidy at most this often: each one holds workers' claims and uploads off
+TIDY_AFTER_CLOSES = 20  # closes without an idle pass after which tidy runs anyway
 RECONNECT_INITIAL_S = 0.5  # first wait after the database was lost (then doubling, with jitter)
 RECONNECT_MAX_S = 15.0  # longest wait between attempts to reach a lost database
 PARKED_CHECK_S = 1.0  # idle passes look this often for units parked inside a worker's claim
@@ -120,14 +123,17 @@ class Coordinator:
         # Checkpoints and payload deletes wait for idle passes, out of the close's way.
         self.store.take_over_checkpoints()
         self._closes_since_tidy = 1  # so the first idle pass tidies what an earlier run left
+        self._tidied_at = -math.inf
         # Results count only once the run's verification policy lets them (coordinator/verify).
         self._live_settings: tuple[float, RunSettings] | None = None
         self.verifier = Verifier(self.store, self._decode, self._settings_now, self._undo)
         self._reloaded = False  # set when an undo rebuilt the state mid-pass (`step`)
+        self._samples = BackgroundSample(self._sample)  # beside the closes (coordinator/samples)
         self._load()
 
     # State ----------------------------------------------------------------------------------
     def _load(self) -> None:
+        self._samples.wait()  # a sample of a version about to be rolled back is stored first
         try:
             self._load_run()
         except DamagedData as damage:  # the latest weights or optimizer state: go back
@@ -264,14 +270,19 @@ class Coordinator:
                     self.store.wait_for_results(poll_s)
                 except DatabaseUnavailable:  # a hint only: the next pass finds out properly
                     stop.wait(poll_s)
+        try:
+            self._samples.wait()  # the sample rendering beside the last closes is stored
+        except DatabaseUnavailable as exc:
+            log.warning("the last sample grid was not stored: %s", exc)
 
     def step(self) -> bool:
         """One pass: expire leases, validate new results, close the version if complete.
 
-        Returns whether there was anything to do. The first pass with nothing to do after a
-        close tidies the database (`Store.tidy`); without idle passes, every second close does.
+        Returns whether there was anything to do. A pass with nothing to do after a close
+        tidies the database (`Store.tidy`), at most every TIDY_EVERY_S.
         """
         self.watchdog.poll()
+        self._samples.check()  # a failed sample's error (a lost database) is handled here
         if time.monotonic() - self._beat_at >= fence.HOLDER_BEAT_S:
             self._beat()
         busy = self.store.expire_leases() > 0
@@ -293,12 +304,16 @@ class Coordinator:
             self._close()
             self._closes_since_tidy += 1
             busy = True
-        # Tidy in the first idle pass after a close (not after every result: it vacuums on
-        # PostgreSQL, and a result arriving meanwhile would wait); a coordinator that is never
-        # idle tidies after every second close.
-        if self._closes_since_tidy and (not busy or self._closes_since_tidy >= TIDY_AFTER_CLOSES):
+        # Tidy in an idle pass after a close (not after every result: it vacuums on PostgreSQL,
+        # and a result arriving meanwhile would wait), at most every TIDY_EVERY_S: in a run of
+        # small fast versions, tidying after each close held the workers' next claims off. A
+        # coordinator that is never idle tidies after TIDY_AFTER_CLOSES closes.
+        due = time.monotonic() - self._tidied_at >= TIDY_EVERY_S
+        if self._closes_since_tidy and (
+            (due and not busy) or self._closes_since_tidy >= TIDY_AFTER_CLOSES
+        ):
             self.store.tidy()
-            self._closes_since_tidy = 0
+            self._closes_since_tidy, self._tidied_at = 0, time.monotonic()
         return busy
 
     def _beat(self) -> None:
@@ -602,12 +617,23 @@ class Coordinator:
         self._start_version()
         self.on_published(Published(new_version, metrics, images, parked, committed_s))
         if new_version % settings.sample_every == 0:
-            self.take_sample()
+            self._samples.start(new_version, params)
 
     # Samples and quality --------------------------------------------------------------------
     def take_sample(self) -> Sampled:
-        """Render the sample grid and the quality figure of the current version and store both."""
-        gan = gan_from_parameters(self.model_config, self.params)
+        """Render the sample grid and the quality figure of the current version and store both
+        (after the sample in flight beside the closes, if any)."""
+        self._samples.wait()
+        return self._sample(self.version, self.params)
+
+    def wait_for_samples(self) -> None:
+        """Wait until the sample taken beside the closes, if any, is stored."""
+        self._samples.wait()
+
+    def _sample(self, version: int, params: Mapping[str, torch.Tensor]) -> Sampled:
+        """The sample grid and quality figure of `version` with its weights `params`, stored;
+        in the background thread of `BackgroundSample` after a close."""
+        gan = gan_from_parameters(self.model_config, params)
         real = self._quality_reals()
         calibrate_gan(gan, real[:256], seed=self.settings.seed)
         with torch.no_grad():
@@ -615,10 +641,10 @@ class Coordinator:
             fake = gan.G(fixed_noise(self.model_config, QUALITY_IMAGES, self.settings.seed + 1))
         swd = sliced_wasserstein(real, fake, seed=self.settings.seed)
         png = sample_grid_png(grid)
-        self.store.add_sample(self.version, png, swd)
-        if self.version > 0:  # metrics row v-1 is the close that produced version v
-            self.store.set_metric_swd(self.version - 1, swd)
-        sampled = Sampled(self.version, swd, png)
+        self.store.add_sample(version, png, swd)
+        if version > 0:  # metrics row v-1 is the close that produced version v
+            self.store.set_metric_swd(version - 1, swd)
+        sampled = Sampled(version, swd, png)
         self.on_sampled(sampled)
         return sampled
 

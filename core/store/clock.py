@@ -54,6 +54,18 @@ def tick(conn: Connection, now: float) -> None:
     )
 
 
+def pass_has_writes(conn: Connection, now: float, publishes_clock: bool) -> bool:
+    """SQLite: whether an expiry pass at `now` has anything to write: the clock to publish, a
+    claim or heartbeat to stamp, or a lease that expired."""
+    if publishes_clock:
+        seen = conn.execute(select(coordinator.c.seen_at).where(coordinator.c.id == 1)).scalar()
+        if seen is None or seen <= now - TICK_S or seen > now:
+            return True
+    leased = work_units.c.status == "leased"
+    due = work_units.c.lease_expires_at.is_(None) | (work_units.c.lease_expires_at < now)
+    return conn.execute(select(work_units.c.id).where(leased, due).limit(1)).first() is not None
+
+
 def observe_leases(conn: Connection, now: float, lease_s: float) -> int:
     """SQLite: give every claim or heartbeat not yet observed its expiry by the coordinator's
     clock (now + lease_s), and a new claim its start (now); how many were stamped."""

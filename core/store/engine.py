@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
 from core.store.errors import StoreError, translated_errors
-from core.store.store import Store
+from core.store.store import READS_ONLY, Store
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,11 @@ def _sqlite_engine(url: URL, *, read_only: bool = False) -> Engine:
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
         # can never fail half-way with SQLITE_BUSY, it waits for the lock at BEGIN instead.
-        # A read-only connection cannot take it, and needs only a consistent snapshot.
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # A read-only connection cannot take it, and a transaction that only reads (READS_ONLY)
+        # needs only a consistent snapshot: in WAL mode it neither waits for writers nor holds
+        # them off (workers fetching weights while the coordinator publishes).
+        reads = read_only or connection.get_execution_options().get(READS_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if reads else "BEGIN IMMEDIATE")
 
     return engine
 

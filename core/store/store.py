@@ -47,6 +47,8 @@ from core.verification import Candidate, Settlement, TrustRecord
 
 log = logging.getLogger(__name__)
 
+READS_ONLY = "ganfriends_reads_only"  # execution option: the transaction writes nothing
+
 
 class Store:
     """Every query of the run database; each public method is one transaction.
@@ -163,35 +165,36 @@ class Store:
         self.dispose()
 
     @contextmanager
-    def session(self) -> Iterator[Connection]:
+    def session(self, *, reads_only: bool = False) -> Iterator[Connection]:
         """One transaction that commits on success and rolls back on error.
 
         Re-entrant: a nested `session()` (and every store method called inside one) joins
-        the outer transaction, so several calls can be made atomic together.
+        the outer transaction, so several calls can be made atomic together. `reads_only`
+        promises that the transaction writes nothing: on SQLite it then reads a snapshot
+        without taking the write lock (a write in it could fail with SQLITE_BUSY).
         """
         outer = getattr(self._local, "connection", None)
         if outer is not None:
             with translated_errors(self.engine.url):
                 yield outer
             return
-        with (
-            translated_errors(self.engine.url),
-            self.engine.connect() as connection,
-            connection.begin(),
-        ):
-            # --- volunteer logins: reads go to the volunteer views of the same names
-            if self._volunteer is None:
-                self._volunteer = volunteer.is_volunteer(connection)
-            if self._volunteer:
-                connection.execution_options(schema_translate_map=volunteer.READ_VIEWS)
-            # ---
-            if self._epoch is not None:  # a coordinator's: write nothing once superseded
-                fence.check(connection, self._epoch)
-            self._local.connection = connection
-            try:
-                yield connection
-            finally:
-                self._local.connection = None
+        with translated_errors(self.engine.url), self.engine.connect() as connection:
+            if reads_only:
+                connection.execution_options(**{READS_ONLY: True})
+            with connection.begin():
+                # --- volunteer logins: reads go to the volunteer views of the same names
+                if self._volunteer is None:
+                    self._volunteer = volunteer.is_volunteer(connection)
+                if self._volunteer:
+                    connection.execution_options(schema_translate_map=volunteer.READ_VIEWS)
+                # ---
+                if self._epoch is not None:  # a coordinator's: write nothing once superseded
+                    fence.check(connection, self._epoch)
+                self._local.connection = connection
+                try:
+                    yield connection
+                finally:
+                    self._local.connection = None
 
     # ---------------------------------------------------- the run's holder
     def take_run(self, lock: fence.RunLock | None = None) -> Store:
@@ -278,7 +281,7 @@ class Store:
 
     def get_run(self) -> RunRow:
         """The run (NoRun if the database holds none)."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return runs.read_run(conn)
 
     def latest_version(self) -> int:
@@ -401,22 +404,22 @@ class Store:
     # ------------------------------------------------------ versions, data
     def version_weights(self, version: int) -> tuple[bytes, str, dict[str, object]]:
         """(safetensors bytes, sha256, model config) of a kept version."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.version_weights(conn, version)
 
     def versions(self) -> list[VersionRow]:
         """The kept model versions, oldest first (no weight bytes)."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.versions(conn)
 
     def optimizer_state_versions(self) -> set[int]:
         """The versions whose optimizer state is kept (with their weights: full states)."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return set(conn.execute(select(optimizer_states.c.version)).scalars())
 
     def optimizer_state_of(self, version: int) -> bytes:
         """The Adam state kept with `version`'s weights (DamagedData if damaged)."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.optimizer_state_of(conn, version)
 
     def rollback(self, version: int, units: Sequence[UnitSpec], reason: str) -> None:
@@ -429,23 +432,23 @@ class Store:
 
     def optimizer_state(self) -> tuple[int, bytes]:
         """(version, Adam state bytes) for the latest published version."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.optimizer_state(conn)
 
     def newest_optimizer_state(self) -> tuple[int, bytes]:
         """(version, Adam state bytes) of the newest stored state: the published version's, or
         the one before it when the coordinator stopped between publishing and storing it."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.newest_optimizer_state(conn)
 
     def shard_index(self) -> list[ShardRow]:
         """Every dataset shard, in index order, without data."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.shard_index(conn)
 
     def shard(self, idx: int) -> ShardData:
         """One dataset shard with its bytes."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.shard(conn, idx)
 
     # ------------------------------------------------------------- workers
@@ -518,7 +521,7 @@ class Store:
 
     def workers(self) -> list[WorkerRow]:
         """Every registered worker, by id."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.worker_rows(conn)
 
     # --------------------------------------------------------- worker side
@@ -653,6 +656,12 @@ class Store:
         On SQLite the coordinator's pass also publishes its clock and gives the leases that
         workers claimed or renewed since the last pass their expiry (core.store.clock).
         """
+        if self.dialect == "sqlite":
+            # Most passes have nothing to write: find that out without the write lock, which
+            # every pass of a busy coordinator would otherwise take from the workers' claims.
+            with self.session(reads_only=True) as conn:
+                if not run_clock.pass_has_writes(conn, self._now(conn), self._epoch is not None):
+                    return 0
         with self.session() as conn:
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
             now = self._now(conn)
@@ -675,7 +684,7 @@ class Store:
 
     def new_results(self, limit: int) -> list[ResultRow]:
         """Up to `limit` results waiting for a verdict, oldest first."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.results_where(
                 conn,
                 results.c.status == "new",
@@ -685,7 +694,7 @@ class Store:
 
     def accepted_result(self, version: int, unit_index: int) -> ResultRow | None:
         """The accepted result of a unit, if it has one."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             found = reads.results_where(
                 conn,
                 results.c.version == version,
@@ -696,12 +705,12 @@ class Store:
 
     def version_results(self, version: int) -> list[ResultRow]:
         """Every result of a version still stored, oldest first."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.results_where(conn, results.c.version == version)
 
     def result_payload(self, result_id: int) -> bytes:
         """The payload of a result (StoreError once it is resolved and dropped)."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.result_payload(conn, result_id)
 
     def resolve_result(
@@ -728,19 +737,19 @@ class Store:
         Each payload is read in its own short query, so memory does not grow with the units
         of a version and workers are not held off while the caller aggregates.
         """
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             accepted = reads.accepted_ids(conn, version)
         for result_id, unit_index, sample_count in accepted:
             yield unit_index, sample_count, self.result_payload(result_id)
 
     def version_units(self, version: int) -> list[UnitRow]:
         """Every copy of every unit of a version, by (unit_index, copy)."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.version_units(conn, version)
 
     def unit_counts(self, version: int) -> UnitCounts:
         """Distinct units of a version counted by the best status of their copies."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.unit_counts(conn, version)
 
     # ------------------------------------------------ samples, metrics, log
@@ -766,12 +775,12 @@ class Store:
 
     def samples(self, limit: int) -> list[SampleRow]:
         """Up to `limit` sample grids, newest first."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.sample_rows(conn, limit)
 
     def metrics(self, since_version: int = 0) -> list[MetricsRow]:
         """Metrics of every closed version >= since_version, oldest first."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.metrics_rows(conn, since_version)
 
     def add_event(
@@ -787,7 +796,7 @@ class Store:
 
     def events(self, limit: int, after_id: int = 0) -> list[EventRow]:
         """Up to `limit` newest events with id > after_id, newest first."""
-        with self.session() as conn:
+        with self.session(reads_only=True) as conn:
             return reads.event_rows(conn, limit, after_id)
 
     # --------------------------------------------------------------- trust

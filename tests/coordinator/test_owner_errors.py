@@ -179,7 +179,11 @@ def _closed_without_tidy(folder: Path) -> tuple[TinyRun, Coordinator, LocalWorke
     return run, coordinator, worker
 
 
-def test_a_full_disk_at_the_wal_checkpoint_is_disk_full(tmp_path: Path) -> None:
+def test_a_full_disk_at_the_wal_checkpoint_is_disk_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "TIDY_EVERY_S", 0.0)  # every idle pass after a close tidies,
+    monkeypatch.setattr(loop, "TIDY_AFTER_CLOSES", 2)  # and a busy one after two closes
     with small_disk(tmp_path / "disk", 24) as folder:
         run, coordinator, _ = _closed_without_tidy(folder)
         filler = fill(folder)
@@ -199,6 +203,8 @@ def test_serve_waits_out_a_full_disk_and_says_so_once(
 ) -> None:
     monkeypatch.setattr(loop, "RECONNECT_INITIAL_S", 0.02)
     monkeypatch.setattr(loop, "RECONNECT_MAX_S", 0.05)
+    monkeypatch.setattr(loop, "TIDY_EVERY_S", 0.0)
+    monkeypatch.setattr(loop, "TIDY_AFTER_CLOSES", 2)
     with small_disk(tmp_path / "disk", 24) as folder:
         run, coordinator, worker = _closed_without_tidy(folder)
         filler = fill(folder)

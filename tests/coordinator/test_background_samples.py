@@ -1,0 +1,72 @@
+"""Samples are rendered beside the closes: a slow evaluation never holds the next version back,
+every due sample is still stored, and a sample's failure reaches the coordinator's loop."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import torch
+
+from coordinator import loop
+from coordinator.loop import Coordinator, Sampled
+from core.store import DatabaseUnavailable
+from tests.coordinator.harness import make_tiny_run
+from tests.coordinator.simulate import LocalWorker, run_to
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(loop, "QUALITY_IMAGES", 16)
+
+
+def test_closes_go_on_while_a_sample_renders(tmp_path: Path) -> None:
+    run = make_tiny_run(tmp_path, sample_every=2)
+    coordinator = Coordinator(run.store())
+    worker = LocalWorker(run, run.store(), "w")
+    rendering, finish = threading.Event(), threading.Event()
+    render = coordinator._sample
+    taken: list[int] = []
+
+    def slow_sample(version: int, params: Mapping[str, torch.Tensor]) -> Sampled:
+        rendering.set()
+        assert finish.wait(60)
+        taken.append(version)
+        return render(version, params)
+
+    coordinator._samples._take = slow_sample
+    run_to(coordinator, [worker], 2)
+    assert rendering.wait(10)
+    run_to(coordinator, [worker], 3)  # version 2's sample is still rendering
+    assert taken == []
+    finish.set()
+    run_to(coordinator, [worker], 4)
+    coordinator.wait_for_samples()
+    assert taken == [2, 4]
+    store = run.store()
+    assert [s.version for s in store.samples(10)] == [4, 2]
+    # Rendered from the weights version 4 was published with, as one taken now is:
+    rendered = (store.samples(1)[0].png, store.samples(1)[0].swd)
+    again = coordinator.take_sample()
+    assert rendered == (again.png, again.swd)
+
+
+def test_a_failed_sample_is_raised_in_the_loop(tmp_path: Path) -> None:
+    run = make_tiny_run(tmp_path, sample_every=2)
+    coordinator = Coordinator(run.store())
+    worker = LocalWorker(run, run.store(), "w")
+
+    def lost(version: int, params: Mapping[str, torch.Tensor]) -> Sampled:
+        raise DatabaseUnavailable("the database went away")
+
+    coordinator._samples._take = lost
+    run_to(coordinator, [worker], 2)
+    rendering = coordinator._samples._thread
+    assert rendering is not None
+    rendering.join(10)
+    with pytest.raises(DatabaseUnavailable, match="went away"):
+        coordinator.step()
+    coordinator.step()  # raised once: the loop goes on
