@@ -73,10 +73,10 @@ def database_calls_on_the_gui_thread(monkeypatch: pytest.MonkeyPatch) -> Iterato
     calls: list[str] = []
     original = Store.session
 
-    def watched(self: Store) -> Any:
+    def watched(self: Store, **kwargs: Any) -> Any:
         if threading.current_thread() is threading.main_thread():
             calls.append("Store.session on the GUI thread")
-        return original(self)
+        return original(self, **kwargs)
 
     monkeypatch.setattr(Store, "session", watched)
     yield calls
