@@ -24,6 +24,7 @@ from core.store import (
     WorkerRow,
     open_store,
 )
+from core.unit_kinds import unit_kind_text
 from core.verification import TrustRecord
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class RunSummary:
     # Active workers beyond the run's units per version: they wait for every next version.
     waiting: int = 0
     units_per_version: int | None = None
+    unit_kind: str = ""  # what a unit computes: gradients, or local steps (core.unit_kinds)
 
 
 def summarize_run(
@@ -165,7 +167,10 @@ def summarize_run(
         active = len({w.name for w in present})
         waiting = max(0, len(present) - units)  # as `ganfriends-coordinator status` counts
     problem = None if run.alert is None else str(run.alert.get("message", ""))
-    return RunSummary(run.name, run.status, run.version, active, rate, problem, waiting, units)
+    kind = unit_kind_text(RunSettings.from_dict(run.settings))
+    return RunSummary(
+        run.name, run.status, run.version, active, rate, problem, waiting, units, kind
+    )
 
 
 @dataclass(frozen=True)

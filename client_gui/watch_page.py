@@ -120,6 +120,8 @@ class WatchPage(QWidget):
             parts.append(f"{count} active volunteer{'s' if count != 1 else ''}")
         if summary.versions_per_hour is not None:
             parts.append(f"{summary.versions_per_hour:,.0f} versions per hour")
+        if summary.unit_kind:
+            parts.append(f"units compute {summary.unit_kind}")
         if summary.waiting:
             parts.append(
                 f"{summary.waiting} computer{'s' if summary.waiting != 1 else ''} wait for work "

@@ -21,6 +21,7 @@ from core.schedule import units_per_epoch
 from core.shards import ShardFetcher
 from core.store import Store
 from core.training import calibrate_gan
+from core.unit_kinds import unit_kind_text
 from core.verification import TrustRecord
 
 ACTIVE_WITHIN_S = 120.0  # a worker seen this recently counts as active
@@ -131,16 +132,6 @@ def trust_text(record: TrustRecord, settings: RunSettings) -> str:
     if settings.verification == "quorum":
         return "every result confirmed"
     return f"new ({record.earned} of {settings.trust_after} units confirmed)"
-
-
-def unit_kind_text(settings: RunSettings) -> str:
-    """What a unit of this run computes, for people."""
-    if settings.inner_steps == 1:
-        return "gradients (exact synchronous training)"
-    return (
-        f"local steps ({settings.inner_steps} inner Adam steps per unit, outer Nesterov "
-        f"lr {settings.outer_lr:g}, momentum {settings.outer_momentum:g})"
-    )
 
 
 def pool_advice(active: int, units_per_version: int) -> dict[str, Any]:

@@ -224,6 +224,16 @@ class LocalStepUnits:
         return new_params, AdamState(state.step + 1, buffers, {})
 
 
+def unit_kind_text(settings: RunSettings) -> str:
+    """What a unit of this run computes, for people (`status`, the app)."""
+    if settings.inner_steps == 1:
+        return "gradients (exact synchronous training)"
+    return (
+        f"local steps ({settings.inner_steps} inner Adam steps per unit, outer Nesterov "
+        f"lr {settings.outer_lr:g}, momentum {settings.outer_momentum:g})"
+    )
+
+
 def _load_into(gan: GAN, params: Mapping[str, Tensor]) -> None:
     with torch.no_grad():
         for name, p in gan.named_parameters():

@@ -81,3 +81,19 @@ def test_one_unit_with_outer_lr_1_and_no_momentum_is_plain_local_training() -> N
     result = kind.compute(gan, random_images(12), 5, settings)
     params, _ = kind.apply(start, result.grads, kind.zeros_state(start), settings, 1.0)
     assert all(torch.allclose(params[n], start[n] + result.grads[n], atol=0) for n in start)
+
+
+def test_a_local_step_units_progress_moves_through_its_inner_steps() -> None:
+    """The volunteer's progress bar: images done across all inner steps, never going back."""
+    settings = tiny_settings(inner_steps=3)
+    seen: list[tuple[int, int]] = []
+    LocalStepUnits(3).compute(
+        build_gan(TINY_MODEL, 0),
+        random_images(12),
+        11,
+        settings,
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == 12 and {t for _, t in seen} == {12}
+    assert len({d for d in done if d < 12}) >= 2  # it moved inside the unit, not only at its end
