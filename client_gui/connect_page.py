@@ -60,7 +60,9 @@ class ConnectPage(QWidget):
             "app as its volunteer, so you can see everything work before joining a real run"
         )
         self.local_button.clicked.connect(self.local_requested)
-        self._focus_back = False  # the address field had the focus when checking began
+        # The control that had the keyboard focus when checking began: disabling it moves the
+        # focus away, so it goes back there once the answer is in.
+        self._focus_back: QWidget | None = None
         self.disconnect_button = QPushButton("&Disconnect")
         self.disconnect_button.clicked.connect(self.disconnect_requested)
         self.disconnect_button.setVisible(False)
@@ -89,7 +91,8 @@ class ConnectPage(QWidget):
     def show_phase(self, phase: str) -> None:
         busy = phase in ("checking", "starting_local")
         if busy and self.code_edit.isEnabled():  # disabling it moves the keyboard focus away
-            self._focus_back = self.code_edit.hasFocus() or self.connect_button.hasFocus()
+            had = (self.code_edit, self.connect_button, self.local_button)
+            self._focus_back = next((w for w in had if w.hasFocus()), None)
         self.connect_button.setEnabled(not busy)
         self.local_button.setEnabled(not busy)
         self.code_edit.setEnabled(not busy)
@@ -107,8 +110,11 @@ class ConnectPage(QWidget):
     def show_problem(self, message: str) -> None:
         self.disconnect_button.setVisible(False)
         self._say(message, problem=True)
-        if self._focus_back:  # back where the volunteer was, to correct the code
-            self._focus_back = False
+        back, self._focus_back = self._focus_back, None
+        if back is self.local_button:  # back where the volunteer was, to try again
+            self.local_button.setEnabled(True)
+            self.local_button.setFocus()
+        elif back is not None:  # in the address field, to correct the code
             self.code_edit.setEnabled(True)
             self.code_edit.setFocus()
             self.code_edit.selectAll()
@@ -128,6 +134,9 @@ class ConnectPage(QWidget):
             problem=False,
         )
         self.disconnect_button.setVisible(True)
+        back, self._focus_back = self._focus_back, None
+        if back is not None:  # enabled again by now (the phase changed first)
+            back.setFocus()
 
     def _connect(self) -> None:
         text = self.code_edit.text().strip()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -102,6 +104,10 @@ class DevicePage(QWidget):
         for device in devices:
             self._add_choice(device.spec, device.label(), device.usable, device.reason or None)
         self._check(self._settings.device)
+        # The choices arrive after the fields below them: Tab reaches them first all the same.
+        order = [*self._buttons.values(), self.threads, self.name_edit]
+        for first, second in pairwise(order):
+            QWidget.setTabOrder(first, second)
 
     def _add_choice(self, spec: str, text: str, usable: bool, reason: str | None) -> None:
         button = QRadioButton(text)

@@ -153,8 +153,9 @@ class DonatePage(QWidget):
                 edit.setAccessibleName(f"{name} {label}")
                 edit.timeChanged.connect(self._schedule_edited)
             check.toggled.connect(self._schedule_edited)
-            # Two columns of days: Monday–Thursday left, Friday–Sunday right.
-            row, column = day % 4, day // 4 * 5
+            # Two days a row in reading order (Monday, Tuesday / Wednesday, Thursday / …), so
+            # Tab goes through the week in the order it reads.
+            row, column = day // 2, day % 2 * 5
             grid.addWidget(check, row, column)
             grid.addWidget(start, row, column + 1)
             grid.addWidget(QLabel("until"), row, column + 2)

@@ -185,6 +185,7 @@ class EventLogWidget(QWidget):
         )
         self.copy_button.clicked.connect(self.copy)
         self.table = QTableView()
+        self.table.setAccessibleName("Event log")
         self.table.setModel(self.filtered)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)

@@ -62,6 +62,8 @@ class TrainingPlotsWidget(QWidget):
             item.setClipToView(True)
             item.setMenuEnabled(False)
             plot.setMinimumHeight(160)
+            # No Tab stop: there is nothing to do in a plot by keyboard (the mouse zooms).
+            plot.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self._d_curve = self.loss_plot.plot(pen=pg.mkPen(D_COLOR, width=2))
         self._g_curve = self.loss_plot.plot(pen=pg.mkPen(G_COLOR, width=2))
         self._my_d_points = self.loss_plot.plot(

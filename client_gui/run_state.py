@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from core.config import RunSettings
 from core.store import (
+    Credits,
     EventRow,
     MetricsRow,
     RunRow,
@@ -50,6 +51,8 @@ class RunSnapshot:
     read_at: float  # seconds since the epoch
     # Verification records this login may read (a volunteer: its own); None when refused.
     trust: tuple[TrustRecord, ...] | None = None
+    # Units the run accepted in the last hour, its workers' and this login's; None: unreadable.
+    credits: Credits | None = None
 
 
 class RunReader:
@@ -111,8 +114,10 @@ class RunReader:
         if events:
             self._last_event = max(e.id for e in events)
         trust = _optional(store.trust_records)
+        recent = _optional(lambda: [store.recent_credits(HOUR_S)])
         return RunSnapshot(
             trust=None if trust is None else tuple(trust),
+            credits=recent[0] if recent else None,
             run=run,
             metrics=tuple(metrics),
             samples=tuple(samples),
@@ -203,14 +208,14 @@ def leaderboard(workers: Iterable[WorkerRow], my_name: str) -> list[LeaderboardR
 
 @dataclass(frozen=True)
 class Contribution:
-    """What this volunteer gave: all sessions from the database, the last hour from this one."""
+    """What this volunteer gave, all from the database: whatever this app session saw, a
+    restart loses nothing."""
 
     units: int
     images: int
     compute_s: float
-    share_last_hour: float | None  # of the run's images since `share_since`; None when none
-    share_since: float = 0.0  # epoch seconds the share covers from: an hour ago, or later
-    # when this app has watched the run for less than an hour (its units are all it knows)
+    share_last_hour: float | None  # of the images the run accepted in the last hour; None
+    # when it accepted none (or the database's record of it cannot be read)
     verified: int = 0  # results another volunteer's computation confirmed
     rejected: int = 0  # results the coordinator did not count (the log says why)
     standing: str | None = None  # where verification stands with this volunteer, for people
@@ -220,35 +225,30 @@ class Contribution:
 def contribution(
     workers: Sequence[WorkerRow] | None,
     my_name: str,
-    my_units: Sequence[tuple[float, int]],
-    metrics: Sequence[MetricsRow],
-    now: float,
-    watched_since: float = 0.0,
+    recent: Credits | None,
     trust: Sequence[TrustRecord] | None = None,
 ) -> Contribution:
-    """Totals from the worker rows named `my_name` (this session's units when unreadable).
-
-    `my_units` are (finished at, images) of this session's units; the share is their images
-    over the images of the versions the run closed in the same time: the last hour, or since
-    `watched_since` when this session began later (after a restart the hour before it is not
-    counted against this computer, which the session did not see compute).
-    """
+    """Totals from the worker rows named `my_name`, as the leaderboard counts them (a rename
+    renames the rows: item 4 of issue 16), and their share of the images the run accepted
+    since `recent.since`, from the run's per-minute credits of those rows."""
     mine = [w for w in workers or () if w.name == my_name]
     verified = sum(w.verified for w in mine)
     rejected = sum(w.rejected for w in mine)
     standing, refused = _standing(mine, trust or (), verified)
-    if mine:
-        units = sum(w.units for w in mine)
-        images = sum(w.images for w in mine)
-        compute_s = sum(w.compute_s for w in mine)
-    else:
-        units, images, compute_s = len(my_units), sum(n for _, n in my_units), 0.0
-    since = max(now - HOUR_S, watched_since)
-    run_images = sum(m.images for m in metrics if m.created_at >= since)
-    my_recent = sum(n for at, n in my_units if at >= since)
-    share = min(1.0, my_recent / run_images) if run_images > 0 else None
+    share = None
+    if recent is not None and recent.run_images > 0:
+        ids = {w.id for w in mine}
+        my_recent = sum(c.images for c in recent.workers if c.worker_id in ids)
+        share = min(1.0, my_recent / recent.run_images)
     return Contribution(
-        units, images, compute_s, share, since, verified, rejected, standing, refused
+        sum(w.units for w in mine),
+        sum(w.images for w in mine),
+        sum(w.compute_s for w in mine),
+        share,
+        verified,
+        rejected,
+        standing,
+        refused,
     )
 
 

@@ -53,7 +53,7 @@ from client_gui.worker_bridge import (
     WorkerProcessLike,
     start_worker_process,
 )
-from core.store import MetricsRow, RunRow, WorkerRow, open_store
+from core.store import Credits, MetricsRow, RunRow, WorkerRow, open_store
 from core.throttle import MIN_DUTY_CYCLE, DonationPolicy, pause_reason
 from core.verification import TrustRecord
 
@@ -119,8 +119,7 @@ class AppSession(QObject):
         self.status = ("", status.OFF)
         self.start_pressed_at: float | None = None
         self.first_unit_s: float | None = None  # Start → first unit computing, this session
-        self._my_units: list[tuple[float, int]] = []  # (finished at, images), this session
-        self._watched_since = 0.0  # epoch seconds this session began watching the run
+        self._credits: Credits | None = None  # the run's accepted units of the last hour
         self._metrics: dict[int, MetricsRow] = {}
         self._workers: tuple[WorkerRow, ...] | None = None
         self._run_row: RunRow | None = None
@@ -132,7 +131,7 @@ class AppSession(QObject):
         self.steady = SteadyState(now=time.time())  # what the status line shows of it
         self._log_pending: list[LogEntry] = []  # shown in the event log at the next tick
         self._units_log = UnitTally()  # finished units, one log line a minute
-        self._figures_dirty = False  # new units or a snapshot: figures recomputed at the tick
+        self._figures_dirty = False  # a new snapshot: figures recomputed at the tick
         self.watched = True  # the window is shown: read the run often
 
         self.meter = UsageMeter()  # the app, its worker and the local coordinator
@@ -248,7 +247,7 @@ class AppSession(QObject):
         self._workers = None
         self._trust: tuple[TrustRecord, ...] = ()  # verification records, as last read
         self._run_row = None
-        self._my_units.clear()
+        self._credits = None
 
     def _connected(self, generation: int, target: object, text: str) -> None:
         if generation != self._connect_generation:
@@ -261,7 +260,6 @@ class AppSession(QObject):
         paused = " (its owner has paused it for now)" if target.paused else ""
         self.log(f"Connected to the run “{target.run_name}” at {target.shown}{paused}")
         self.watcher.watch(target.url)
-        self._watched_since = time.time()  # this computer's units are counted from here
         self._set_phase("connected")
         self.connected.emit(target)
         renamed_from = self.settings.renamed_from
@@ -444,9 +442,7 @@ class AppSession(QObject):
         self.steady.record(self.bridge.state, message, self.bridge.state_at)
 
     def _unit_finished(self, event: WorkerEvent) -> None:
-        self._my_units.append((event.at, event.images or 0))
         self.unit_finished.emit(event)
-        self._figures_dirty = True
 
     def _worker_logged(self, event: WorkerEvent) -> None:
         """The worker's news for the event log: problems and changes, not every unit's steps."""
@@ -488,6 +484,8 @@ class AppSession(QObject):
             self._workers = snapshot.workers
         if snapshot.trust is not None:
             self._trust = snapshot.trust
+        if snapshot.credits is not None:
+            self._credits = snapshot.credits
         if snapshot.events:
             self._log_pending.extend(entry_from_run(e) for e in snapshot.events)
         self.snapshot_read.emit(snapshot)
@@ -503,13 +501,7 @@ class AppSession(QObject):
         metrics = [self._metrics[v] for v in sorted(self._metrics)]
         summary: RunSummary = summarize_run(run, metrics, self._workers, now)
         mine: Contribution = contribution(
-            self._workers,
-            self.worker_name,
-            self._my_units,
-            metrics,
-            now,
-            self._watched_since,
-            self._trust,
+            self._workers, self.worker_name, self._credits, self._trust
         )
         board: list[LeaderboardRow] = leaderboard(self._workers or (), self.worker_name)
         self.figures_changed.emit(summary, mine, board)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt
@@ -136,12 +135,6 @@ class WatchPage(QWidget):
         self.compute_label.setText(format_duration_s(mine.compute_s))
         self.share_label.setText(
             "—" if mine.share_last_hour is None else f"{mine.share_last_hour:.0%} of the images"
-        )
-        hour_ago = time.time() - 3600
-        self.share_title.setText(
-            "Share of the last hour:"
-            if mine.share_since <= hour_ago + 60
-            else f"Share since {time.strftime('%H:%M', time.localtime(mine.share_since))}:"
         )
         self.leaderboard.set_rows(board)
         self.verified_label.setVisible(mine.standing is not None)

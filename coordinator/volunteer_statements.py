@@ -30,6 +30,9 @@ READABLE = frozenset(
         "samples",
         "workers",
         "leaderboard",
+        "trust",  # the volunteer's own verification record (the app)
+        "credits",  # its workers' accepted units per minute (the app; migration 0012)
+        "run_credits",  # the run's per minute
     }
 )
 # What psycopg2 and SQLAlchemy send on a new connection, and core.store.volunteer's detection.
@@ -55,6 +58,8 @@ FIXED = frozenset(
         "SELECT CASE WHEN to_regnamespace('volunteer') IS NULL THEN false WHEN "
         "to_regclass('work_units') IS NULL THEN true ELSE NOT has_table_privilege("
         "to_regclass('work_units'), 'UPDATE') END",
+        # core.store.clock.server_now: the app's "last hour" is the server's (credits)
+        "SELECT extract(epoch FROM clock_timestamp())",
     }
 )
 UPLOAD = re.compile(

@@ -24,6 +24,7 @@ from core.store.errors import (
 )
 from core.store.fence import Holder, RunHeld, RunLock, Superseded
 from core.store.rows import (
+    Credits,
     EventRow,
     Lease,
     MetricsRow,
@@ -38,12 +39,14 @@ from core.store.rows import (
     UnitRow,
     UnitSpec,
     VersionRow,
+    WorkerCredit,
     WorkerRow,
 )
 from core.store.store import Store
 
 __all__ = [
     "AlreadySubmitted",
+    "Credits",
     "DamagedData",
     "DatabaseUnavailable",
     "DiskFull",
@@ -73,6 +76,7 @@ __all__ = [
     "UnitSpec",
     "UnknownWorker",
     "VersionRow",
+    "WorkerCredit",
     "WorkerRow",
     "damaged_shard",
     "head_revision",

@@ -189,6 +189,25 @@ class WorkerRow:
 
 
 @dataclass(frozen=True)
+class WorkerCredit:
+    """One worker's accepted units over a stretch of time (core.store.credits)."""
+
+    worker_id: int
+    units: int
+    images: int
+
+
+@dataclass(frozen=True)
+class Credits:
+    """Accepted units since `since`: each worker's this login may read, and the whole run's."""
+
+    since: float  # seconds since the epoch, the run's clock
+    workers: tuple[WorkerCredit, ...]
+    run_units: int
+    run_images: int
+
+
+@dataclass(frozen=True)
 class MetricsRow:
     """What closing one version measured; losses are NaN when they were NaN."""
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from core.store import credits
 from core.store.binary_copy import Field, insert_bytes
 from core.store.errors import NoRun, RunExists, StoreError
 from core.store.queue import add_event, nan_to_null, pack_indices
@@ -276,6 +277,7 @@ def publish_version(
     _insert_metrics(conn, version, metrics_values, now)
     insert_units(conn, published, next_units, now)
     prune(conn, version, settings)
+    credits.prune(conn, now)
     parked = int(metrics_values["parked_units"] or 0)
     add_event(
         conn,

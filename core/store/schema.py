@@ -125,6 +125,19 @@ workers = Table(
     sqlite_autoincrement=True,
 )
 
+# Accepted units per worker and minute (migration 0012): what the app's "share of the last
+# hour" is computed from, so it survives restarts of the app. The unit rows themselves are
+# pruned a version after they close; these rows are pruned after a day (core.store.credits).
+credits = Table(
+    "credits",
+    metadata,
+    Column("worker_id", Integer, ForeignKey("workers.id"), primary_key=True),
+    Column("minute", Double, primary_key=True),  # start of the minute, seconds since the epoch
+    Column("units", Integer, nullable=False),  # accepted (or cross-checked) units
+    Column("images", BigInteger, nullable=False),  # images in them, counted by the coordinator
+    Index("ix_credits_minute", "minute"),
+)
+
 work_units = Table(
     "work_units",
     metadata,

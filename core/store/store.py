@@ -13,10 +13,22 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from core.store import clock as run_clock
-from core.store import fence, housekeeping, notify, queue, reads, runs, trust, verdicts, volunteer
+from core.store import (
+    credits,
+    fence,
+    housekeeping,
+    notify,
+    queue,
+    reads,
+    runs,
+    trust,
+    verdicts,
+    volunteer,
+)
 from core.store.errors import RunPaused, StoreError, UnknownWorker, translated_errors
 from core.store.rows import (
     RUN_STATUSES,
+    Credits,
     EventRow,
     Lease,
     MetricsRow,
@@ -129,6 +141,13 @@ class Store:
         """Every worker's name and contribution, most images first (readable by volunteers)."""
         with self.session() as conn:
             return volunteer.leaderboard(conn, through_views=self.volunteer_login)
+
+    def recent_credits(self, within_s: float) -> Credits:
+        """Units accepted in the last `within_s` seconds of the run's clock: each worker's
+        this login may read (a volunteer: its own) and the whole run's."""
+        with self.session() as conn:
+            since = self._now(conn) - within_s
+            return credits.recent(conn, since, through_views=self.volunteer_login)
 
     def take_over_checkpoints(self) -> None:
         """From now on this store's commits leave the SQLite WAL alone; `tidy` checkpoints it.

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, select, update
 
+from core.store import credits
 from core.store.errors import StoreError
 from core.store.notify import announce_work
 from core.store.queue import add_event, return_copy
@@ -52,11 +53,13 @@ def resolve(
     if outcome == "rejected":
         _reject(conn, result, unit, reason, now, max_attempts)
     else:
-        _credit(conn, result, unit, outcome, reason)
+        _credit(conn, result, unit, outcome, reason, now)
     return outcome
 
 
-def _credit(conn: Connection, result: Any, unit: Any, outcome: Outcome, reason: str | None) -> None:
+def _credit(
+    conn: Connection, result: Any, unit: Any, outcome: Outcome, reason: str | None, now: float
+) -> None:
     # A cross-check's payload is no longer readable; `housekeeping.tidy` deletes it.
     conn.execute(
         update(results).where(results.c.id == result.id).values(status=outcome, reason=reason)
@@ -82,6 +85,7 @@ def _credit(conn: Connection, result: Any, unit: Any, outcome: Outcome, reason: 
             compute_s=workers.c.compute_s + result.compute_s,
         )
     )
+    credits.record(conn, result.worker_id, unit.sample_count, now)
 
 
 def _reject(

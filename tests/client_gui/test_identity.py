@@ -35,7 +35,7 @@ def one_volunteer(owner: Store, name: str, units: int, other: int) -> None:
     rows = [w for w in owner.workers() if w.id != other]
     board = leaderboard(rows, name)
     assert [(r.name, r.units, r.is_me) for r in board] == [(name, units, True)]
-    assert contribution(rows, name, [], [], time.time()).units == units
+    assert contribution(rows, name, None).units == units
     assert summarize_run(owner.get_run(), [], rows, time.time()).active_volunteers == 1
 
 

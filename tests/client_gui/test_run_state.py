@@ -13,7 +13,7 @@ from client_gui.run_state import (
     leaderboard,
     summarize_run,
 )
-from core.store import MetricsRow, RunRow, WorkerRow
+from core.store import Credits, MetricsRow, RunRow, WorkerCredit, WorkerRow
 from core.verification import TrustRecord
 from tests.coordinator.harness import make_tiny_run, serve_until, start_worker, stop_processes
 
@@ -74,13 +74,18 @@ def test_leaderboard_groups_a_volunteers_sessions_and_marks_me():
 
 
 def test_contribution_and_share_of_the_last_hour():
-    rows = [metrics(v, NOW - 100 * v) for v in range(5)]  # 5 × 36 images in the last hour
-    mine = contribution([worker("ada", 4, 0)], "ada", [(NOW - 10, 12), (NOW - 7200, 12)], rows, NOW)
-    assert (mine.units, mine.images, mine.compute_s) == (4, 48, 6.0)
-    assert mine.share_last_hour == pytest.approx(12 / 180)
-    # Workers unreadable (a volunteer login): this session's own units still count.
-    alone = contribution(None, "ada", [(NOW - 10, 12)], [], NOW)
-    assert (alone.units, alone.images, alone.share_last_hour) == (1, 12, None)
+    # ada's two worker rows (two sessions) against what the run accepted in the last hour.
+    rows = [worker("ada", 4, 0), worker("ada", 2, 0, 2), worker("bob", 9, 0, 3)]
+    recent = Credits(NOW - 3600, (WorkerCredit(1, 1, 12), WorkerCredit(2, 2, 24)), 10, 120)
+    mine = contribution(rows, "ada", recent)
+    assert (mine.units, mine.images, mine.compute_s) == (6, 72, 9.0)
+    assert mine.share_last_hour == pytest.approx(36 / 120)
+    # Nothing accepted in the last hour, or the record unreadable: no share to show.
+    assert contribution(rows, "ada", Credits(NOW - 3600, (), 0, 0)).share_last_hour is None
+    assert contribution(rows, "ada", None).share_last_hour is None
+    # Workers unreadable: nothing is made up from what this app session saw.
+    alone = contribution(None, "ada", recent)
+    assert (alone.units, alone.images, alone.share_last_hour) == (0, 0, 0.0)
 
 
 def test_durations_for_people():
@@ -115,32 +120,21 @@ def test_reader_fetches_only_what_is_new(tmp_path):
         store.dispose()
 
 
-def test_after_a_restart_the_share_covers_what_this_session_saw():
-    # The run closed a version of 36 images every 10 min for the past hour; this computer did
-    # all the work since the app restarted 11 min ago (it did before too, unseen by this app).
-    rows = [metrics(v, NOW - 600 * v) for v in range(6)]
-    mine = contribution(None, "ada", [(NOW - 10, 36), (NOW - 590, 36)], rows, NOW, NOW - 660)
-    assert mine.share_last_hour == pytest.approx(1.0)  # not 72 / 216 of the whole hour
-    assert mine.share_since == NOW - 660
-    hour = contribution(None, "ada", [(NOW - 10, 36)], rows, NOW, NOW - 7200)
-    assert hour.share_since == NOW - 3600 and hour.share_last_hour == pytest.approx(36 / 216)
-
-
 def test_contribution_says_what_verification_made_of_my_results():
     ada = dataclasses.replace(worker("ada", 4, 0), verified=3, volunteer="ada_role")
-    confirmed = contribution([ada], "ada", [], [], NOW, trust=[TrustRecord("ada_role", 2, 3, 1)])
+    confirmed = contribution([ada], "ada", None, trust=[TrustRecord("ada_role", 2, 3, 1)])
     assert confirmed.verified == 3 and not confirmed.refused
     assert confirmed.standing is not None
     assert "3 of your results were confirmed" in confirmed.standing
     assert "1 came out slightly different" in confirmed.standing
     caught = TrustRecord("ada_role", quarantined=True, reason="result 9 differs from bob's")
-    refused = contribution([ada], "ada", [], [], NOW, trust=[caught])
+    refused = contribution([ada], "ada", None, trust=[caught])
     assert refused.refused and refused.standing is not None
     assert "no longer count: result 9 differs from bob's" in refused.standing
     # Another volunteer's record is not mine; no verification at all says nothing.
-    other = contribution([ada], "ada", [], [], NOW, trust=[TrustRecord("bob", quarantined=True)])
+    other = contribution([ada], "ada", None, trust=[TrustRecord("bob", quarantined=True)])
     assert not other.refused
-    plain = contribution([worker("ada", 4, 0)], "ada", [], [], NOW, trust=[])
+    plain = contribution([worker("ada", 4, 0)], "ada", None, trust=[])
     assert plain.standing is None
 
 

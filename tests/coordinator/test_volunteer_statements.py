@@ -43,6 +43,13 @@ ENGINE = [
     "ORDER BY volunteer.samples.version DESC \n LIMIT 5",
     "SELECT name, units, images, compute_s FROM volunteer.leaderboard "
     "ORDER BY images DESC, units DESC, name",
+    # The app's figures of the last hour (core/store/credits.py) and its verification record.
+    "SELECT extract(epoch FROM clock_timestamp())",
+    "SELECT volunteer.credits.worker_id, volunteer.credits.units, volunteer.credits.images \n\t"
+    "FROM volunteer.credits \n\tWHERE volunteer.credits.minute > 1764950340.0",
+    "SELECT volunteer.run_credits.units, volunteer.run_credits.images \n\t"
+    "FROM volunteer.run_credits \n\tWHERE volunteer.run_credits.minute > 1764950340.0",
+    "SELECT volunteer.trust.identity, volunteer.trust.earned \n\tFROM volunteer.trust",
 ]
 HOSTILE = [
     "SELECT count(*) FROM generate_series(1, 3e9::bigint)",
