@@ -119,8 +119,9 @@ def tab_stops(page: QWidget) -> list[QWidget]:
 
 def tab_chain(page: QWidget) -> list[QWidget]:
     """The page's widgets in the order Tab visits them (the window's focus chain)."""
-    chain, widget = [], page.nextInFocusChain()
-    while widget is not page and widget not in chain:
+    chain: list[QWidget] = []
+    widget = page.nextInFocusChain()
+    while widget is not None and widget is not page and widget not in chain:
         if page.isAncestorOf(widget):
             chain.append(widget)
         widget = widget.nextInFocusChain()
@@ -130,7 +131,9 @@ def tab_chain(page: QWidget) -> list[QWidget]:
 def _ancestors(widget: QWidget, page: QWidget) -> list[QWidget]:
     line = [widget]
     while line[-1] is not page:
-        line.append(line[-1].parentWidget())
+        parent = line[-1].parentWidget()
+        assert parent is not None, f"{widget!r} is not on the page"
+        line.append(parent)
     return line
 
 

@@ -100,6 +100,7 @@ def serve_until(store: Store, version: int, timeout_s: float = 120.0) -> Coordin
             raise TimeoutError(f"version {version} not reached; at {coordinator.version}")
         if not coordinator.step():
             time.sleep(0.01)
+    coordinator.wait_for_samples()  # as a serving coordinator does when it stops
     return coordinator
 
 
