@@ -4,6 +4,7 @@ every due sample is still stored, and a sample's failure reaches the coordinator
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +24,15 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loop, "QUALITY_IMAGES", 16)
 
 
+def step_to(coordinator: Coordinator, worker: LocalWorker, version: int) -> None:
+    """`run_to` without its final wait for the samples."""
+    deadline = time.monotonic() + 60
+    while coordinator.version < version:
+        assert time.monotonic() < deadline, f"version {version} not reached"
+        worker.work_one()
+        coordinator.step()
+
+
 def test_closes_go_on_while_a_sample_renders(tmp_path: Path) -> None:
     run = make_tiny_run(tmp_path, sample_every=2)
     coordinator = Coordinator(run.store())
@@ -38,9 +48,9 @@ def test_closes_go_on_while_a_sample_renders(tmp_path: Path) -> None:
         return render(version, params)
 
     coordinator._samples._take = slow_sample
-    run_to(coordinator, [worker], 2)
+    step_to(coordinator, worker, 2)
     assert rendering.wait(10)
-    run_to(coordinator, [worker], 3)  # version 2's sample is still rendering
+    step_to(coordinator, worker, 3)  # version 2's sample is still rendering
     assert taken == []
     finish.set()
     run_to(coordinator, [worker], 4)
@@ -63,7 +73,7 @@ def test_a_failed_sample_is_raised_in_the_loop(tmp_path: Path) -> None:
         raise DatabaseUnavailable("the database went away")
 
     coordinator._samples._take = lost
-    run_to(coordinator, [worker], 2)
+    step_to(coordinator, worker, 2)
     rendering = coordinator._samples._thread
     assert rendering is not None
     rendering.join(10)
