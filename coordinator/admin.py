@@ -138,8 +138,8 @@ def unit_kind_text(settings: RunSettings) -> str:
     if settings.inner_steps == 1:
         return "gradients (exact synchronous training)"
     return (
-        f"local steps ({settings.inner_steps} inner Adam steps per unit, outer Nesterov "
-        f"lr {settings.outer_lr:g}, momentum {settings.outer_momentum:g})"
+        f"local steps ({settings.inner_steps} inner SGD steps of lr {settings.inner_lr:g} per "
+        f"unit, outer Adam lr {settings.outer_lr:g}, beta1 {settings.outer_momentum:g})"
     )
 
 
