@@ -20,8 +20,9 @@ BatchNorm normalises every micro-batch by its own statistics, as always. The inn
 plain SGD, so a unit has no optimizer state (it may go to any worker, and must not depend on
 which one); Adam's moments live only in the coordinator's outer step, which keeps them across
 versions as exact training does. Measured on the demo model, inner Adam with fresh state in
-every unit (DiLoCo's inner optimizer) lost quality per image at every outer setting tried: its
-first steps are lr·sign(g) for every parameter whatever the gradient's history.
+every unit (DiLoCo's inner optimizer, used here before) lost quality per image at every outer
+setting tried, also with smaller or warmed-up first steps; inner SGD with the outer Adam
+matched or beat exact units per image at 8 and 32 units per version.
 """
 
 from __future__ import annotations
