@@ -1,4 +1,4 @@
-"""Local steps (DiLoCo) against exact synchronous units: quality per image and per version.
+"""Local steps against exact synchronous units: quality per training image.
 
 The reference trainer (the distributed run's math in one process, independent of the
 machine's load) trains the demo model on the demo's synthetic set with H inner steps per unit
@@ -8,6 +8,10 @@ images. A unit of a local-steps run has H × the micro-batch images, so every in
 one micro-batch; a version of U units then trains U × H × 64 images while its workers upload
 once. Bytes moved per version are the same for every H (one result per unit, the weights once
 per worker), so bytes per training image fall by H.
+
+By default local steps are the protocol's own (`core.unit_kinds.LocalStepUnits`: inner SGD,
+outer Adam); `--inner-opt` and `--outer-opt` swap in the recipes that were compared before it
+was adopted (benchmarks/local_step_recipes.py), to redo those measurements.
 
 Wall-clock comes from `benchmarks.class_sim` (seconds per version for a profile and network);
 this script prints quality per version so that the two can be combined.
@@ -24,28 +28,40 @@ from collections.abc import Sequence
 
 import torch
 
+import core.reference
 from benchmarks.demo_settings import quality
+from benchmarks.local_step_recipes import INNER, OUTER, Recipe, RecipeUnits
 from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS, DEMO_SYNTHETIC_IMAGES
 from core.config import RunSettings
 from core.data import synthetic_images
 from core.reference import initial_state, train_version
 from core.training import intra_op_threads
+from core.unit_kinds import UnitKind
 
 QUALITY_IMAGES = 512  # as coordinator.loop
+DEFAULTS = RunSettings()  # the local-steps settings' defaults
 
 
-def settings_for(
-    inner: int, units: int, outer_lr: float = 0.7, outer_momentum: float = 0.9
-) -> RunSettings:
-    """The demo's settings with H inner steps per unit (each of one micro-batch)."""
+def settings_for(inner: int, units: int, base: RunSettings = DEMO_SETTINGS) -> RunSettings:
+    """`base` (the demo's settings) with H inner steps per unit (each of one micro-batch)."""
     return dataclasses.replace(
-        DEMO_SETTINGS,
+        base,
         inner_steps=inner,
-        outer_lr=outer_lr,
-        outer_momentum=outer_momentum,
-        images_per_work_unit=inner * DEMO_SETTINGS.batch_size if inner > 1 else 64,
+        images_per_work_unit=inner * base.batch_size if inner > 1 else 64,
         num_workunits_per_update=units,
     )
+
+
+def use_recipe(recipe: Recipe) -> None:
+    """Local-steps runs train with `recipe` instead of the protocol's own local steps."""
+    protocol = core.reference.unit_kind
+
+    def kind(settings: RunSettings) -> UnitKind:
+        if settings.inner_steps == 1:
+            return protocol(settings)
+        return RecipeUnits(settings.inner_steps, recipe)
+
+    core.reference.unit_kind = kind
 
 
 def run(settings: RunSettings, images: torch.Tensor, total: int, every: int) -> list[tuple]:
@@ -61,7 +77,7 @@ def run(settings: RunSettings, images: torch.Tensor, total: int, every: int) -> 
             state, _ = train_version(state, DEMO_MODEL, settings, images)
             seen = state.version * per_version
             if seen >= next_report:
-                figure = quality(state, real, settings.seed)
+                figure, _ = quality(state, real, settings.seed)
                 rows.append((seen, state.version, figure))
                 print(
                     f"  {seen:>8,} images, {state.version:>4} versions: quality {figure:6.1f}"
@@ -80,18 +96,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--units", default="8", help="units per version (comma-separated)")
     parser.add_argument("--images", type=int, default=102_400, help="training images per run")
     parser.add_argument("--every", type=int, default=16_384, help="images between figures")
-    parser.add_argument("--outer-lr", type=float, default=0.7, help="DiLoCo's 0.7 by default")
-    parser.add_argument("--outer-momentum", type=float, default=0.9, help="DiLoCo's 0.9")
+    parser.add_argument("--inner-lr", type=float, default=DEFAULTS.inner_lr, help="inner SGD lr")
+    parser.add_argument("--outer-lr", type=float, default=DEFAULTS.outer_lr)
+    parser.add_argument(
+        "--outer-momentum", type=float, default=DEFAULTS.outer_momentum, help="Adam β1 / Nesterov μ"
+    )
+    parser.add_argument("--inner-opt", default="sgd", choices=INNER, help="inner optimizer")
+    parser.add_argument("--outer-opt", default="adam", choices=OUTER, help="outer step")
+    parser.add_argument(
+        "--adam-lr-scale", type=float, default=1.0, help="inner Adam: × lr (0: 1/sqrt(H))"
+    )
+    parser.add_argument("--seed", type=int, default=DEMO_SETTINGS.seed, help="the run's seed")
     args = parser.parse_args(argv)
+    recipe = Recipe(args.inner_opt, args.outer_opt, args.adam_lr_scale)
+    if not recipe.adopted:
+        use_recipe(recipe)
+    base = dataclasses.replace(
+        DEMO_SETTINGS,
+        inner_lr=args.inner_lr,
+        outer_lr=args.outer_lr,
+        outer_momentum=args.outer_momentum,
+        seed=args.seed,
+    )
     images = synthetic_images(DEMO_SYNTHETIC_IMAGES, DEMO_MODEL.image_size, 0)
     table = []
     for units in (int(u) for u in args.units.split(",")):
         for inner in (int(h) for h in args.inner.split(",")):
-            settings = settings_for(inner, units, args.outer_lr, args.outer_momentum)
+            settings = settings_for(inner, units, base)
             print(
                 f"H={inner}, {units} units/version of {settings.images_per_work_unit} images "
-                f"(inner lr {settings.lr:g}, outer lr {settings.outer_lr:g}, "
-                f"momentum {settings.outer_momentum:g})",
+                f"({recipe.inner} inner lr {base.inner_lr:g}, {recipe.outer} outer lr "
+                f"{base.outer_lr:g}, momentum/β1 {base.outer_momentum:g}; seed {base.seed})",
                 flush=True,
             )
             table.append((inner, units, run(settings, images, args.images, args.every)))

@@ -37,11 +37,12 @@ class RunSettings:
     # every worker downloads per version; the coordinator keeps fp32 master weights).
     weights_precision: Precision = "fp32"
     # Unit kind: 1 = a unit returns gradients at the version's weights (exact synchronous
-    # training); H > 1 = a unit takes H inner Adam steps and returns the parameter change,
-    # which an outer Nesterov SGD step applies (core.unit_kinds).
+    # training); H > 1 = a unit takes H inner SGD steps and returns the parameter change,
+    # which an outer Adam step applies (core.unit_kinds).
     inner_steps: int = 1
-    outer_lr: float = 0.7  # outer Nesterov SGD learning rate (local steps only; DiLoCo's)
-    outer_momentum: float = 0.9  # outer Nesterov momentum (local steps only; DiLoCo's)
+    inner_lr: float = 0.1  # inner SGD learning rate (local steps only)
+    outer_lr: float = 0.008  # outer Adam learning rate (local steps only)
+    outer_momentum: float = 0.5  # outer Adam beta1 (local steps only; beta2, eps: the run's)
     compute_threads: int = 1  # intra-op CPU threads per unit: fixed so results are bitwise stable
     lease_s: float = 60.0  # seconds a claim lasts without a heartbeat
     max_attempts: int = 3  # failed or expired attempts before a unit is parked
@@ -116,6 +117,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "seed": (0, 2**63 - 1, False),
     "compute_threads": (1, 256, False),
     "inner_steps": (1, 4_096, False),
+    "inner_lr": (0.0, 10.0, True),
     "outer_lr": (0.0, 10.0, True),
     "outer_momentum": (0.0, 0.999999, False),
     "lease_s": (1.0, 86_400.0, False),

@@ -165,8 +165,7 @@ class GradientSum:
 class AdamState:
     """Adam's moments per parameter name and the number of steps taken.
 
-    Also the local-steps kind's outer Nesterov state: its momentum buffer in `exp_avg`, and
-    `exp_avg_sq` empty (`core.unit_kinds`).
+    Also the local-steps kind's outer Adam state (`core.unit_kinds`).
     """
 
     step: int

@@ -150,5 +150,5 @@ def test_summary_says_what_a_unit_computes():
     assert summarize_run(RUN, [], None, NOW).unit_kind == "gradients (exact synchronous training)"
     local = dataclasses.replace(RUN, settings={"inner_steps": 16, "images_per_work_unit": 1024})
     assert summarize_run(local, [], None, NOW).unit_kind.startswith(
-        "local steps (16 inner Adam steps per unit"
+        "local steps (16 inner SGD steps of lr 0.1 per unit"
     )

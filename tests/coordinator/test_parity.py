@@ -32,7 +32,7 @@ VERSIONS = 4
         (1, "fp32", 1),
         (3, "fp32", 1),
         (3, "bf16", 1),
-        (1, "fp32", 3),  # local steps: 3 inner Adam steps per unit, outer Nesterov
+        (1, "fp32", 3),  # local steps: 3 inner SGD steps per unit, outer Adam
         (3, "fp32", 3),
     ],
 )
@@ -141,7 +141,7 @@ Coordinator(open_store(sys.argv[1])).serve(__import__("threading").Event(), 0.01
         ("publish", 0, "fp32", 1),  # the publishing transaction is open: nothing is visible
         ("state", 1, "fp32", 1),  # published, but killed before the Adam state is written
         ("state", 1, "bf16", 1),  # … and the fp32 master weights with it
-        ("publish", 0, "fp32", 3),  # local steps: the outer Nesterov state
+        ("publish", 0, "fp32", 3),  # local steps: the outer Adam state
         ("state", 1, "bf16", 3),
     ],
 )

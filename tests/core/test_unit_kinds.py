@@ -1,4 +1,4 @@
-"""Unit kinds: gradient units, and local-step units with their outer Nesterov step."""
+"""Unit kinds: gradient units, and local-step units (inner SGD) with their outer Adam step."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from core.model import build_gan, parameters_of
-from core.training import AdamState, UnitCancelled, adam_step, unit_gradients
-from core.unit_kinds import GradientUnits, LocalStepUnits, unit_kind
+from core.training import AdamState, UnitCancelled, unit_gradients
+from core.unit_kinds import GradientUnits, LocalStepUnits, sgd_step, unit_kind
 from tests.factories import TINY_MODEL, random_images, tiny_settings
 
 
@@ -17,18 +17,18 @@ def test_the_run_setting_chooses_the_kind() -> None:
     assert isinstance(kind, LocalStepUnits) and kind.inner_steps == 3
 
 
-def test_local_steps_are_inner_adam_steps_over_consecutive_slices() -> None:
-    settings = tiny_settings(inner_steps=3, lr=1e-3)
+def test_local_steps_are_inner_sgd_steps_over_consecutive_slices() -> None:
+    settings = tiny_settings(inner_steps=3, inner_lr=0.05)
     gan = build_gan(TINY_MODEL, 0)
     start = parameters_of(gan)
     images = random_images(12)
     result = LocalStepUnits(3).compute(gan, images, 11, settings)
-    # The same by hand: three slices of 4 images, seeds 11, 12, 13, a fresh inner Adam.
-    params, inner = dict(start), AdamState.zeros_like(start)
+    # The same by hand: three slices of 4 images, seeds 11, 12, 13, plain SGD steps.
+    params = dict(start)
     manual = build_gan(TINY_MODEL, 0)
     for h in range(3):
         grads = unit_gradients(manual, images[4 * h : 4 * h + 4], 11 + h, 4).grads
-        params, inner = adam_step(params, grads, inner, lr=1e-3, beta1=0.5, beta2=0.999, eps=1e-8)
+        params = {n: p.sub(grads[n], alpha=0.05) for n, p in params.items()}
         with torch.no_grad():
             for name, p in manual.named_parameters():
                 p.copy_(params[name])
@@ -53,34 +53,52 @@ def test_a_cancelled_local_steps_unit_leaves_the_model_at_the_versions_weights()
     assert all(torch.equal(p, start[n]) for n, p in gan.named_parameters())
 
 
-def test_the_outer_step_is_torch_nesterov_sgd_on_the_negated_mean_change() -> None:
-    settings = tiny_settings(inner_steps=4, outer_lr=0.7, outer_momentum=0.9)
+def test_the_outer_step_is_torch_adam_on_the_negated_mean_change() -> None:
+    settings = tiny_settings(inner_steps=4, outer_lr=0.004, outer_momentum=0.5, beta2=0.99)
     kind = LocalStepUnits(4)
     gen = torch.Generator().manual_seed(3)
     params = {"w": torch.randn(5, generator=gen)}
     reference = torch.nn.Parameter(params["w"].clone())
-    sgd = torch.optim.SGD([reference], lr=0.7, momentum=0.9, nesterov=True)
+    adam = torch.optim.Adam([reference], lr=0.004, betas=(0.5, 0.99), eps=settings.eps)
     state = kind.zeros_state(params)
     for _ in range(3):
         change = {"w": torch.randn(5, generator=gen) * 0.1}
         params, state = kind.apply(params, change, state, settings, kind.step_lr(settings))
         reference.grad = -change["w"]
-        sgd.step()
+        adam.step()
         assert torch.allclose(params["w"], reference.detach(), rtol=0, atol=1e-6)
-    assert state.step == 3 and state.exp_avg_sq == {}
+    assert state.step == 3
     # The state survives the round trip through its tensors (stored as the optimizer state).
     again = AdamState.from_tensors(state.step, state.to_tensors())
     assert torch.equal(again.exp_avg["w"], state.exp_avg["w"])
+    assert torch.equal(again.exp_avg_sq["w"], state.exp_avg_sq["w"])
 
 
-def test_one_unit_with_outer_lr_1_and_no_momentum_is_plain_local_training() -> None:
-    settings = tiny_settings(inner_steps=2, outer_lr=1.0, outer_momentum=0.0)
+def test_the_outer_state_does_not_depend_on_the_outer_lr() -> None:
+    # The coordinator redoes a close after a crash with the lr it then reads.
+    settings = tiny_settings(inner_steps=2)
     kind = LocalStepUnits(2)
-    gan = build_gan(TINY_MODEL, 0)
-    start = parameters_of(gan)
-    result = kind.compute(gan, random_images(12), 5, settings)
-    params, _ = kind.apply(start, result.grads, kind.zeros_state(start), settings, 1.0)
-    assert all(torch.allclose(params[n], start[n] + result.grads[n], atol=0) for n in start)
+    params = {"w": torch.ones(3)}
+    change = {"w": torch.tensor([0.1, -0.2, 0.3])}
+    _, slow = kind.apply(params, change, kind.zeros_state(params), settings, 0.001)
+    _, fast = kind.apply(params, change, kind.zeros_state(params), settings, 0.1)
+    assert torch.equal(slow.exp_avg["w"], fast.exp_avg["w"])
+    assert torch.equal(slow.exp_avg_sq["w"], fast.exp_avg_sq["w"])
+
+
+def test_sgd_step_does_not_mutate() -> None:
+    params = {"w": torch.ones(2)}
+    stepped = sgd_step(params, {"w": torch.tensor([1.0, -2.0])}, 0.5)
+    assert torch.equal(stepped["w"], torch.tensor([0.5, 2.0]))
+    assert torch.equal(params["w"], torch.ones(2))
+
+
+def test_a_run_with_the_old_outer_nesterov_state_is_refused() -> None:
+    kind = LocalStepUnits(2)
+    params = {"w": torch.ones(3)}
+    nesterov = AdamState(4, {"w": torch.zeros(3)}, {})  # as stored before the outer Adam
+    with pytest.raises(ValueError, match="start a new run"):
+        kind.apply(params, {"w": torch.zeros(3)}, nesterov, tiny_settings(inner_steps=2), 0.01)
 
 
 def test_a_local_step_units_progress_moves_through_its_inner_steps() -> None:
