@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import ImageColor
 
-from coordinator import admin, volunteers
+from coordinator import admin, presets, volunteers
 from coordinator.runs import RunPlan, check_dataset, create_run, read_config
 from core.backoff import Backoff
 from core.config import RunSettings, SettingsError
@@ -38,9 +38,7 @@ if TYPE_CHECKING:
     from coordinator.loop import Coordinator, Published
 
 Handler = Callable[[argparse.Namespace], int]
-PRESETS = {  # `init --preset NAME`: one line each for `init --help`
-    "demo": "the model and settings of `ganfriends-coordinator demo` (synthetic:10000 images)",
-}
+PRESETS = presets.DESCRIPTIONS  # `init --preset NAME`: one line each for `init --help`
 EXIT_RUN_HELD = 3  # another coordinator serves the run (refused at start, or taken over)
 # coordinator.demo.DEMO_DATASETS's names, here so that the parser does not import the demo
 DEMO_DATASET_NAMES = ["emoji", "synthetic"]
@@ -254,11 +252,10 @@ def _need_db(args: argparse.Namespace) -> str:
 def _init(args: argparse.Namespace) -> int:
     url = _need_db(args)
     dataset = args.dataset
-    base = None
+    base = None if args.preset is None else presets.preset(args.preset)
     if args.preset == "demo":
-        from coordinator.demo import DEMO_DATASET, DEMO_DATASETS, DEMO_MODEL, DEMO_SETTINGS
+        from coordinator.demo import DEMO_DATASET, DEMO_DATASETS
 
-        base = (DEMO_MODEL, DEMO_SETTINGS)
         dataset = dataset or DEMO_DATASETS[DEMO_DATASET]
     model, settings = read_config(args.config, base)
     dataset_spec = check_dataset(dataset or "synthetic")

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from coordinator import cli
+from coordinator import admin, cli, presets
 from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS
 from coordinator.loop import Coordinator
 from core import worker_cli
@@ -206,6 +206,23 @@ def test_init_preset_demo_is_the_demo_recipe(
     assert ModelConfig.from_dict(run.model_config) == DEMO_MODEL
     assert RunSettings.from_dict(run.settings) == DEMO_SETTINGS
     assert run.dataset_size == 256
+
+
+def test_init_preset_class_is_the_local_steps_recipe(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    argv = ["init", "--db", "sqlite:///class.db", "--preset", "class", "--dataset", "synthetic:256"]
+    assert cli.main(argv) == 0
+    store = open_store("sqlite:///class.db")
+    try:
+        run = store.get_run()
+    finally:
+        store.dispose()
+    settings = RunSettings.from_dict(run.settings)
+    assert ModelConfig.from_dict(run.model_config) == presets.CLASS_MODEL
+    assert settings == presets.CLASS_SETTINGS
+    assert (settings.inner_steps, settings.images_per_work_unit) == (16, 1024)
+    assert admin.unit_kind_text(settings).startswith("local steps (16 inner SGD steps")
 
 
 def test_init_config_overrides_the_preset(

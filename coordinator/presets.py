@@ -1,0 +1,38 @@
+"""Named starting points for `init --preset NAME` (a `--config` file's keys override them)."""
+
+from __future__ import annotations
+
+from core.config import RunSettings
+from core.model import ModelConfig
+
+DESCRIPTIONS = {  # one line each for `init --help`
+    "demo": "the model and settings of `ganfriends-coordinator demo` (synthetic:10000 images)",
+    "class": "a class or lab of 8+ computers: local-steps units (16 SGD steps each), 32 per version",
+}
+
+# The model the local-steps recipe was measured on (the demo's; benchmarks/README.md, local_steps).
+CLASS_MODEL = ModelConfig(image_size=32, latent_dim=64, g_features=32, d_features=32)
+CLASS_SETTINGS = RunSettings(
+    # 16 inner SGD steps of one 64-image micro-batch per unit, one upload per 1,024 images: 16x
+    # fewer bytes per training image than 64-image gradient units. At 32 units per version
+    # (65k images) quality 602 against exact units' 757; at 8 units 481 against 574
+    # (`python -m benchmarks.local_steps --units 32 --inner 1,16`).
+    inner_steps=16,
+    images_per_work_unit=16 * 64,
+    batch_size=64,
+    num_workunits_per_update=32,  # about one per computer of a class; `set` changes it live
+    inner_lr=0.1,
+    outer_lr=0.008,
+    outer_momentum=0.5,
+)
+
+
+def preset(name: str) -> tuple[ModelConfig, RunSettings]:
+    """The model and settings of a preset named in DESCRIPTIONS."""
+    if name == "demo":
+        from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS
+
+        return DEMO_MODEL, DEMO_SETTINGS
+    if name == "class":
+        return CLASS_MODEL, CLASS_SETTINGS
+    raise KeyError(name)
