@@ -11,7 +11,7 @@ with the coordinator and the server here; on real computers it would not.
 
     python -m benchmarks.class_sim [--volunteers 1,4,8,16,32] [--profile laptop]
         [--network lan|home|none] [--image-size 64] [--versions 4] [--units-per-volunteer 1]
-        [--json]
+        [--preset class] [--json]
 
 Per N it prints useful images/s (images in versions closed within the window ÷ its seconds),
 scaling efficiency (÷ N × the same profile's single-volunteer run, or its pure compute rate
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import statistics
 import sys
@@ -39,7 +40,7 @@ import torch
 
 from benchmarks.class_sim import network, profiles
 from benchmarks.class_sim.standin import StandInUnits
-from coordinator import volunteers
+from coordinator import presets, volunteers
 from coordinator.loop import Coordinator, Published
 from coordinator.runs import RunPlan, create_run
 from core.cache import ShardCache
@@ -105,14 +106,17 @@ def listen_everywhere(server: Any) -> None:
 
 def simulate(server: Any, args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
     """One class of `n` volunteers; its figures."""
-    model = ModelConfig(args.image_size, 100, 64, 64)
-    settings = RunSettings(
-        images_per_work_unit=args.images_per_unit,
+    if args.preset:  # the preset's model and unit kind; units per version follow N as below
+        model, base = presets.preset(args.preset)
+    else:
+        model = ModelConfig(args.image_size, 100, 64, 64)
+        base = RunSettings(images_per_work_unit=args.images_per_unit, inner_steps=args.inner_steps)
+    settings = dataclasses.replace(
+        base,
         num_workunits_per_update=n * args.units_per_volunteer,
         sample_every=10**6,
         lease_s=300.0,
         backup_after_s=600.0,
-        inner_steps=args.inner_steps,
         weights_precision=args.weights_precision,
         precision=args.precision,
     )
@@ -224,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--units-per-volunteer", type=int, default=1,
                         help="units per version = this × volunteers")  # fmt: skip
     parser.add_argument("--inner-steps", type=int, default=1, help="1: gradient units")
+    parser.add_argument("--preset", choices=sorted(presets.DESCRIPTIONS),
+                        help="an `init --preset`'s model and units (over --image-size, "
+                        "--images-per-unit, --inner-steps)")  # fmt: skip
     parser.add_argument("--weights-precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per N at most")
