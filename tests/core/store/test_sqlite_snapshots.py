@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.store import open_store
+from core.store import StoreError, engine, open_store
 
 from .factories import create_test_run
 
@@ -94,3 +94,18 @@ def test_a_pass_with_a_lease_to_stamp_writes_it(path: Path) -> None:
     coordinator.expire_leases()  # within the clock's second: only the new lease makes it write
     (unit,) = [u for u in coordinator.version_units(0) if u.id == lease.unit_id]
     assert unit.lease_expires_at is not None
+
+
+def test_a_writer_that_never_gets_the_lock_fails_with_a_store_error(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    store = open_store(f"sqlite:///{path}")
+    store.get_run()
+    with write_lock_held(path):
+        started = time.monotonic()
+        with pytest.raises(StoreError) as raised:
+            store.add_event("note", "written")
+        assert 0.3 <= time.monotonic() - started < 5
+    assert "stayed locked by another process" in str(raised.value)
+    store.add_event("note", "written")  # the lock is free: it works again
