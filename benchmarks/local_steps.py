@@ -29,11 +29,10 @@ from collections.abc import Sequence
 import torch
 
 import core.reference
-from benchmarks.demo_settings import quality
+from benchmarks.demo_settings import load_images, quality
 from benchmarks.local_step_recipes import INNER, OUTER, Recipe, RecipeUnits
 from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS, DEMO_SYNTHETIC_IMAGES
 from core.config import RunSettings
-from core.data import synthetic_images
 from core.reference import initial_state, train_version
 from core.training import intra_op_threads
 from core.unit_kinds import UnitKind
@@ -106,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--adam-lr-scale", type=float, default=1.0, help="inner Adam: × lr (0: 1/sqrt(H))"
     )
+    parser.add_argument(
+        "--dataset",
+        default=f"synthetic:{DEMO_SYNTHETIC_IMAGES}",
+        help="emoji, synthetic[:N], a folder or a .zip (default: the demo's synthetic set)",
+    )
     parser.add_argument("--seed", type=int, default=DEMO_SETTINGS.seed, help="the run's seed")
     args = parser.parse_args(argv)
     recipe = Recipe(args.inner_opt, args.outer_opt, args.adam_lr_scale)
@@ -118,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         outer_momentum=args.outer_momentum,
         seed=args.seed,
     )
-    images = synthetic_images(DEMO_SYNTHETIC_IMAGES, DEMO_MODEL.image_size, 0)
+    images = load_images(args.dataset)
+    print(f"dataset {args.dataset}: {images.shape[0]:,} images", flush=True)
     table = []
     for units in (int(u) for u in args.units.split(",")):
         for inner in (int(h) for h in args.inner.split(",")):
@@ -130,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
             table.append((inner, units, run(settings, images, args.images, args.every)))
-    print("\nquality (SWD, lower is better) by images seen; demo model, synthetic set:")
+    print(f"\nquality (SWD, lower is better) by images seen; demo model, {args.dataset}:")
     for inner, units, rows in table:
         cells = "  ".join(f"{seen // 1000:>4}k:{q:6.1f} (v{v})" for seen, v, q in rows)
         print(f"  H={inner:<3} U={units:<3} {cells}")

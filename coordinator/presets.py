@@ -14,9 +14,9 @@ DESCRIPTIONS = {  # one line each for `init --help`
 CLASS_MODEL = ModelConfig(image_size=32, latent_dim=64, g_features=32, d_features=32)
 CLASS_SETTINGS = RunSettings(
     # 16 inner SGD steps of one 64-image micro-batch per unit, one upload per 1,024 images: 16x
-    # fewer bytes per training image than 64-image gradient units. At 32 units per version
-    # (65k images) quality 602 against exact units' 757; at 8 units 481 against 574
-    # (`python -m benchmarks.local_steps --units 32 --inner 1,16`).
+    # fewer bytes per training image than 64-image gradient units. Quality after 65k images,
+    # synthetic set: 602 against exact units' 757 at 32 units per version, 481 against 574 at
+    # 8; emoji at 8: 659 against 518 (`python -m benchmarks.local_steps`; README, Local steps).
     inner_steps=16,
     images_per_work_unit=16 * 64,
     batch_size=64,
