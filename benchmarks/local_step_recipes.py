@@ -80,15 +80,11 @@ class RecipeUnits(LocalStepUnits):
             return adam_step(
                 params, grads, state, lr=lr * scale, beta1=b1, beta2=b2, eps=settings.eps
             )
-        if kind == "adam-m":
-            step = state.step + 1
-            new, avg, sq = {}, {}, {}
-            for n, p in params.items():
-                avg[n] = state.exp_avg[n].mul(b1).add_(grads[n], alpha=1 - b1)
-                sq[n] = state.exp_avg_sq[n].mul(b2).addcmul_(grads[n], grads[n], value=1 - b2)
-                denom = (sq[n].sqrt() / (1 - b2**step) ** 0.5).add_(settings.eps)
-                new[n] = p.addcdiv(avg[n], denom, value=-lr)
-            return new, AdamState(step, avg, sq)
+        if kind == "adam-m":  # Adam without the first moment's bias correction
+            bias1 = 1 - b1 ** (state.step + 1)
+            return adam_step(
+                params, grads, state, lr=lr * bias1, beta1=b1, beta2=b2, eps=settings.eps
+            )
         if kind == "sgd":
             return sgd_step(params, grads, settings.inner_lr), state
         bufs = {n: state.exp_avg[n].mul(b1).add_(grads[n]) for n in params}  # sgdm
