@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from coordinator.volunteers import Watchdog
 from core.logs import HANDLER_NAME
 from tests.postgres import PostgresServer
 
@@ -40,11 +41,15 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
+WATCHDOG_JOIN_S = 10.0  # a check in flight ends within its statement timeout
+
+
 @pytest.fixture
 def pg_database(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty database on the test server; its name. Dropped afterwards."""
     name = postgres_server.create_database()
     yield name
+    _stop_watchdogs()  # before the drop: a watchdog mid-check would log the drop's error
     postgres_server.drop_database(name)
 
 
@@ -57,8 +62,21 @@ def _no_watchdog_left_behind() -> Iterator[None]:
     thread would keep checking a database the test dropped and log into later tests' output.
     """
     yield
-    if any(t.name == "watchdog" and t.is_alive() for t in threading.enumerate()):
-        gc.collect()
+    _stop_watchdogs()
+
+
+def _stop_watchdogs() -> None:
+    """Stop every coordinator's volunteer watchdog and wait until its thread has ended,
+    whether or not the test still holds the coordinator."""
+    threads = [t for t in threading.enumerate() if t.name == "watchdog" and t.is_alive()]
+    if not threads:
+        return
+    gc.collect()  # a dropped coordinator's finaliser stops its watchdog
+    for obj in gc.get_objects():
+        if type(obj) is Watchdog:  # not isinstance: it would touch lazy modules
+            obj.stop()
+    for thread in threads:
+        thread.join(timeout=WATCHDOG_JOIN_S)
 
 
 @pytest.fixture(autouse=True)

@@ -51,7 +51,9 @@ def _set_storage(mode: str) -> None:
         return
     t = _tables_schema(bind)
     for table, column in TENSOR_COLUMNS:
-        bind.exec_driver_sql(f'ALTER TABLE {t}."{table}" ALTER COLUMN "{column}" SET STORAGE {mode}')
+        bind.exec_driver_sql(
+            f'ALTER TABLE {t}."{table}" ALTER COLUMN "{column}" SET STORAGE {mode}'
+        )
 
 
 def upgrade() -> None:
