@@ -37,6 +37,7 @@ from core.codec import (
     PayloadError,
     decode_tensors,
     global_norm,
+    non_finite,
     quantize,
     sha256_hex,
 )
@@ -523,8 +524,7 @@ class Coordinator:
         """Whether the step's weights and optimizer state are finite; if not, nothing is
         published: the version's results are computed again and the run waits for its owner.
         """
-        tensors = {**params, **adam.to_tensors()}
-        bad = sorted(name for name, t in tensors.items() if not bool(torch.isfinite(t).all()))
+        bad = sorted(non_finite({**params, **adam.to_tensors()}))
         if not bad:
             return True
         message = (

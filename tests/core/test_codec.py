@@ -31,6 +31,7 @@ from core.codec import (
     encode_named,
     encode_tensors,
     global_norm,
+    non_finite,
     payload_bytes,
     quantize,
     sha256_hex,
@@ -510,6 +511,22 @@ def test_global_norm_accumulates_in_fp64() -> None:
     assert global_norm({"a": torch.tensor([3.0]), "b": torch.tensor([[4.0]])}) == 5.0
     # squares of 1e20 overflow fp32 (max ≈ 3.4e38) but not fp64
     assert global_norm({"big": torch.full((4,), 1e20)}) == pytest.approx(2e20)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_non_finite_names_exactly_the_tensors_with_nan_or_inf(dtype: torch.dtype) -> None:
+    largest = torch.finfo(dtype).max
+    tensors = {
+        "nan": torch.tensor([1.0, float("nan"), 2.0], dtype=dtype),
+        "huge": torch.full((1000,), largest, dtype=dtype),  # finite, though its squares are not
+        "inf": torch.tensor([float("inf")], dtype=dtype).expand(5),
+        "tiny": torch.full((3,), torch.finfo(dtype).tiny, dtype=dtype),
+        "minus_inf": torch.tensor([0.0, -float("inf")], dtype=dtype),
+        "zero": torch.zeros(0, dtype=dtype),
+        "counts": torch.tensor([1, 2], dtype=torch.int64),
+    }
+    assert non_finite(tensors) == ["nan", "inf", "minus_inf"]
+    assert non_finite({"huge": tensors["huge"], "tiny": tensors["tiny"]}) == []
 
 
 def test_sha256_hex_is_the_standard_digest() -> None:
