@@ -21,7 +21,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
 from core.store.errors import StoreError, translated_errors
-from core.store.store import READS_ONLY, Store
+from core.store.store import Store
+from core.store.store_base import READS_ONLY
 
 log = logging.getLogger(__name__)
 
