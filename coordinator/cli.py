@@ -309,9 +309,13 @@ def _serve(args: argparse.Namespace) -> int:
         print("stopped before serving", file=sys.stderr)
         return 0
     coordinator, lock = taken
+    from coordinator.loop import INTRA_OP_THREADS
+    from core.training import intra_op_threads
+
     try:
         print(f"serving from version {coordinator.version}; Ctrl-C stops", file=sys.stderr)
-        coordinator.serve(stop, poll_s=args.poll_s)
+        with intra_op_threads(INTRA_OP_THREADS):
+            coordinator.serve(stop, poll_s=args.poll_s)
     finally:
         lock.release()
     print(f"stopped at version {coordinator.version}", file=sys.stderr)

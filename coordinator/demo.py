@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from coordinator.admin import export_model
-from coordinator.loop import Coordinator, Published, Sampled
+from coordinator.loop import INTRA_OP_THREADS, Coordinator, Published, Sampled
 from coordinator.plot import write_training_plot
 from coordinator.runs import RunPlan, check_dataset, create_run
 from core.config import RunSettings
@@ -62,7 +62,7 @@ def demo_db_path() -> Path:
 def run_demo(opts: DemoOptions) -> int:
     # The workers take the cores; the coordinator's share of the work is small, and a second
     # intra-op thread here would only wait for a core the workers are using.
-    with intra_op_threads(1):
+    with intra_op_threads(INTRA_OP_THREADS):
         return _run_demo(opts)
 
 

@@ -28,6 +28,7 @@ from coordinator.state import (
     encode_optimizer_state,
     encode_weights,
 )
+from coordinator.vacuum import BackgroundVacuum
 from coordinator.verify import Verifier
 from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
@@ -68,6 +69,12 @@ ABSOLUTE_MAX_NORM = 1e4  # no honest per-sample-mean gradient of a DCGAN comes n
 CROSSCHECK_RTOL = 5e-2  # two computations of one unit must agree this closely (relative L2)
 SAMPLE_GRID_IMAGES = 64  # images in a sample grid
 VALIDATE_BATCH = 32  # results validated per pass (read and decoded in parallel)
+# Intra-op threads for the coordinator's tensor math (`serve` and the demo run with this many).
+# Its elementwise passes are memory-bound (an Adam step over the 64×64 model: 0.03 s on one
+# thread), and a second thread only waits for a core PostgreSQL, workers or another process is
+# using: 0.2-0.5 s per step then, measured beside one busy process. Several results are decoded
+# at once instead (coordinator/intake.py).
+INTRA_OP_THREADS = 1
 IDLE_WAIT_S = 0.25  # an idle pass waits this long for a result (a new result ends it at once)
 TIDY_EVERY_S = 2.0  # tidy at most this often: each one holds workers' claims and uploads off
 TIDY_AFTER_CLOSES = 20  # closes without an idle pass after which tidy runs anyway
@@ -130,6 +137,7 @@ class Coordinator:
         self.verifier = Verifier(self.store, self._decode, self._settings_now, self._undo)
         self._reloaded = False  # set when an undo rebuilt the state mid-pass (`step`)
         self._samples = BackgroundSample(self._sample)  # beside the closes (coordinator/samples)
+        self._vacuum = BackgroundVacuum(self.store.vacuum)  # beside the loop (coordinator/vacuum)
         self._load()
 
     # State ----------------------------------------------------------------------------------
@@ -275,6 +283,7 @@ class Coordinator:
             self._samples.wait()  # the sample rendering beside the last closes is stored
         except DatabaseUnavailable as exc:
             log.warning("the last sample grid was not stored: %s", exc)
+        self._vacuum.wait()
 
     def step(self) -> bool:
         """One pass: expire leases, validate new results, close the version if complete.
@@ -313,7 +322,8 @@ class Coordinator:
         if self._closes_since_tidy and (
             (due and not busy) or self._closes_since_tidy >= TIDY_AFTER_CLOSES
         ):
-            self.store.tidy()
+            self.store.tidy(vacuum=False)
+            self._vacuum.start()  # beside the loop: seconds after a class's version
             self._closes_since_tidy, self._tidied_at = 0, time.monotonic()
         return busy
 

@@ -41,7 +41,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
-WATCHDOG_JOIN_S = 10.0  # a check in flight ends within its statement timeout
+THREAD_JOIN_S = 10.0  # a watchdog check or a vacuum in flight ends within this
 
 
 @pytest.fixture
@@ -49,12 +49,12 @@ def pg_database(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty database on the test server; its name. Dropped afterwards."""
     name = postgres_server.create_database()
     yield name
-    _stop_watchdogs()  # before the drop: a watchdog mid-check would log the drop's error
+    _stop_coordinator_threads()  # before the drop: one mid-check would log the drop's error
     postgres_server.drop_database(name)
 
 
 @pytest.fixture(autouse=True)
-def _no_watchdog_left_behind() -> Iterator[None]:
+def _no_coordinator_thread_left_behind() -> Iterator[None]:
     """Stop the volunteer watchdogs of coordinators a test dropped.
 
     A coordinator refers to itself through its parts (bound methods), so only the cycle
@@ -62,13 +62,13 @@ def _no_watchdog_left_behind() -> Iterator[None]:
     thread would keep checking a database the test dropped and log into later tests' output.
     """
     yield
-    _stop_watchdogs()
+    _stop_coordinator_threads()
 
 
-def _stop_watchdogs() -> None:
-    """Stop every coordinator's volunteer watchdog and wait until its thread has ended,
-    whether or not the test still holds the coordinator."""
-    threads = [t for t in threading.enumerate() if t.name == "watchdog" and t.is_alive()]
+def _stop_coordinator_threads() -> None:
+    """Stop every coordinator's volunteer watchdog and wait until its thread and any
+    background vacuum have ended, whether or not the test still holds the coordinator."""
+    threads = [t for t in threading.enumerate() if t.name in ("watchdog", "vacuum")]
     if not threads:
         return
     gc.collect()  # a dropped coordinator's finaliser stops its watchdog
@@ -76,7 +76,7 @@ def _stop_watchdogs() -> None:
         if type(obj) is Watchdog:  # not isinstance: it would touch lazy modules
             obj.stop()
     for thread in threads:
-        thread.join(timeout=WATCHDOG_JOIN_S)
+        thread.join(timeout=THREAD_JOIN_S)
 
 
 @pytest.fixture(autouse=True)

@@ -1,13 +1,13 @@
 """A class of N volunteers against one coordinator and one PostgreSQL server, on this machine.
 
-Real: the PostgreSQL server (a throwaway cluster), the coordinator (`Coordinator.serve`, in a
-thread), the worker engine of every volunteer (claim, weights, shards, heartbeats, upload by
-binary COPY into the volunteer upload view), each volunteer logged in with its own invited
-role, the network between them (veth pairs into namespaces, shaped with tc), every byte.
-Simulated: only the compute of a unit (`standin.py`: it sleeps as long as the device profile
-says and returns a valid, deterministic result of the real shapes). The volunteers run as
-threads of this process on this machine's 2 cores, so their own decoding and encoding competes
-with the coordinator and the server here; on real computers it would not.
+Real: the PostgreSQL server (a throwaway cluster), the coordinator (`ganfriends-coordinator
+serve`, its own process, `served.py`), the worker engine of every volunteer (claim, weights,
+shards, heartbeats, upload by binary COPY into the volunteer upload view), each volunteer
+logged in with its own invited role, the network between them (veth pairs into namespaces,
+shaped with tc), every byte. Simulated: only the compute of a unit (`standin.py`: it sleeps as
+long as the device profile says and returns a valid, deterministic result of the real shapes).
+The volunteers run as threads of this process on this machine's 2 cores, so their own decoding
+and encoding competes with the coordinator and the server here; on real computers it would not.
 
     python -m benchmarks.class_sim [--volunteers 1,4,8,16,32] [--profile laptop]
         [--network lan|home|none] [--image-size 64] [--versions 4] [--units-per-volunteer 1]
@@ -24,7 +24,6 @@ share, the server's egress in MB/s and the close latency p50. `--json` ends with
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import statistics
@@ -39,14 +38,14 @@ from typing import Any
 import torch
 
 from benchmarks.class_sim import network, profiles
+from benchmarks.class_sim.served import ServedCoordinator
 from benchmarks.class_sim.standin import StandInUnits
 from coordinator import presets, volunteers
-from coordinator.loop import Coordinator, Published
 from coordinator.runs import RunPlan, create_run
 from core.cache import ShardCache
 from core.config import RunSettings
 from core.model import ModelConfig
-from core.store import open_store
+from core.store import Store, open_store
 from core.worker import WorkerEngine, WorkerOptions
 
 OWNER_PASSWORD = "class-sim-owner"
@@ -126,7 +125,6 @@ def simulate(server: Any, args: argparse.Namespace, n: int, tmp: Path) -> dict[s
     create_run(store, RunPlan("class", model, settings, ("synthetic", DATASET_IMAGES)),
                progress=False)  # fmt: skip
     mix = profiles.parse_mix(args.profile, n)
-    published: list[tuple[float, Published]] = []
     with network.topology(args.network, n) as topo:
         people = []
         for i in range(n):
@@ -135,22 +133,15 @@ def simulate(server: Any, args: argparse.Namespace, n: int, tmp: Path) -> dict[s
             seconds = profiles.seconds_per_image(mix[i], model)
             people.append(Volunteer(i, invite.url(), topo.namespaces[i], seconds, settings,
                                     tmp / name / f"cache{i}"))  # fmt: skip
-        coordinator = Coordinator(
-            store, on_published=lambda p: published.append((time.monotonic(), p))
-        )
-        stop = threading.Event()
-        serving = threading.Thread(target=coordinator.serve, args=(stop,), name="coordinator")
-        serving.start()
+        coordinator = ServedCoordinator(owner_url, tmp / name / "coordinator")
         for person in people:
             person.thread.start()
         try:
-            result = _measure(args, n, coordinator, serving, people, published, topo)
+            result = _measure(args, n, coordinator, topo)
         finally:
             for person in people:
                 person.engine.stop()
-            stop.set()
-            serving.join(60)
-            coordinator.watchdog.stop()
+            coordinator.stop()
             for person in people:
                 person.thread.join(60)
     store.dispose()
@@ -158,20 +149,20 @@ def simulate(server: Any, args: argparse.Namespace, n: int, tmp: Path) -> dict[s
             "ideal_images_per_s": sum(1 / profiles.seconds_per_image(p, model) for p in mix)}  # fmt: skip
 
 
-def _measure(args, n, coordinator, serving, people, published, topo) -> dict[str, Any]:
+def _measure(args, n, coordinator: ServedCoordinator, topo) -> dict[str, Any]:
     deadline = time.monotonic() + args.timeout
-    target_start = WARMUP_VERSIONS
-    while coordinator.version < target_start:
-        _check(deadline, serving, coordinator)
-    start, cpu0, egress0 = time.monotonic(), _cpu(serving), topo.egress_bytes()
-    computed0 = _compute_seconds(coordinator)
-    first = len(published)
-    while coordinator.version < target_start + args.versions:
-        _check(deadline, serving, coordinator)
-    end, cpu1, egress1 = time.monotonic(), _cpu(serving), topo.egress_bytes()
-    computed1 = _compute_seconds(coordinator)
-    window = published[first:]
-    images = sum(p.images for _, p in window)
+    first = WARMUP_VERSIONS
+    while coordinator.version() < first:
+        _check(deadline, coordinator)
+    start, cpu0, egress0 = time.monotonic(), coordinator.cpu_s(), topo.egress_bytes()
+    computed0 = _compute_seconds(coordinator.store)
+    first = coordinator.version()
+    while coordinator.version() < first + args.versions:
+        _check(deadline, coordinator)
+    end, cpu1, egress1 = time.monotonic(), coordinator.cpu_s(), topo.egress_bytes()
+    computed1 = _compute_seconds(coordinator.store)
+    window = coordinator.closes(first, coordinator.version())
+    images = sum(m.images for m in window)
     # Busy: the compute seconds each worker reported with its submits (`workers --json`'s
     # compute_s, as the demo's figure) during the window, ÷ the window.
     shares = sorted(
@@ -185,34 +176,22 @@ def _measure(args, n, coordinator, serving, people, published, topo) -> dict[str
         "busy_share_p10": shares[int(0.1 * (len(shares) - 1))],
         "coordinator_cpu_share": (cpu1 - cpu0) / seconds,
         "egress_mb_per_s": (egress1 - egress0) / seconds / 1e6,
-        "close_s_p50": statistics.median(p.close_s for _, p in window),
+        # The coordinator's stored close_s: last accept → the publishing transaction begins.
+        "close_s_p50": statistics.median(m.close_s for m in window),
         "seconds_per_version": seconds / max(1, len(window)),
         "versions": len(window),
     }
 
 
-def _compute_seconds(coordinator: Coordinator) -> dict[str, float]:
-    return {w.name: w.compute_s for w in coordinator.store.workers()}
+def _compute_seconds(store: Store) -> dict[str, float]:
+    return {w.name: w.compute_s for w in store.workers()}
 
 
-def _check(deadline: float, serving: threading.Thread, coordinator: Coordinator) -> None:
+def _check(deadline: float, coordinator: ServedCoordinator) -> None:
     if time.monotonic() > deadline:
-        raise SystemExit(f"timed out at version {coordinator.version}")
-    if not serving.is_alive():
-        raise SystemExit("the coordinator stopped; see the log")
+        raise SystemExit(f"timed out at version {coordinator.version()}")
+    coordinator.check()
     time.sleep(0.05)
-
-
-def _cpu(serving: threading.Thread) -> float:
-    """CPU seconds of the coordinator: its serving thread and the threads it started."""
-    own = [t for t in threading.enumerate() if t is serving or t.name.startswith("decode")]
-    total = 0.0
-    for thread in own:
-        if thread.ident is not None:
-            # OSError: the thread ended between enumerate() and the read
-            with contextlib.suppress(OSError):
-                total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-    return total
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -93,7 +93,9 @@ def vacuum(engine: Engine) -> None:
 
     Every version deletes tens of MiB of weights, Adam state and payloads; autovacuum wakes
     once a minute at best (autovacuum_naptime), so a fast run would grow the database by that
-    much between its passes. A plain VACUUM of these few small tables takes milliseconds.
+    much between its passes. A plain VACUUM of these few tables takes milliseconds after a
+    small run's version and seconds after a class's (32 volunteers: 128 payloads a version), so
+    the coordinator runs it in a thread of its own (coordinator/vacuum.py).
     """
     if engine.dialect.name != "postgresql":
         return

@@ -141,9 +141,9 @@ class CoordinatorMixin(StoreBase):
         """
         housekeeping.take_over_checkpoints(self.engine)
 
-    def tidy(self) -> int:
+    def tidy(self, *, vacuum: bool = True) -> int:
         """Delete payloads, optimizer states and uploads no longer needed; checkpoint SQLite's
-        WAL or vacuum PostgreSQL's churned tables.
+        WAL and, unless told not to, `vacuum`.
 
         For idle moments: both walk many pages. Returns the payloads deleted.
         """
@@ -154,6 +154,12 @@ class CoordinatorMixin(StoreBase):
         # Outside a transaction, not in `session`.
         with translated_errors(self.engine.url, f"checkpointing the WAL into {self._where}"):
             housekeeping.checkpoint(self.engine)
+        if vacuum:
+            self.vacuum()
+        return deleted
+
+    def vacuum(self) -> None:
+        """Make the space of PostgreSQL's churned tables reusable (a no-op on SQLite). Safe
+        beside any other transaction; seconds when many large rows were deleted."""
         with translated_errors(self.engine.url, "vacuuming the tables of deleted rows"):
             housekeeping.vacuum(self.engine)
-        return deleted
