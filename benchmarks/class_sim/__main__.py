@@ -30,8 +30,9 @@ reference trainer ~800 on this machine. Computed for the 32×32 presets only (nu
 
 `--json` ends with one line: {"runs": [{"volunteers": N, "profile": …, "network": …,
 "useful_images_per_s": …, "scaling_efficiency": …, "busy_share_median": …, "close_s_p50": …,
-"egress_mb_per_s": …, "time_to_quality_speedup": … (null: not computed or the class does not
-reach the figure within its curve), "quality_horizon_minutes": …}]}.
+"egress_mb_per_s": …, "time_to_quality_speedup": … (null: not computed, or the class does not
+reach the figure within its curve; then "time_to_quality_speedup_below" bounds it from above),
+"time_to_quality_speedup_below": …, "quality_horizon_minutes": …}]}.
 """
 
 from __future__ import annotations
@@ -240,7 +241,8 @@ def _cpu(serving: threading.Thread) -> float:
 def add_time_to_quality(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
     """Each run's time_to_quality_speedup and quality_horizon_minutes (None: not computed)."""
     for row in runs:
-        row.update(time_to_quality_speedup=None, quality_horizon_minutes=None)
+        row.update(time_to_quality_speedup=None, time_to_quality_speedup_below=None,
+                   quality_horizon_minutes=None)  # fmt: skip
     model, _ = run_config(args, 1)
     if args.quality_images == 0:
         return
@@ -260,10 +262,13 @@ def add_time_to_quality(args: argparse.Namespace, runs: list[dict[str, Any]]) ->
     for row in runs:
         _, settings = run_config(args, row["volunteers"])
         other = ttq.quality_curve(model, settings, args.quality_dataset, args.quality_images)
-        speed = row["useful_images_per_s"]
-        speedup = ttq.time_to_quality_speedup(baseline, rate, other, speed, args.quality_minutes)
-        row.update(time_to_quality_speedup=speedup, quality_horizon_minutes=minutes)
-        print(f"  N={row['volunteers']}: {ttq.explain(baseline, rate, other, speed)}", flush=True)
+        result = ttq.compare(
+            baseline, rate, other, row["useful_images_per_s"], args.quality_minutes
+        )
+        row.update(time_to_quality_speedup=result.speedup, quality_horizon_minutes=minutes,
+                   time_to_quality_speedup_below=result.speedup_below)  # fmt: skip
+        print(f"  N={row['volunteers']}: {result.describe()} (the class's best "
+              f"{min(f for _, f in other):.1f} in {other[-1][0]:,} images)", flush=True)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -325,7 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         keys = ("volunteers", "profile", "network", "useful_images_per_s",
                 "scaling_efficiency", "busy_share_median", "close_s_p50", "egress_mb_per_s",
-                "time_to_quality_speedup", "quality_horizon_minutes")  # fmt: skip
+                "time_to_quality_speedup", "time_to_quality_speedup_below",
+                "quality_horizon_minutes")  # fmt: skip
         print(json.dumps({"runs": [{k: r[k] for k in keys} for r in runs]}))
     return 0
 

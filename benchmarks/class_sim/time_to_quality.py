@@ -27,30 +27,57 @@ BASELINE_SETTINGS = DEMO_SETTINGS  # one computer, synchronous: exact 64-image g
 CURVE_POINTS = 32  # quality figures per curve (at most one per version)
 
 
+@dataclasses.dataclass(frozen=True)
+class TimeToQuality:
+    """One class against the baseline, to the best figure the baseline reaches in the horizon."""
+
+    target: float  # that figure (SWD, lower is better)
+    baseline_s: float  # simulated seconds the baseline first reaches it
+    images: int | None  # training images at which the class first reaches it (None: never)
+    seconds: float  # the class's simulated seconds to it, or to its curve's end if never
+
+    @property
+    def speedup(self) -> float | None:
+        return None if self.images is None else self.baseline_s / self.seconds
+
+    @property
+    def speedup_below(self) -> float | None:
+        """When the class never reaches the figure: the speedup is less than this."""
+        return self.baseline_s / self.seconds if self.images is None else None
+
+    def describe(self) -> str:
+        alone = f"quality {self.target:.1f} alone after {self.baseline_s:.1f} s"
+        if self.images is None:
+            return f"{alone}; not reached by the class in {self.seconds:.1f} s: speedup < " + (
+                f"{self.speedup_below:.2f}"
+            )
+        return (f"{alone}, by the class after {self.images:,} images, {self.seconds:.1f} s: "
+                f"speedup {self.speedup:.2f}")  # fmt: skip
+
+
+def compare(
+    baseline: Curve, baseline_images_per_s: float, other: Curve, images_per_s: float,
+    minutes: float,
+) -> TimeToQuality:  # fmt: skip
+    """When the baseline (at `baseline_images_per_s`) and `other` (at `images_per_s`) reach the
+    best figure the baseline reaches within `minutes`."""
+    budget = minutes * 60.0 * baseline_images_per_s  # images the baseline computes in the horizon
+    within = [(seen, figure) for seen, figure in baseline if seen <= budget]
+    if not within:
+        raise ValueError(f"the baseline curve has no figure within {budget:,.0f} images")
+    seen, target = min(within, key=lambda point: point[1])  # min keeps the first of equals
+    reached = next((n for n, figure in other if figure <= target), None)
+    images = other[-1][0] if reached is None else reached
+    return TimeToQuality(target, seen / baseline_images_per_s, reached, images / images_per_s)
+
+
 def time_to_quality_speedup(
     baseline: Curve, baseline_images_per_s: float, other: Curve, images_per_s: float,
     minutes: float,
 ) -> float | None:  # fmt: skip
     """The baseline's seconds to the best quality it reaches within `minutes`, ÷ the seconds
     `other` needs to reach that quality at `images_per_s`; None if `other` never reaches it."""
-    budget = minutes * 60.0 * baseline_images_per_s  # images the baseline computes in the horizon
-    within = [(seen, figure) for seen, figure in baseline if seen <= budget]
-    if not within:
-        raise ValueError(f"the baseline curve has no figure within {budget:,.0f} images")
-    seen, target = first_best(within)
-    baseline_s = seen / baseline_images_per_s
-    reached = images_to(target, other)
-    return None if reached is None else baseline_s / (reached / images_per_s)
-
-
-def first_best(figures: Curve) -> tuple[int, float]:
-    """The first point at the curve's best (lowest) figure."""
-    return min(figures, key=lambda point: point[1])  # min keeps the first of equal figures
-
-
-def images_to(target: float, figures: Curve) -> int | None:
-    """The images seen at the first figure at or below `target` (None: never)."""
-    return next((seen for seen, figure in figures if figure <= target), None)
+    return compare(baseline, baseline_images_per_s, other, images_per_s, minutes).speedup
 
 
 def horizon_images(images_per_s: float, minutes: float, cap: int) -> int:
@@ -59,23 +86,6 @@ def horizon_images(images_per_s: float, minutes: float, cap: int) -> int:
         BASELINE_SETTINGS.images_per_work_unit * BASELINE_SETTINGS.num_workunits_per_update
     )
     return min(cap, int(minutes * 60 * images_per_s)) // per_version * per_version
-
-
-def explain(
-    baseline: Curve, baseline_images_per_s: float, other: Curve, images_per_s: float
-) -> str:
-    """One line: the baseline's best figure on its curve, when each reaches it (or a bound)."""
-    seen, target = first_best(baseline)
-    alone_s = seen / baseline_images_per_s
-    reached = images_to(target, other)
-    if reached is None:  # the class needs more than its curve's images: a bound
-        last = other[-1][0]
-        return (f"quality {target:.1f} (alone after {alone_s:.1f} s) not reached in {last:,} "
-                f"images (best {min(f for _, f in other):.1f}): speedup < "
-                f"{alone_s / (last / images_per_s):.2f}")  # fmt: skip
-    class_s = reached / images_per_s
-    return (f"quality {target:.1f}: alone after {alone_s:.1f} s, the class after {reached:,} "
-            f"images, {class_s:.1f} s: speedup {alone_s / class_s:.2f}")  # fmt: skip
 
 
 def quality_curve(model: ModelConfig, settings: RunSettings, dataset: str, images: int) -> Curve:

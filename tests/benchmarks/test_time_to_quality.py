@@ -36,7 +36,15 @@ def test_the_first_time_at_the_best_figure_counts_not_the_last_figure() -> None:
 def test_a_class_that_never_reaches_the_figure_has_no_speedup() -> None:
     other = [(1000, 40.0), (2000, 20.5)]
     assert ttq.time_to_quality_speedup(ALONE, 100.0, other, 1000.0, 0.05) is None
-    assert "not reached in 2,000 images" in ttq.explain(ALONE[:3], 100.0, other, 1000.0)
+    # It would need more than its curve's 2,000 images (2 s): less than 3 s ÷ 2 s.
+    result = ttq.compare(ALONE, 100.0, other, 1000.0, 0.05)
+    assert result.speedup_below == pytest.approx(1.5)
+    assert "speedup < 1.50" in result.describe()
+
+
+def test_a_class_that_reaches_the_figure_has_no_bound() -> None:
+    result = ttq.compare(ALONE, 100.0, [(2000, 19.0)], 1000.0, 0.05)
+    assert result.speedup_below is None and "speedup 1.50" in result.describe()
 
 
 def test_a_baseline_without_a_figure_in_the_horizon_is_an_error() -> None:
