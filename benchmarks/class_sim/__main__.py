@@ -11,14 +11,28 @@ and encoding competes with the coordinator and the server here; on real computer
 
     python -m benchmarks.class_sim [--volunteers 1,4,8,16,32] [--profile laptop]
         [--network lan|home|none] [--image-size 64] [--versions 4] [--units-per-volunteer 1]
-        [--preset class] [--json]
+        [--preset class] [--quality-minutes 60] [--quality-images 131072]
+        [--quality-dataset synthetic|emoji] [--json]
 
 Per N it prints useful images/s (images in versions closed within the window ÷ its seconds),
 scaling efficiency (÷ N × the same profile's single-volunteer run, or its pure compute rate
 when N = 1 is not measured), the volunteers' busy share (median, p10), the coordinator's CPU
-share, the server's egress in MB/s and the close latency p50. `--json` ends with one line:
-{"runs": [{"volunteers": N, "profile": …, "network": …, "useful_images_per_s": …,
-"scaling_efficiency": …, "busy_share_median": …, "close_s_p50": …, "egress_mb_per_s": …}]}.
+share, the server's egress in MB/s and the close latency p50.
+
+Then, after all classes (`time_to_quality.py`), the time-to-quality speedup: the simulated
+seconds one computer of the profile alone (synchronous, the demo's settings, at its pure
+compute rate) needs to reach the best quality it reaches within the horizon, ÷ the seconds the
+class needs for the same figure. Quality per training image comes from the reference trainer
+with each run's exact settings (cached curves); seconds per image from the class's measured
+useful images/s. The horizon is `--quality-minutes` unless `--quality-images` (images per
+curve) makes it shorter, as it does here: one laptop computes ~2,500 images/s, and the
+reference trainer ~800 on this machine. Computed for the 32×32 presets only (null otherwise).
+
+`--json` ends with one line: {"runs": [{"volunteers": N, "profile": …, "network": …,
+"useful_images_per_s": …, "scaling_efficiency": …, "busy_share_median": …, "close_s_p50": …,
+"egress_mb_per_s": …, "time_to_quality_speedup": … (null: not computed, or the class does not
+reach the figure within its curve; then "time_to_quality_speedup_below" bounds it from above),
+"time_to_quality_speedup_below": …, "quality_horizon_minutes": …}]}.
 """
 
 from __future__ import annotations
@@ -38,9 +52,11 @@ from typing import Any
 import torch
 
 from benchmarks.class_sim import network, profiles
+from benchmarks.class_sim import time_to_quality as ttq
 from benchmarks.class_sim.served import ServedCoordinator
 from benchmarks.class_sim.standin import StandInUnits
 from coordinator import presets, volunteers
+from coordinator.demo import DEMO_MODEL
 from coordinator.runs import RunPlan, create_run
 from core.cache import ShardCache
 from core.config import RunSettings
@@ -51,6 +67,7 @@ from core.worker import WorkerEngine, WorkerOptions
 OWNER_PASSWORD = "class-sim-owner"
 WARMUP_VERSIONS = 2  # shards and first weights downloads happen before the window
 DATASET_IMAGES = 4096
+QUALITY_IMAGES = 131_072  # images per quality curve: ~3 minutes of the reference trainer here
 
 
 class Volunteer:
@@ -103,8 +120,8 @@ def listen_everywhere(server: Any) -> None:
                   "-o", options)  # fmt: skip
 
 
-def simulate(server: Any, args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
-    """One class of `n` volunteers; its figures."""
+def run_config(args: argparse.Namespace, n: int) -> tuple[ModelConfig, RunSettings]:
+    """The model and settings of the run that `n` volunteers train."""
     if args.preset:  # the preset's model and unit kind; units per version follow N as below
         model, base = presets.preset(args.preset)
     else:
@@ -119,6 +136,12 @@ def simulate(server: Any, args: argparse.Namespace, n: int, tmp: Path) -> dict[s
         weights_precision=args.weights_precision,
         precision=args.precision,
     )
+    return model, settings
+
+
+def simulate(server: Any, args: argparse.Namespace, n: int, tmp: Path) -> dict[str, Any]:
+    """One class of `n` volunteers; its figures."""
+    model, settings = run_config(args, n)
     name, owner = owned_database(server)
     owner_url = server.database_url(name, owner, OWNER_PASSWORD)
     store = open_store(owner_url, create=True)
@@ -194,6 +217,39 @@ def _check(deadline: float, coordinator: ServedCoordinator) -> None:
     time.sleep(0.05)
 
 
+def add_time_to_quality(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
+    """Each run's time_to_quality_speedup and quality_horizon_minutes (None: not computed)."""
+    for row in runs:
+        row.update(time_to_quality_speedup=None, time_to_quality_speedup_below=None,
+                   quality_horizon_minutes=None)  # fmt: skip
+    model, _ = run_config(args, 1)
+    if args.quality_images == 0:
+        return
+    if model != DEMO_MODEL:
+        print("time_to_quality_speedup: not computed: its reference-trainer curves are for the "
+              "32×32 demo model (--preset class or demo); 64×64 curves take hours here")  # fmt: skip
+        return
+    alone = profiles.parse_mix(args.profile, 1)[0]
+    rate = 1 / profiles.seconds_per_image(alone, model)  # pure compute: favours the baseline
+    images = ttq.horizon_images(rate, args.quality_minutes, args.quality_images)
+    minutes = images / rate / 60
+    print(f"time to quality ({args.quality_dataset} set): one {alone} alone, synchronous (the "
+          f"demo's settings) at its pure compute rate, {rate:,.0f} images/s, for {minutes:.2f} "
+          f"minutes ({images:,} images; {args.quality_minutes:g} asked), against each class at "
+          "its useful images/s", flush=True)  # fmt: skip
+    baseline = ttq.quality_curve(model, ttq.BASELINE_SETTINGS, args.quality_dataset, images)
+    for row in runs:
+        _, settings = run_config(args, row["volunteers"])
+        other = ttq.quality_curve(model, settings, args.quality_dataset, args.quality_images)
+        result = ttq.compare(
+            baseline, rate, other, row["useful_images_per_s"], args.quality_minutes
+        )
+        row.update(time_to_quality_speedup=result.speedup, quality_horizon_minutes=minutes,
+                   time_to_quality_speedup_below=result.speedup_below)  # fmt: skip
+        print(f"  N={row['volunteers']}: {result.describe()} (the class's best "
+              f"{min(f for _, f in other):.1f} in {other[-1][0]:,} images)", flush=True)  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.class_sim",
                                      description=__doc__.splitlines()[0])  # fmt: skip
@@ -213,6 +269,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights-precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per N at most")
+    parser.add_argument("--quality-minutes", type=float, default=60.0,
+                        help="time_to_quality_speedup: the quality one computer alone reaches "
+                        "in this many minutes")  # fmt: skip
+    parser.add_argument("--quality-images", type=int, default=QUALITY_IMAGES,
+                        help="training images per reference-trainer curve at most (this caps "
+                        "the minutes above; ~3 min per curve here); 0: skip the field")  # fmt: skip
+    parser.add_argument("--quality-dataset", default="synthetic", choices=("synthetic", "emoji"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from tests.postgres import PostgresServer  # the benchmarks' use of the test harness
@@ -242,9 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
         network.teardown()
+    add_time_to_quality(args, runs)  # after the classes: the curves would slow them down
     if args.json:
         keys = ("volunteers", "profile", "network", "useful_images_per_s",
-                "scaling_efficiency", "busy_share_median", "close_s_p50", "egress_mb_per_s")  # fmt: skip
+                "scaling_efficiency", "busy_share_median", "close_s_p50", "egress_mb_per_s",
+                "time_to_quality_speedup", "time_to_quality_speedup_below",
+                "quality_horizon_minutes")  # fmt: skip
         print(json.dumps({"runs": [{k: r[k] for k in keys} for r in runs]}))
     return 0
 
