@@ -345,35 +345,9 @@ class Coordinator:
         return self._live_settings[1]
 
     def _undo(self, identity: str, reached: list[tuple[int, int]]) -> None:
-        """Take a caught volunteer's unchecked results out of the run: go back to the version
-        before the oldest of them reached and replay, or, when all of them are in the open
-        version, compute those units again. Either way the run goes on as if the volunteer's
-        unchecked work had never been done (bitwise, as long as that version is kept)."""
-        oldest = reached[0][0]
-        why = f"{identity} was caught; {len(reached)} of its results had counted unchecked"
-        if oldest >= self.version:
-            for _, result_id in reached:
-                self.store.withdraw_result(result_id, why)
-        else:
-            kept = [v for v in rollback.full_states(self.store) if oldest <= v < self.version]
-            target = oldest if oldest in kept else min(kept, default=None)
-            if target is None:
-                self.store.add_event(
-                    "undo_failed",
-                    f"{why}, from version {oldest} on, but no version since is kept to go back "
-                    "to: its results stay in the run (raise keep_versions to cover spot-checks)",
-                    version=self.version,
-                )
-            else:
-                if target != oldest:
-                    self.store.add_event(
-                        "undo_partial",
-                        f"{why}, from version {oldest} on, but the oldest version kept since is "
-                        f"{target}: what it gave before that stays in the run",
-                        version=self.version,
-                    )
-                rollback.roll_back(self.store, target, why)
-        self.store.forget_unchecked(identity)
+        """Take a caught volunteer's unchecked results out of the run (`rollback.undo_unchecked`)
+        and rebuild the state from the database; the pass reads the rest anew."""
+        rollback.undo_unchecked(self.store, self.version, identity, reached)
         self._load_run()
         self._reloaded = True
 

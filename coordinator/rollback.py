@@ -1,4 +1,5 @@
-"""Going back to a kept version: the owner's `rollback --to`, and the repair of damaged state.
+"""Going back to a kept version: the owner's `rollback --to`, the repair of damaged state, and
+undoing a caught volunteer's unchecked results.
 
 A version can be gone back to when its weights and its optimizer state are both kept (every
 version retention keeps has both) and its designated units are recorded. Going back deletes
@@ -57,6 +58,41 @@ def roll_back(store: Store, version: int, reason: str) -> None:
     store.rollback(
         version, [UnitSpec(p.unit_index, p.seed, p.sample_indices) for p in plans], reason
     )
+
+
+def undo_unchecked(
+    store: Store, current: int, identity: str, reached: list[tuple[int, int]]
+) -> None:
+    """Take a caught volunteer's unchecked results ((version, result id), oldest first) out of
+    the run at version `current`: go back to the version before the oldest of them reached and
+    replay, or, when all of them are in the open version, compute those units again. Either way
+    the run goes on as if the volunteer's unchecked work had never been done (bitwise, as long
+    as that version is kept). The caller reloads its state from the database afterwards."""
+    oldest = reached[0][0]
+    why = f"{identity} was caught; {len(reached)} of its results had counted unchecked"
+    if oldest >= current:
+        for _, result_id in reached:
+            store.withdraw_result(result_id, why)
+    else:
+        kept = [v for v in full_states(store) if oldest <= v < current]
+        target = oldest if oldest in kept else min(kept, default=None)
+        if target is None:
+            store.add_event(
+                "undo_failed",
+                f"{why}, from version {oldest} on, but no version since is kept to go back "
+                "to: its results stay in the run (raise keep_versions to cover spot-checks)",
+                version=current,
+            )
+        else:
+            if target != oldest:
+                store.add_event(
+                    "undo_partial",
+                    f"{why}, from version {oldest} on, but the oldest version kept since is "
+                    f"{target}: what it gave before that stays in the run",
+                    version=current,
+                )
+            roll_back(store, target, why)
+    store.forget_unchecked(identity)
 
 
 def repair(store: Store, damage: DamagedData) -> int:

@@ -217,6 +217,7 @@ def test_a_trusted_volunteer_caught_later_is_undone_by_going_back(tmp_path: Path
     trust = {row.record.identity: row.record for row in store.trust_rows()}
     assert trust["mallory"].quarantined
     assert not any(trust[n].quarantined for n in ("ada", "bob", "carol"))
+    assert store.unchecked("mallory") == [], "what was undone would be undone again"
 
 
 def test_two_colluding_volunteers_cannot_confirm_each_other_while_a_trusted_one_works(
