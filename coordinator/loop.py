@@ -374,10 +374,12 @@ class Coordinator:
             return
         if self.verifier.takes(row, grads):  # held for, settled by or refused by verification
             return
-        accepted = self.store.accepted_result(row.version, row.unit_index)
-        first = None if accepted is None else self._read_back(accepted)
+        with self.store.session():  # one transaction, not two: a class close waits for 128 of them
+            accepted = self.store.accepted_result(row.version, row.unit_index)
+            first = None if accepted is None else self._read_back(accepted)
+            if accepted is None or first is None:
+                self.store.resolve_result(row.id, "accepted")
         if accepted is None or first is None:
-            self.store.resolve_result(row.id, "accepted")
             self._norms.append(norm)
             self._last_accept_at = time.perf_counter()
             self._progress_at = time.monotonic()

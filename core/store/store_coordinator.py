@@ -102,10 +102,12 @@ class CoordinatorMixin(StoreBase):
         'accepted' is stored as 'crosscheck' when the unit already has an accepted result.
         """
         with self.session() as conn:
-            settings = StoreSettings.from_settings(runs.read_run(conn).settings)
-            return verdicts.resolve(
-                conn, result_id, outcome, reason, self._now(conn), settings.max_attempts
-            )
+            max_attempts = None  # an accept or cross-check never returns a copy to the queue
+            if outcome == "rejected":
+                max_attempts = StoreSettings.from_settings(
+                    runs.read_run(conn).settings
+                ).max_attempts
+            return verdicts.resolve(conn, result_id, outcome, reason, self._now(conn), max_attempts)
 
     def withdraw_result(self, result_id: int, reason: str) -> bool:
         """Take back an accepted result whose payload is damaged; its unit is computed again."""

@@ -21,12 +21,13 @@ def resolve(
     outcome: Outcome,
     reason: str | None,
     now: float,
-    max_attempts: int,
+    max_attempts: int | None,
 ) -> Outcome:
     """Record the coordinator's verdict on a new result; returns the outcome stored.
 
     'accepted' becomes 'crosscheck' when the unit already has an accepted result, so a unit
-    never has two.
+    never has two. `max_attempts` (the run's setting) is needed only to reject: None when the
+    caller only accepts, which saves it reading the run in every accept.
     """
     if outcome not in ("accepted", "rejected", "crosscheck"):
         raise StoreError(f"outcome must be accepted, rejected or crosscheck, not {outcome!r}")
@@ -51,6 +52,8 @@ def resolve(
             "accepted result yet; accept it instead"
         )
     if outcome == "rejected":
+        if max_attempts is None:
+            raise StoreError("a rejection needs the run's max_attempts")
         _reject(conn, result, unit, reason, now, max_attempts)
     else:
         _credit(conn, result, unit, outcome, reason, now)
