@@ -33,6 +33,26 @@ def pytest_report_header() -> str:
     return f"PostgreSQL server binaries: {chosen or 'the installed ones'}"
 
 
+USER_DIRS = ("GANFRIENDS_DATA_DIR", "GANFRIENDS_CACHE_DIR", "GANFRIENDS_LOG_DIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _user_dirs_of_this_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite never reads or writes the user's own data, cache and log folders (a demo
+    database, downloaded shards, a benchmark's calibration); tests that want their own
+    folders still set these variables themselves."""
+    saved = {name: os.environ.get(name) for name in USER_DIRS}
+    root = tmp_path_factory.mktemp("user-dirs")
+    for name in USER_DIRS:
+        os.environ[name] = str(root / name.removeprefix("GANFRIENDS_").lower())
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway cluster for the whole run (or GANFRIENDS_TEST_PG_URL's server)."""
