@@ -155,9 +155,8 @@ def decode_named(data: bytes, max_bytes: int) -> tuple[dict[str, Tensor], dict[s
 
 def global_norm(tensors: Mapping[str, Tensor]) -> float:
     """sqrt(sum of squares) over every element of every tensor, accumulated in fp64."""
-    norms = _norms(tensors)
     # Fixed order, so the float sum does not depend on dict order.
-    return math.sqrt(sum(norms[name] ** 2 for name in sorted(norms)))
+    return math.sqrt(sum(_norm(tensors[name]) ** 2 for name in sorted(tensors)))
 
 
 def non_finite(tensors: Mapping[str, Tensor]) -> list[str]:
@@ -180,10 +179,6 @@ def non_finite(tensors: Mapping[str, Tensor]) -> list[str]:
         if not finite:
             bad.append(name)
     return bad
-
-
-def _norms(tensors: Mapping[str, Tensor]) -> dict[str, float]:
-    return {name: _norm(t) for name, t in tensors.items()}
 
 
 def _norm(t: Tensor) -> float:

@@ -71,15 +71,6 @@ def compare(
     return TimeToQuality(target, seen / baseline_images_per_s, reached, images / images_per_s)
 
 
-def time_to_quality_speedup(
-    baseline: Curve, baseline_images_per_s: float, other: Curve, images_per_s: float,
-    minutes: float,
-) -> float | None:  # fmt: skip
-    """The baseline's seconds to the best quality it reaches within `minutes`, ÷ the seconds
-    `other` needs to reach that quality at `images_per_s`; None if `other` never reaches it."""
-    return compare(baseline, baseline_images_per_s, other, images_per_s, minutes).speedup
-
-
 def horizon_images(images_per_s: float, minutes: float, cap: int) -> int:
     """The baseline's images in `minutes` at most `cap`, in whole versions of the baseline."""
     per_version = (

@@ -18,24 +18,24 @@ def test_the_speedup_is_the_baselines_seconds_to_its_best_over_the_others() -> N
     # Best within 300 images: 20.0, first reached after 3 s. The class reaches 20.0 (≤) after
     # 2,000 images at 1,000 images/s: 2 s.
     other = [(1000, 40.0), (2000, 19.0), (3000, 5.0)]
-    assert ttq.time_to_quality_speedup(ALONE, 100.0, other, 1000.0, 0.05) == pytest.approx(1.5)
+    assert ttq.compare(ALONE, 100.0, other, 1000.0, 0.05).speedup == pytest.approx(1.5)
 
 
 def test_the_baseline_beyond_the_horizon_does_not_count() -> None:
     # At 0.1 minutes (600 images) the target is 10.0, after 4 s; the class reaches it after 3 s.
     other = [(1000, 40.0), (2000, 19.0), (3000, 5.0)]
-    assert ttq.time_to_quality_speedup(ALONE, 100.0, other, 1000.0, 0.1) == pytest.approx(4 / 3)
+    assert ttq.compare(ALONE, 100.0, other, 1000.0, 0.1).speedup == pytest.approx(4 / 3)
 
 
 def test_the_first_time_at_the_best_figure_counts_not_the_last_figure() -> None:
     noisy = [(100, 50.0), (200, 15.0), (300, 25.0)]  # best 15.0 after 2 s, worse afterwards
     other = [(500, 20.0), (1000, 15.0)]  # equal is reached: 1 s at 1,000 images/s
-    assert ttq.time_to_quality_speedup(noisy, 100.0, other, 1000.0, 0.05) == pytest.approx(2.0)
+    assert ttq.compare(noisy, 100.0, other, 1000.0, 0.05).speedup == pytest.approx(2.0)
 
 
 def test_a_class_that_never_reaches_the_figure_has_no_speedup() -> None:
     other = [(1000, 40.0), (2000, 20.5)]
-    assert ttq.time_to_quality_speedup(ALONE, 100.0, other, 1000.0, 0.05) is None
+    assert ttq.compare(ALONE, 100.0, other, 1000.0, 0.05).speedup is None
     # It would need more than its curve's 2,000 images (2 s): less than 3 s ÷ 2 s.
     result = ttq.compare(ALONE, 100.0, other, 1000.0, 0.05)
     assert result.speedup_below == pytest.approx(1.5)
@@ -49,7 +49,7 @@ def test_a_class_that_reaches_the_figure_has_no_bound() -> None:
 
 def test_a_baseline_without_a_figure_in_the_horizon_is_an_error() -> None:
     with pytest.raises(ValueError, match="no figure within"):
-        ttq.time_to_quality_speedup(ALONE, 100.0, ALONE, 100.0, 0.01)  # 60 images
+        ttq.compare(ALONE, 100.0, ALONE, 100.0, 0.01)  # 60 images
 
 
 def test_the_horizon_is_whole_baseline_versions_within_the_cap() -> None:
