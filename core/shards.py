@@ -47,9 +47,8 @@ class ShardFetcher:
         """uint8 (len(indices), C, S, S) in the order given.
 
         Gathered one shard at a time with tensor indexing, not image by image in Python: a
-        1,024-image unit of 32×32 images from 1,024-image shards takes 2.9 ms instead of 4.0,
-        time a fast worker (or `benchmarks.class_sim`'s volunteers, sharing one GIL) pays
-        every unit.
+        fast worker (or `benchmarks.class_sim`'s volunteers, sharing one GIL) pays this every
+        unit.
         """
         if not indices:
             raise ValueError("no images requested")
