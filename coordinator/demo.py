@@ -167,7 +167,7 @@ def _save_sample(sample: Sampled, folder: Path, bar: _ProgressBar) -> None:
 
 
 def _write_outputs(store: Store, coordinator: Coordinator, out: Path, *, interrupted: bool) -> int:
-    coordinator.wait_for_samples()  # the last one may still be rendering
+    coordinator.finish()  # the optimizer state; the last sample may still be rendering
     samples_dir = out / "samples"
     final = samples_dir / f"version_{coordinator.version:06d}.png"
     if not final.exists():

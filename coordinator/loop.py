@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from coordinator import rollback, stall
+from coordinator.compaction import BackgroundCompaction
 from coordinator.intake import Decoded, HeldResults, ResultIntake
 from coordinator.samples import BackgroundSample
 from coordinator.state import (
@@ -28,7 +29,6 @@ from coordinator.state import (
     encode_optimizer_state,
     encode_weights,
 )
-from coordinator.vacuum import BackgroundVacuum
 from coordinator.verify import Verifier
 from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
@@ -76,6 +76,10 @@ VALIDATE_BATCH = 32  # results validated per pass (read and decoded in parallel)
 # at once instead (coordinator/intake.py).
 INTRA_OP_THREADS = 1
 IDLE_WAIT_S = 0.25  # an idle pass waits this long for a result (a new result ends it at once)
+# A new version's Adam state is written this long after the version is published, in the
+# loop's next pass: the write holds SQLite's write lock for ~10 ms (16 MiB in the demo), and
+# workers claim the new units in the first few ms; written at once, it held every claim off.
+STATE_WRITE_AFTER_S = 0.03
 TIDY_EVERY_S = 2.0  # tidy at most this often: each one holds workers' claims and uploads off
 TIDY_AFTER_CLOSES = 20  # closes without an idle pass after which tidy runs anyway
 RECONNECT_INITIAL_S = 0.5  # first wait after the database was lost (then doubling, with jitter)
@@ -100,6 +104,16 @@ class Sampled:
     version: int
     swd: float
     png: bytes
+
+
+@dataclass(frozen=True)
+class _UnsavedState:
+    """A published version's optimizer state, not yet written (`Coordinator._save_state`)."""
+
+    version: int
+    params: dict[str, torch.Tensor]
+    adam: AdamState
+    published_at: float  # time.monotonic()
 
 
 class Coordinator:
@@ -137,7 +151,9 @@ class Coordinator:
         self.verifier = Verifier(self.store, self._decode, self._settings_now, self._undo)
         self._reloaded = False  # set when an undo rebuilt the state mid-pass (`step`)
         self._samples = BackgroundSample(self._sample)  # beside the closes (coordinator/samples)
-        self._vacuum = BackgroundVacuum(self.store.vacuum)  # beside the loop (coordinator/vacuum)
+        # Beside the loop (coordinator/compaction.py).
+        self._compaction = BackgroundCompaction(self.store.compact)
+        self._unsaved: _UnsavedState | None = None
         self._load()
 
     # State ----------------------------------------------------------------------------------
@@ -151,6 +167,8 @@ class Coordinator:
             self._load_run()
 
     def _load_run(self) -> None:
+        # Whatever was not written is rebuilt from the database (`_load_state`) like after a kill.
+        self._unsaved = None
         run = self.store.get_run()
         self.version = run.version
         self.cursor = run.cursor
@@ -279,11 +297,20 @@ class Coordinator:
                     self.store.wait_for_results(poll_s)
                 except DatabaseUnavailable:  # a hint only: the next pass finds out properly
                     stop.wait(poll_s)
+        self.finish()
+
+    def finish(self) -> None:
+        """Write what the loop left for later: the newest version's optimizer state and the
+        sample grid rendering beside the closes. For the end of `serve` or of a `step` loop."""
+        try:
+            self._save_state()
+        except StoreError as exc:  # a restart rebuilds it from the closed version's results
+            log.warning("the optimizer state of version %d was not written: %s", self.version, exc)
         try:
             self._samples.wait()  # the sample rendering beside the last closes is stored
         except DatabaseUnavailable as exc:
             log.warning("the last sample grid was not stored: %s", exc)
-        self._vacuum.wait()
+        self._compaction.wait()
 
     def step(self) -> bool:
         """One pass: expire leases, validate new results, close the version if complete.
@@ -295,6 +322,9 @@ class Coordinator:
         self._samples.check()  # a failed sample's error (a lost database) is handled here
         if time.monotonic() - self._beat_at >= fence.HOLDER_BEAT_S:
             self._beat()
+        unsaved = self._unsaved
+        if unsaved is not None and time.monotonic() - unsaved.published_at >= STATE_WRITE_AFTER_S:
+            self._save_state()
         busy = self.store.expire_leases() > 0
         results = self.store.new_results(VALIDATE_BATCH)
         current = [row.id for row in results if row.version == self.version]
@@ -322,8 +352,8 @@ class Coordinator:
         if self._closes_since_tidy and (
             (due and not busy) or self._closes_since_tidy >= TIDY_AFTER_CLOSES
         ):
-            self.store.tidy(vacuum=False)
-            self._vacuum.start()  # beside the loop: seconds after a class's version
+            self.store.tidy(compact=False)
+            self._compaction.start()  # beside the loop: seconds after a class's version
             self._closes_since_tidy, self._tidied_at = 0, time.monotonic()
         return busy
 
@@ -347,6 +377,7 @@ class Coordinator:
     def _undo(self, identity: str, reached: list[tuple[int, int]]) -> None:
         """Take a caught volunteer's unchecked results out of the run (`rollback.undo_unchecked`)
         and rebuild the state from the database; the pass reads the rest anew."""
+        self._save_state()  # the current version is a full state to go back to
         rollback.undo_unchecked(self.store, self.version, identity, reached)
         self._load_run()
         self._reloaded = True
@@ -542,7 +573,15 @@ class Coordinator:
             ).add(unit.unit_index)
         return parked - live
 
+    def _save_state(self) -> None:
+        """Write the optimizer state `_close` left for later, if any."""
+        unsaved, self._unsaved = self._unsaved, None
+        if unsaved is not None:
+            encoded = self._encode_state(unsaved.params, unsaved.adam)
+            self.store.store_optimizer_state(unsaved.version, encoded)
+
     def _close(self) -> None:
+        self._save_state()  # of the version closing now, if no pass wrote it yet
         started = time.perf_counter()
         run = self.store.get_run()
         settings = RunSettings.from_dict(run.settings)  # `set` changes apply from here on
@@ -594,10 +633,11 @@ class Coordinator:
         )
         committed_s = time.perf_counter() - accepted_at
         images = self._sum.samples
-        # Workers compute the new version already; its optimizer state is written now. A kill
-        # before this commit leaves the closed version's accepted results, which `_load`
-        # rebuilds the identical state from.
-        self.store.store_optimizer_state(new_version, self._encode_state(params, adam))
+        # Workers compute the new version already; its optimizer state is written in a later
+        # pass (STATE_WRITE_AFTER_S), at the latest before the next close. A kill before that
+        # leaves the closed version's accepted results, which `_load` rebuilds the identical
+        # state from.
+        self._unsaved = _UnsavedState(new_version, params, adam, time.monotonic())
         self.version, self.cursor, self.settings = new_version, self.cursor + units, settings
         self.params, self.adam = params, adam
         self._start_version()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from coordinator.compaction import THREAD_NAME as COMPACTION_THREAD
 from coordinator.volunteers import Watchdog
 from core.logs import HANDLER_NAME
 from tests.postgres import PostgresServer
@@ -61,7 +62,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
-THREAD_JOIN_S = 10.0  # a watchdog check or a vacuum in flight ends within this
+THREAD_JOIN_S = 10.0  # a watchdog check or a compaction in flight ends within this
 
 
 @pytest.fixture
@@ -87,8 +88,8 @@ def _no_coordinator_thread_left_behind() -> Iterator[None]:
 
 def _stop_coordinator_threads() -> None:
     """Stop every coordinator's volunteer watchdog and wait until its thread and any
-    background vacuum have ended, whether or not the test still holds the coordinator."""
-    threads = [t for t in threading.enumerate() if t.name in ("watchdog", "vacuum")]
+    background compaction have ended, whether or not the test still holds the coordinator."""
+    threads = [t for t in threading.enumerate() if t.name in ("watchdog", COMPACTION_THREAD)]
     if not threads:
         return
     gc.collect()  # a dropped coordinator's finaliser stops its watchdog

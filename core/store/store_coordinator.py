@@ -143,22 +143,29 @@ class CoordinatorMixin(StoreBase):
         """
         housekeeping.take_over_checkpoints(self.engine)
 
-    def tidy(self, *, vacuum: bool = True) -> int:
-        """Delete payloads, optimizer states and uploads no longer needed; checkpoint SQLite's
-        WAL and, unless told not to, `vacuum`.
+    def tidy(self, *, compact: bool = True) -> int:
+        """Delete payloads, optimizer states and uploads no longer needed and, unless told not
+        to, `compact`. Returns the payloads deleted.
 
-        For idle moments: both walk many pages. Returns the payloads deleted.
+        For idle moments: both walk many pages. The coordinator compacts in a thread of its own
+        (coordinator/compaction.py).
         """
         with self.session() as conn:
             deleted = housekeeping.delete_dropped_payloads(conn)
             housekeeping.delete_old_optimizer_states(conn)
             housekeeping.delete_stale_uploads(conn)
+        if compact:
+            self.compact()
+        return deleted
+
+    def compact(self) -> None:
+        """Checkpoint SQLite's WAL into the database file, or vacuum PostgreSQL's churned
+        tables: either way, make the space of deleted rows reusable. Safe beside any other
+        transaction; seconds on PostgreSQL when many large rows were deleted."""
         # Outside a transaction, not in `session`.
         with translated_errors(self.engine.url, f"checkpointing the WAL into {self._where}"):
             housekeeping.checkpoint(self.engine)
-        if vacuum:
-            self.vacuum()
-        return deleted
+        self.vacuum()
 
     def vacuum(self) -> None:
         """Make the space of PostgreSQL's churned tables reusable (a no-op on SQLite). Safe

@@ -108,7 +108,7 @@ def run_to(
         for worker in workers:
             worker.work_one()
         coordinator.step()
-    coordinator.wait_for_samples()  # as a serving coordinator does when it stops
+    coordinator.finish()  # as a serving coordinator does when it stops (state, samples)
 
 
 def sqlite_size(path: Path) -> tuple[int, int]:
