@@ -51,11 +51,21 @@ def test_without_console_only_the_file_gets_the_lines(
     assert "to the file" not in capsys.readouterr().err
 
 
+@pytest.fixture
+def without_pytest_log_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the test's records out of pytest's own log capture: a lone surrogate there goes into
+    the test's report, which pytest-xdist cannot send from its worker (strict UTF-8)."""
+    for handler in logging.getLogger().handlers:
+        if type(handler).__module__ == "_pytest.logging":
+            monkeypatch.setattr(handler, "level", logging.CRITICAL + 1)
+
+
 def test_a_name_that_is_not_utf8_is_logged_safely(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     root_handlers: None,
+    without_pytest_log_capture: None,
 ) -> None:
     """os.listdir gives undecodable name bytes as lone surrogates; strict UTF-8 cannot write them."""
     monkeypatch.setenv("GANFRIENDS_LOG_DIR", str(tmp_path))
