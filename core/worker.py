@@ -159,9 +159,15 @@ class WorkerEngine:
             lease: Lease | None
             try:
                 store = self._ensure_connected()
+                looked_ahead = self._ahead is not None
                 ahead = self._take_ahead()
                 if ahead is not None:
                     lease, images = ahead
+                elif looked_ahead:
+                    # It found nothing while the last unit computed: wait for work to be
+                    # announced rather than ask again now, a write that would only compete
+                    # with this worker's own upload (the version's last, often).
+                    lease = None
                 else:
                     lease = store.claim(self._worker_id_or_fail())
                 reconnect.reset()

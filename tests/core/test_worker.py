@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from core import worker
 from core.cache import ShardCache
 from core.codec import decode_tensors
 from core.model import gan_from_parameters, parameter_manifest
@@ -160,3 +161,37 @@ def test_a_fast_worker_claims_its_next_unit_while_computing_and_gives_it_back_at
     # … and given back at the stop: pending again, the attempt returned.
     third = next(u for u in store.version_units(0) if u.unit_index == claims[2][1])
     assert (third.status, third.attempts) == ("pending", 0)
+
+
+def test_a_claim_ahead_that_found_nothing_is_not_asked_again_at_once(tmp_path):
+    # One version of 2 units, no coordinator: the second unit's claim ahead finds nothing; after
+    # that unit the worker waits for work instead of claiming again at once (a write that would
+    # compete with its own upload of what is often the version's last result).
+    run = make_tiny_run(tmp_path, num_workunits_per_update=2)
+    store = run.store()
+    claims: list[tuple[float, bool]] = []  # (time, whether a unit came back) of every claim
+    computed: list[float] = []  # when each unit's compute ended
+    engine = engine_for(run, tmp_path, [])
+    claim, compute = store.claim, engine._compute
+
+    def timed_claim(worker_id):
+        lease = claim(worker_id)
+        claims.append((time.monotonic(), lease is not None))
+        return lease
+
+    def timed_compute(*args):
+        out = compute(*args)
+        computed.append(time.monotonic())
+        if len(computed) == 2:
+            threading.Timer(1.0, engine.stop).start()
+        return out
+
+    store.claim = timed_claim  # type: ignore[method-assign]
+    engine._connect_fn = lambda: store
+    engine._compute = timed_compute
+    assert engine.run() == 2
+    after = [t for t, _ in claims if t > computed[1]]
+    assert after, "the worker never looked for work again"
+    assert after[0] - computed[1] >= worker.IDLE_POLL_MIN_S * 0.9
+    ahead = [got for t, got in claims if computed[0] < t < computed[1]]
+    assert ahead == [True, False]  # the second unit, then the claim ahead that found nothing
