@@ -371,7 +371,8 @@ if __name__ == "__main__":
 """
     app = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[2])
     try:
-        wait_for(ready.exists, timeout_s=60)
+        # Exists but empty for a moment: write_text creates the file, then writes the pid.
+        wait_for(lambda: ready.exists() and ready.read_text().strip() != "", timeout_s=60)
         child = int(ready.read_text())
         app.kill()
         app.wait()
