@@ -145,6 +145,13 @@ class WorkerEngine:
     # The loop -------------------------------------------------------------------------------
     def run(self) -> int:
         """Work until `stop()` or `max_units`; returns the number of units submitted."""
+        threads_before = torch.get_num_threads()
+        try:
+            return self._run()
+        finally:
+            torch.set_num_threads(threads_before)
+
+    def _run(self) -> int:
         self._run_thread = threading.current_thread()
         reconnect = Backoff(initial_s=0.5, maximum_s=30.0)
         idle_wait = IDLE_POLL_MIN_S
@@ -385,8 +392,7 @@ class WorkerEngine:
             "state", "computing", f"Computing unit {lease.unit_index} — 0%", lease, progress=0.0
         )
         start = time.perf_counter()
-        threads = self.options.threads or loaded.settings.compute_threads
-        with intra_op_threads(threads):
+        with intra_op_threads(self._threads(loaded.settings)):
             # Gradients or local steps, with the run's micro-batch (never ours to choose).
             result = self._kind_for(loaded.settings).compute(
                 loaded.gan,
@@ -487,7 +493,17 @@ class WorkerEngine:
             gan = gan_from_parameters(config, params).to(self.options.device)
         settings = RunSettings.from_dict(store.get_run().settings)
         self._loaded = _Version(version, gan, settings)
+        # All of this worker's tensor work, not only the compute, on the unit's thread count
+        # (until `run` returns): fetching images, loading weights and encoding the result with
+        # the default of one thread per core made them wait on each other's cores while a unit
+        # computed beside them (the demo: 40 ms for a 0.5 ms gather; benchmarks.demo_timeline).
+        # Threads started from now on (claiming ahead) take the same count.
+        torch.set_num_threads(self._threads(settings))
         return self._loaded
+
+    def _threads(self, settings: RunSettings) -> int:
+        """Intra-op CPU threads for the run's units: ours if given, else the run's."""
+        return self.options.threads or settings.compute_threads
 
     def _ensure_connected(self) -> Store:
         # Step by step, so a step that failed (database unreachable) is all that is retried.
