@@ -23,7 +23,7 @@ class CoordinatorMixin(StoreBase):
         """Wait up to `timeout_s` s for a submitted result; True when one was announced.
 
         On PostgreSQL an insert into results (NOTIFY) ends the wait; on an SQLite file any
-        commit that leaves a new result does (within ~10 ms). A hint only, as `wait_for_work`.
+        commit that leaves a new result does (within ~2 ms). A hint only, as `wait_for_work`.
         """
         return self._result_waiter.wait(timeout_s)
 

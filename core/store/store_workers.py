@@ -196,7 +196,7 @@ class WorkersMixin(StoreBase):
         """Wait up to `timeout_s` s for claimable work; True when it was announced meanwhile.
 
         On PostgreSQL a version close, release or expiry (NOTIFY) ends the wait early; on an
-        SQLite file any commit that leaves a unit pending does (within ~10 ms). A hint only:
+        SQLite file any commit that leaves a unit pending does (within ~2 ms). A hint only:
         claim after it returns, whatever it says.
         """
         return self._work_waiter.wait(timeout_s)
