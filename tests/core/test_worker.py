@@ -85,8 +85,9 @@ def test_paused_run_issues_nothing_and_the_worker_waits(tmp_path):
     thread = threading.Thread(target=engine.run)
     thread.start()
     try:
-        wait_for(lambda: engine.state == "paused", timeout_s=10)
-        assert "paused by its owner" in events[-1].message
+        # The state changes just before its event is delivered: wait for the event itself.
+        wait_for(lambda: any("paused by its owner" in e.message for e in events), timeout_s=10)
+        assert engine.state == "paused"
         assert engine.units_done == 0
     finally:
         engine.stop()
