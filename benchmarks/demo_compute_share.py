@@ -25,23 +25,31 @@ from pathlib import Path
 TARGET = 0.8
 
 
+def run_demo(tmp: str, workers: int, minutes: float, **extra: str) -> dict[str, str]:
+    """Run `demo --fresh` once with its data, cache, logs and outputs in `tmp`, and `extra`
+    added to its environment; the environment it ran with."""
+    env = dict(
+        os.environ,
+        GANFRIENDS_DATA_DIR=f"{tmp}/data",
+        GANFRIENDS_CACHE_DIR=f"{tmp}/cache",
+        GANFRIENDS_LOG_DIR=f"{tmp}/logs",
+        **extra,
+    )
+    demo = [sys.executable, "-m", "coordinator.cli", "demo", "--fresh"]
+    subprocess.run(
+        [*demo, "--workers", str(workers), "--minutes", str(minutes), "--out", f"{tmp}/out"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return env
+
+
 def measure(workers: int, minutes: float) -> dict[str, float]:
     """Run the demo once with `workers` workers; its compute share and throughput."""
     with tempfile.TemporaryDirectory(prefix="ganfriends-share-") as tmp:
-        env = dict(
-            os.environ,
-            GANFRIENDS_DATA_DIR=f"{tmp}/data",
-            GANFRIENDS_CACHE_DIR=f"{tmp}/cache",
-            GANFRIENDS_LOG_DIR=f"{tmp}/logs",
-        )
-        demo = [sys.executable, "-m", "coordinator.cli", "demo", "--fresh"]
-        subprocess.run(
-            [*demo, "--workers", str(workers), "--minutes", str(minutes), "--out", f"{tmp}/out"],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        env = run_demo(tmp, workers, minutes)
         db = Path(tmp) / "data" / "demo.db"
         listed = subprocess.run(
             [

@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks.demo_compute_share import run_demo
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
 PUBLISH = "RunMixin.publish_version"
@@ -120,21 +120,12 @@ def measure(workers: int, minutes: float) -> list[Call]:
     with tempfile.TemporaryDirectory(prefix="ganfriends-timeline-") as tmp:
         log = Path(tmp) / "calls.txt"
         path = os.environ.get("PYTHONPATH", "")
-        env = dict(
-            os.environ,
-            GANFRIENDS_DATA_DIR=f"{tmp}/data",
-            GANFRIENDS_CACHE_DIR=f"{tmp}/cache",
-            GANFRIENDS_LOG_DIR=f"{tmp}/logs",
+        run_demo(
+            tmp,
+            workers,
+            minutes,
             GANFRIENDS_TIMELINE=str(log),
             PYTHONPATH=os.pathsep.join(p for p in (str(PROBE_DIR), path) if p),
-        )
-        demo = [sys.executable, "-m", "coordinator.cli", "demo", "--fresh"]
-        subprocess.run(
-            [*demo, "--workers", str(workers), "--minutes", str(minutes), "--out", f"{tmp}/out"],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
         )
         return read_calls(log)
 
