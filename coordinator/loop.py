@@ -300,8 +300,9 @@ class Coordinator:
         self.finish()
 
     def finish(self) -> None:
-        """Write what the loop left for later: the newest version's optimizer state and the
-        sample grid rendering beside the closes. For the end of `serve` or of a `step` loop."""
+        """Finish what the loop left for later: write the newest version's optimizer state, and
+        wait for the sample grid and the compaction running beside it. For the end of `serve`
+        or of a `step` loop."""
         try:
             self._save_state()
         except StoreError as exc:  # a restart rebuilds it from the closed version's results
