@@ -85,15 +85,13 @@ def read_run(conn: Connection, *, for_update: bool = False) -> RunRow:
 
 
 def insert_units(conn: Connection, version: int, specs: Sequence[UnitSpec], now: float) -> None:
-    """Designate `specs` as version `version`'s units (copy 0, pending)."""
+    """Designate `specs` as version `version`'s units (copy 0, pending).
+
+    The version's row records which units they are: `insert_version` writes that with the
+    row, `record_units` into a row that already exists (a rollback).
+    """
     if not specs:
         return
-    # Recorded with the version, so a rollback can designate the same units again.
-    conn.execute(
-        update(model_versions)
-        .where(model_versions.c.version == version)
-        .values(unit_start=specs[0].unit_index, unit_count=len(specs))
-    )
     conn.execute(
         insert(work_units),
         [
@@ -113,6 +111,29 @@ def insert_units(conn: Connection, version: int, specs: Sequence[UnitSpec], now:
     )
 
 
+def record_units(conn: Connection, version: int, specs: Sequence[UnitSpec]) -> None:
+    """Record in `version`'s existing row which units it has, so that a rollback can
+    designate the same units again.
+
+    An UPDATE, which SQLite carries out by rewriting the whole row with its weights: only
+    for a version whose units change after it was published.
+    """
+    if not specs:
+        return
+    conn.execute(
+        update(model_versions)
+        .where(model_versions.c.version == version)
+        .values(**_unit_range(specs))
+    )
+
+
+def _unit_range(specs: Sequence[UnitSpec]) -> dict[str, int]:
+    """The unit_start and unit_count columns of a version with the units `specs` (none: {})."""
+    if not specs:
+        return {}
+    return {"unit_start": specs[0].unit_index, "unit_count": len(specs)}
+
+
 def insert_version(
     conn: Connection,
     version: int,
@@ -121,8 +142,10 @@ def insert_version(
     model_config: Mapping[str, object],
     settings: StoreSettings,
     now: float,
+    units: Sequence[UnitSpec],
 ) -> None:
-    """Publish the weights of `version` (a checkpoint every `checkpoint_every` versions)."""
+    """Publish the weights of `version` (a checkpoint every `checkpoint_every` versions) and
+    record which `units` it has (a rollback designates the same units again)."""
     # Binary COPY on PostgreSQL: psycopg2 would inline a bytea parameter as hex text in the
     # statement, twice its size to build, send and parse (seconds for the 64×64 model).
     row: dict[str, Field] = {
@@ -132,6 +155,8 @@ def insert_version(
         "is_checkpoint": version % settings.checkpoint_every == 0,
         "created_at": float(now),
     }
+    # With the row: an UPDATE afterwards would make SQLite rewrite the whole row, weights too.
+    row.update(_unit_range(units))
     insert_bytes(conn, model_versions, row, "weights", weights)
 
 
@@ -195,7 +220,7 @@ def create_run(
             updated_at=now,
         )
     )
-    insert_version(conn, 0, weights, weights_sha256, model_config, store_settings, now)
+    insert_version(conn, 0, weights, weights_sha256, model_config, store_settings, now, units)
     insert_optimizer_state(conn, 0, optimizer)
     insert_units(conn, 0, units, now)
     add_event(conn, now, "run", f"run {name!r} created with {dataset_size} images", version=0)
@@ -257,7 +282,9 @@ def publish_version(
         raise StoreError(f"close_version metrics need {', '.join(METRICS_KEYS)}; missing {missing}")
     settings = StoreSettings.from_settings(current.settings)
     published = version + 1
-    insert_version(conn, published, weights, weights_sha256, model_config, settings, now)
+    insert_version(
+        conn, published, weights, weights_sha256, model_config, settings, now, next_units
+    )
     conn.execute(
         update(run)
         .where(run.c.id == 1)
@@ -399,6 +426,7 @@ def rollback(
             updated_at=now,
         )
     )
+    record_units(conn, version, units)
     insert_units(conn, version, units, now)
     add_event(
         conn,

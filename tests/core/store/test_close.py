@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from core.codec import sha256_hex
 from core.store import Store, StoreError
@@ -75,6 +75,29 @@ def test_close_publishes_the_next_version(store: Store, clock: FakeClock) -> Non
     lease = store.claim(worker)
     assert lease is not None and (lease.version, lease.unit_index) == (1, 3)
     assert store.events(1)[0].kind == "published"
+
+
+def test_close_records_the_units_with_the_weights_and_never_rewrites_a_version_row(
+    store: Store,
+) -> None:
+    # SQLite carries out an UPDATE of a version's row by rewriting all of it, weights too (24
+    # MiB at 64×64): the close writes the new version's unit range in the row it inserts.
+    create_test_run(store, units=3)
+    finish_version(store, store.register_worker("w", "h", "cpu"), 0)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        close(store, 0, next_units=4)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    assert any("model_versions" in s for s in statements)  # the listener saw the close
+    assert not [s for s in statements if s.lstrip().upper().startswith("UPDATE MODEL_VERSIONS")]
+    published = store.versions()[-1]
+    assert (published.version, published.unit_start, published.unit_count) == (1, 3, 4)
 
 
 def test_close_cancels_leftovers_and_refuses_a_second_close(store: Store) -> None:
