@@ -270,6 +270,7 @@ def publish_version(
     The optimizer state of version+1 is not part of it: `store_optimizer_state` writes it
     afterwards. Until then `version`'s accepted results stay, so that a coordinator that dies in
     between rebuilds the state from them (Adam's moments do not depend on the learning rate).
+    Retention (`prune`) waits for that write too.
     """
     current = read_run(conn, for_update=True)
     if current.version != version:
@@ -303,7 +304,6 @@ def publish_version(
     conn.execute(delete(held_results).where(held_results.c.version == version))
     _insert_metrics(conn, version, metrics_values, now)
     insert_units(conn, published, next_units, now)
-    prune(conn, version, settings)
     credits.prune(conn, now)
     parked = int(metrics_values["parked_units"] or 0)
     add_event(
@@ -318,7 +318,8 @@ def publish_version(
 
 
 def store_optimizer_state(conn: Connection, version: int, optimizer: bytes) -> None:
-    """Write the optimizer state of published `version`; drop the results it was made from."""
+    """Write the optimizer state of published `version`, drop the results it was made from,
+    and apply retention (`prune`): not in the publishing transaction, which workers wait for."""
     current = read_run(conn, for_update=True)
     if current.version != version:
         raise StoreError(
@@ -327,6 +328,7 @@ def store_optimizer_state(conn: Connection, version: int, optimizer: bytes) -> N
         )
     insert_optimizer_state(conn, version, optimizer)
     conn.execute(delete(results).where(results.c.version == version - 1))
+    prune(conn, version - 1, StoreSettings.from_settings(current.settings))
 
 
 def _insert_metrics(

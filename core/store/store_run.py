@@ -175,7 +175,8 @@ class RunMixin(StoreBase):
             notify.announce_work(conn)
 
     def store_optimizer_state(self, version: int, state: bytes) -> None:
-        """The optimizer state of the published `version`, written after `publish_version`."""
+        """The optimizer state of the published `version`, written after `publish_version`;
+        retention (old versions, finished units) is applied with it."""
         with self.session() as conn:
             runs.store_optimizer_state(conn, version, state)
 

@@ -158,6 +158,32 @@ def test_close_needs_every_metric(store: Store) -> None:
     assert store.get_run().version == 0
 
 
+def test_retention_waits_for_the_optimizer_state_write(store: Store) -> None:
+    # Workers wait for the publishing transaction: deleting old versions and finished units
+    # is left to the second write, which the coordinator makes while they compute.
+    create_test_run(store, units=3, keep_versions=2, checkpoint_every=1000)  # 0: a checkpoint
+    worker = store.register_worker("w", "h", "cpu")
+    for version in range(2):
+        finish_version(store, worker, version)
+        close(store, version)
+    assert [v.version for v in store.versions()] == [0, 1, 2]
+    finish_version(store, worker, 2)
+    store.publish_version(
+        2,
+        weights=b"w3",
+        weights_sha256=sha256_hex(b"w3"),
+        model_config={"image_size": 32},
+        metrics=close_metrics(3),
+        next_units=make_units(9, 3),
+        new_cursor=12,
+    )
+    assert [v.version for v in store.versions()] == [0, 1, 2, 3]  # 1 is stale, still there
+    assert table_count(store, "work_units", version=1) == 3
+    store.store_optimizer_state(3, b"adam3")
+    assert [v.version for v in store.versions()] == [0, 2, 3]
+    assert table_count(store, "work_units", version=1) == 0
+
+
 def test_nan_metrics_survive_as_nan(store: Store) -> None:
     create_test_run(store)
     store.close_version(
