@@ -7,7 +7,12 @@ divides their sum by the seconds the workers existed (each from registering to t
 worker that waits for the next version, downloads, uploads or is descheduled counts as not
 computing. Target (issue "Every volunteer busy"): at least 0.8 with 2 and 4 workers.
 
+`--set KEY=VALUE` tries other settings: the demo's run is then created with `init --preset demo`
+and changed with `set` before `demo` (without --fresh) resumes it, so version 0 keeps the
+demo's units and every later version has the new settings.
+
     .venv/bin/python -m benchmarks.demo_compute_share [--workers 2,4] [--minutes 1]
+    .venv/bin/python -m benchmarks.demo_compute_share --set num_workunits_per_update=4
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from pathlib import Path
 TARGET = 0.8
 
 
-def run_demo(tmp: str, workers: int, minutes: float, **extra: str) -> dict[str, str]:
-    """Run `demo --fresh` once with its data, cache, logs and outputs in `tmp`, and `extra`
-    added to its environment; the environment it ran with."""
+def run_demo(
+    tmp: str, workers: int, minutes: float, settings: Sequence[str] = (), **extra: str
+) -> dict[str, str]:
+    """Run the demo once with its data, cache, logs and outputs in `tmp`, and `extra` added to
+    its environment (a fresh run, or one with `settings` changed: KEY=VALUE each); the
+    environment it ran with."""
     env = dict(
         os.environ,
         GANFRIENDS_DATA_DIR=f"{tmp}/data",
@@ -35,21 +43,33 @@ def run_demo(tmp: str, workers: int, minutes: float, **extra: str) -> dict[str, 
         GANFRIENDS_LOG_DIR=f"{tmp}/logs",
         **extra,
     )
-    demo = [sys.executable, "-m", "coordinator.cli", "demo", "--fresh"]
-    subprocess.run(
-        [*demo, "--workers", str(workers), "--minutes", str(minutes), "--out", f"{tmp}/out"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+
+    def cli(*args: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "coordinator.cli", *args],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    fresh = ["--fresh"]
+    if settings:
+        Path(tmp, "data").mkdir(parents=True, exist_ok=True)
+        db = f"sqlite:///{tmp}/data/demo.db"
+        cli("init", "--db", db, "--preset", "demo")
+        cli("set", "--db", db, *settings)
+        fresh = []  # resume the run just made
+    out = ["--out", f"{tmp}/out"]
+    cli("demo", *fresh, "--workers", str(workers), "--minutes", str(minutes), *out)
     return env
 
 
-def measure(workers: int, minutes: float) -> dict[str, float]:
-    """Run the demo once with `workers` workers; its compute share and throughput."""
+def measure(workers: int, minutes: float, settings: Sequence[str] = ()) -> dict[str, float]:
+    """Run the demo once with `workers` workers (and `settings` changed); its compute share
+    and throughput."""
     with tempfile.TemporaryDirectory(prefix="ganfriends-share-") as tmp:
-        env = run_demo(tmp, workers, minutes)
+        env = run_demo(tmp, workers, minutes, settings)
         db = Path(tmp) / "data" / "demo.db"
         listed = subprocess.run(
             [
@@ -98,10 +118,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--workers", default="2,4", help="comma-separated worker counts")
     parser.add_argument("--minutes", type=float, default=1.0, help="demo length per count")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a run setting to change from the demo's (repeatable), as `ganfriends-coordinator set`",
+    )
     args = parser.parse_args(argv)
-    print(f"demo compute share (Σ compute_s ÷ Σ worker lifetimes), {os.cpu_count()} CPU cores")
+    changed = f"; settings changed: {' '.join(args.settings)}" if args.settings else ""
+    print(
+        f"demo compute share (Σ compute_s ÷ Σ worker lifetimes), {os.cpu_count()} CPU cores"
+        + changed
+    )
     for count in (int(n) for n in args.workers.split(",")):
-        row = measure(count, args.minutes)
+        row = measure(count, args.minutes, args.settings)
         verdict = "meets" if row["compute_share"] >= TARGET else "MISSES"
         print(
             f"  {count} workers: compute share {row['compute_share']:.2f} ({verdict} {TARGET}); "
