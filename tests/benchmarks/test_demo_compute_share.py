@@ -17,9 +17,9 @@ def test_settings_are_changed_before_the_demo_trains(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/data/demo.db")
     try:
         run = store.get_run()
+        # `demo` resumed the run that `init` and `set` made: with --fresh it would have made
+        # its own, with the demo's 2 units. (Whether 3 s of demo closed a version, or even
+        # registered its worker, depends on the machine's load: not asserted.)
         assert RunSettings.from_dict(run.settings).num_workunits_per_update == 3
-        # The demo resumed this run (with --fresh it would be the demo's own, 2 units) and ran
-        # its worker; under load, 3 seconds need not close a version.
-        assert len(store.workers()) == 1
     finally:
         store.dispose()
