@@ -5,15 +5,17 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator
+from types import TracebackType
 
 import pytest
 
 from coordinator.compaction import THREAD_NAME as COMPACTION_THREAD
 from coordinator.volunteers import Watchdog
 from core.logs import HANDLER_NAME
-from tests.postgres import PostgresServer
+from tests.postgres import PostgresServer, is_psycopg2_copy_noise
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -111,3 +113,24 @@ def _no_logging_handlers_left_behind() -> Iterator[None]:
     for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
         root.removeHandler(handler)
         handler.close()
+
+
+@pytest.fixture
+def psycopg2_copy_noise_tolerated() -> Iterator[None]:
+    """Fail the test for any excepthook call other than `is_psycopg2_copy_noise`."""
+    unexpected: list[BaseException] = []
+    previous = sys.excepthook
+
+    def hook(
+        kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+    ) -> None:
+        if not is_psycopg2_copy_noise(error):
+            unexpected.append(error)
+            previous(kind, error, traceback)
+
+    sys.excepthook = hook
+    try:
+        yield
+    finally:
+        sys.excepthook = previous
+    assert not unexpected, f"exceptions reached sys.excepthook: {unexpected!r}"

@@ -31,8 +31,10 @@ from tests.coordinator.test_volunteers import OwnedDatabase, connect_as, make_pg
 from tests.core.store import test_postgres_network as network
 from tests.core.store.factories import METRICS, UNIT_SIZE, make_shards, make_units
 from tests.core.store.test_postgres_network import REPO_ROOT, Namespace, _ip
-from tests.postgres import PostgresServer
+from tests.postgres import ENDS_SESSIONS, PostgresServer
 from tests.tcp_proxy import TcpProxy
+
+pytestmark = ENDS_SESSIONS
 
 INTERNAL_TABLES = (
     "work_units",

@@ -31,9 +31,9 @@ from tests.coordinator.harness import (
     stop_processes,
     wait_for,
 )
-from tests.postgres import PostgresServer
+from tests.postgres import ENDS_SESSIONS, PostgresServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, *ENDS_SESSIONS]
 
 VERSIONS = 5
 LEASE_S = 3.0  # the holder lease in these tests: a coordinator silent this long is replaced

@@ -28,9 +28,9 @@ from tests.coordinator.harness import (
     start_worker,
     stop_processes,
 )
-from tests.postgres import PostgresServer
+from tests.postgres import ENDS_SESSIONS, PostgresServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, *ENDS_SESSIONS]
 
 VERSIONS = 4
 DISRUPTED_VERSIONS = 6  # a restart (fast), a restart (immediate), sessions terminated, 3 more

@@ -21,9 +21,9 @@ from core.store import DatabaseUnavailable, Lease, Store, make_engine
 from core.worker import WorkerEngine, WorkerEvent, WorkerOptions
 from tests.coordinator.harness import wait_for
 from tests.coordinator.test_pg_parity import make_tiny_pg_run
-from tests.postgres import PostgresServer
+from tests.postgres import ENDS_SESSIONS, PostgresServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, *ENDS_SESSIONS]
 
 LEASE_S = 3.0  # heartbeats every second
 MICRO_BATCH_S = 0.6  # how long each micro-batch is made to take

@@ -7,6 +7,8 @@ hang), and the same `Store` must work again once the server is back.
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Iterator
 
 import psycopg2
@@ -14,14 +16,23 @@ import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url, select
 
-from core.store import DatabaseUnavailable, Store, housekeeping, make_engine, open_store
+from core.store import (
+    DatabaseUnavailable,
+    Store,
+    binary_copy,
+    housekeeping,
+    make_engine,
+    open_store,
+)
 from core.store.binary_copy import insert_bytes, read_bytes
 from core.store.engine import pg_connect_args
 from core.store.errors import translate_db_error
 from core.store.schema import result_uploads, run
-from tests.postgres import PostgresServer
+from tests.postgres import ENDS_SESSIONS, PostgresServer, is_psycopg2_copy_noise
 
 from .factories import METRICS, create_test_run
+
+pytestmark = ENDS_SESSIONS
 
 
 @pytest.fixture
@@ -110,6 +121,35 @@ def test_terminated_mid_copy_is_database_unavailable_then_recovers(
         insert_bytes(conn, result_uploads, {"lease_token": "t"}, "payload", b"x" * 100)
     weights, _, _ = pg_store.version_weights(0)
     assert weights == b"w0"
+
+
+def test_terminated_while_a_copy_sends_its_data_is_database_unavailable(
+    pg_store: Store,
+    postgres_server: PostgresServer,
+    pg_database: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """psycopg2 reports this case to sys.excepthook as well, before it raises; that report,
+    and only it, is what `tests.postgres.ENDS_SESSIONS` lets the session-ending tests pass."""
+    read = binary_copy._RowReader.read
+
+    def read_after_the_session_ended(self: binary_copy._RowReader, size: int = -1) -> bytes:
+        postgres_server.terminate_sessions(pg_database)
+        time.sleep(0.2)  # the server has closed the socket before the data goes out
+        return read(self, size)
+
+    monkeypatch.setattr(binary_copy._RowReader, "read", read_after_the_session_ended)
+    reports: list[BaseException] = []
+    hook, sys.excepthook = sys.excepthook, lambda kind, error, tb: reports.append(error)
+    try:
+        with pytest.raises(DatabaseUnavailable), pg_store.session() as conn:
+            insert_bytes(conn, result_uploads, {"lease_token": "t"}, "payload", b"x" * 100)
+    finally:
+        sys.excepthook = hook
+    monkeypatch.undo()
+    assert reports and all(is_psycopg2_copy_noise(error) for error in reports), reports
+    assert not is_psycopg2_copy_noise(SystemError("returned a result with an exception set"))
+    assert pg_store.version_weights(0)[0] == b"w0"  # the same store works again
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])

@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from core.store import Store, make_engine, notify, open_store
-from tests.postgres import PostgresServer
+from tests.postgres import ENDS_SESSIONS, PostgresServer
 
 from .factories import FakeClock, close, create_test_run
+
+pytestmark = ENDS_SESSIONS
 
 WAIT_S = 10.0  # a wait that only a wake-up can end in time
 PROMPT_S = 2.0  # a wake-up ends the wait well within this (typically milliseconds)
