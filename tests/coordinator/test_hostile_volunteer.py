@@ -26,6 +26,7 @@ from coordinator.loop import Coordinator
 from coordinator.volunteers import Watchdog, WatchdogLimits
 from core.store import LeaseLost, Store, UnknownWorker, open_store
 from tests.coordinator import test_volunteers as shared
+from tests.coordinator.harness import wait_for
 from tests.coordinator.simulate import LocalWorker, run_to
 from tests.coordinator.test_volunteers import OwnedDatabase, connect_as, make_pg_run
 from tests.core.store import test_postgres_network as network
@@ -401,7 +402,12 @@ def test_watchdog_ends_a_long_statement(
     watchdog.stop()
     assert not thread.is_alive() and time.monotonic() - started < 10
     assert failed and isinstance(failed[0], psycopg2.OperationalError | pg_errors.AdminShutdown)
-    assert any(e.kind == "watchdog" and "sleeper" in e.message for e in fake_run.events(5))
+    # The sleeper's statement fails as the watchdog ends its session, a moment before the
+    # watchdog's own transaction (which records the event) commits.
+    wait_for(
+        lambda: any(e.kind == "watchdog" and "sleeper" in e.message for e in fake_run.events(5)),
+        timeout_s=10,
+    )
 
 
 def test_the_watchdog_leaves_the_owner_alone(
@@ -532,6 +538,8 @@ def test_watchdog_ends_a_statement_the_worker_never_issues_within_seconds(
     finally:
         watchdog.stop()
     assert ended_by_watchdog(error) and seconds < ENDS_WITHIN_S, (seconds, error)
+    # The watchdog's transaction that records the end commits a moment after the session ends.
+    wait_for(lambda: volunteers.list_volunteers(fake_run)[0].sessions_ended == 1, timeout_s=10)
     (row,) = volunteers.list_volunteers(fake_run)
     assert row.sessions_ended == 1 and row.last_ended_why is not None
     assert "never issues" in row.last_ended_why and "pg_attribute" in row.last_ended_why

@@ -27,7 +27,9 @@ TARGETS = {
         ("RunMixin", "store_optimizer_state"),
     ],
     "coordinator.loop": [("Coordinator", n) for n in ("step", "_validate", "_close")],
-    "core.store.store_coordinator": [("CoordinatorMixin", "tidy")],
+    "core.store.store_coordinator": [
+        ("CoordinatorMixin", n) for n in ("tidy", "expire_leases", "resolve_result")
+    ],
 }
 _lock = threading.Lock()
 
