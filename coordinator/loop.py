@@ -22,11 +22,9 @@ import torch
 from coordinator import rollback, stall
 from coordinator.compaction import BackgroundCompaction
 from coordinator.intake import Decoded, HeldResults, ResultIntake
+from coordinator.optimizer_state import OptimizerStates
 from coordinator.samples import BackgroundSample
 from coordinator.state import (
-    decode_optimizer_state,
-    decode_weights,
-    encode_optimizer_state,
     encode_weights,
 )
 from coordinator.verify import Verifier
@@ -39,7 +37,6 @@ from core.codec import (
     decode_tensors,
     global_norm,
     non_finite,
-    quantize,
     sha256_hex,
 )
 from core.config import RunSettings
@@ -76,10 +73,6 @@ VALIDATE_BATCH = 32  # results validated per pass (read and decoded in parallel)
 # at once instead (coordinator/intake.py).
 INTRA_OP_THREADS = 1
 IDLE_WAIT_S = 0.25  # an idle pass waits this long for a result (a new result ends it at once)
-# A new version's Adam state is written this long after the version is published, in the
-# loop's next pass: the write holds SQLite's write lock for ~10 ms (16 MiB in the demo), and
-# workers claim the new units in the first few ms; written at once, it held every claim off.
-STATE_WRITE_AFTER_S = 0.03
 TIDY_EVERY_S = 2.0  # tidy at most this often: each one holds workers' claims and uploads off
 TIDY_AFTER_CLOSES = 20  # closes without an idle pass after which tidy runs anyway
 RECONNECT_INITIAL_S = 0.5  # first wait after the database was lost (then doubling, with jitter)
@@ -104,16 +97,6 @@ class Sampled:
     version: int
     swd: float
     png: bytes
-
-
-@dataclass(frozen=True)
-class _UnsavedState:
-    """A published version's optimizer state, not yet written (`Coordinator._save_state`)."""
-
-    version: int
-    params: dict[str, torch.Tensor]
-    adam: AdamState
-    published_at: float  # time.monotonic()
 
 
 class Coordinator:
@@ -153,7 +136,10 @@ class Coordinator:
         self._samples = BackgroundSample(self._sample)  # beside the closes (coordinator/samples)
         # Beside the loop (coordinator/compaction.py).
         self._compaction = BackgroundCompaction(self.store.compact)
-        self._unsaved: _UnsavedState | None = None
+        # The Adam state of each new version, written after its publish (coordinator/optimizer_state).
+        self._states = OptimizerStates(
+            self.store, lambda result: self._intake.decode_one(result).grads
+        )
         self._load()
 
     # State ----------------------------------------------------------------------------------
@@ -167,8 +153,6 @@ class Coordinator:
             self._load_run()
 
     def _load_run(self) -> None:
-        # Whatever was not written is rebuilt from the database (`_load_state`) like after a kill.
-        self._unsaved = None
         run = self.store.get_run()
         self.version = run.version
         self.cursor = run.cursor
@@ -177,81 +161,10 @@ class Coordinator:
         self.kind = unit_kind(self.settings)  # gradients, or local steps: fixed at init
         self.model_config = ModelConfig.from_dict(run.model_config)
         self.manifest = parameter_manifest(self.model_config)
-        self.params, self.adam = self._load_state()
+        # A state not written yet is rebuilt from the database, as after a kill.
+        self.params, self.adam = self._states.load(self.version, self.settings, self.kind)
         self._alert = None if run.alert is None else str(run.alert["kind"])
         self._start_version()
-
-    def _load_state(self) -> tuple[dict[str, torch.Tensor], AdamState]:
-        """The published version's master weights and Adam state; the state is rebuilt if the
-        coordinator stopped between publishing the version and storing its state (`_close`)."""
-        weights, _, _ = self.store.version_weights(self.version)
-        published, lr = decode_weights(weights)
-        stored_version, state = self.store.newest_optimizer_state()
-        adam, master = decode_optimizer_state(state)
-        if stored_version == self.version:
-            return (published if master is None else master), adam
-        if stored_version != self.version - 1:
-            raise StoreError(
-                f"the newest optimizer state is of version {stored_version}, but the run is at "
-                f"version {self.version}: the database is damaged; restore it from a backup"
-            )
-        params, adam = self._redo_last_step(published, lr, master, adam)
-        self.store.store_optimizer_state(self.version, self._encode_state(params, adam))
-        log.info("rebuilt the optimizer state of version %d from its results", self.version)
-        return params, adam
-
-    def _redo_last_step(
-        self,
-        published: dict[str, torch.Tensor],
-        lr: float | None,
-        master: dict[str, torch.Tensor] | None,
-        previous: AdamState,
-    ) -> tuple[dict[str, torch.Tensor], AdamState]:
-        """Redo the last close's Adam step: the kept accepted results of the version before,
-        summed in unit order, applied to its state. Adam's moments do not depend on the
-        learning rate; fp32 master weights (when the published ones are rounded) are redone
-        with the lr recorded in the published weights, and must round to them exactly."""
-        closed = self.version - 1
-        units = sorted(
-            (u for u in self.store.version_units(closed) if u.copy == 0),
-            key=lambda u: u.unit_index,
-        )
-        total = GradientSum()
-        for unit in units:
-            result = self.store.accepted_result(closed, unit.unit_index)
-            if result is None:
-                continue  # parked: the close left it out
-            grads = self._intake.decode_one(result.id).grads
-            metrics = UnitMetrics(result.d_loss, result.g_loss, result.d_real, result.d_fake)
-            total.add(grads, metrics, unit.sample_count)
-        recorded = [m for m in self.store.metrics(closed) if m.version == closed]
-        if recorded and recorded[0].units != total.units:
-            raise StoreError(
-                f"version {closed} was closed from {recorded[0].units} units but "
-                f"{total.units} of their results are left: cannot rebuild its optimizer state"
-            )
-        if total.units == 0:  # an empty version: no step was taken
-            return (published if master is None else master), previous
-        params, adam = self.kind.apply(
-            published if master is None else master,
-            total.mean(),
-            previous,
-            self.settings,
-            self.kind.step_lr(self.settings) if lr is None else lr,
-        )
-        if master is None:
-            return published, adam
-        rounded = quantize(params, self.settings.weights_precision)
-        if any(not torch.equal(rounded[n], published[n]) for n in published):
-            raise StoreError(
-                f"redoing the step to version {self.version} does not give its published "
-                "weights: the database is damaged; restore it from a backup"
-            )
-        return params, adam
-
-    def _encode_state(self, params: dict[str, torch.Tensor], adam: AdamState) -> bytes:
-        rounded = self.settings.weights_precision != "fp32"
-        return encode_optimizer_state(adam, params if rounded else None)
 
     def _start_version(self) -> None:
         units = [u for u in self.store.version_units(self.version) if u.copy == 0]
@@ -304,7 +217,7 @@ class Coordinator:
         wait for the sample grid and the compaction running beside it. For the end of `serve`
         or of a `step` loop."""
         try:
-            self._save_state()
+            self._states.write()
         except StoreError as exc:  # a restart rebuilds it from the closed version's results
             log.warning("the optimizer state of version %d was not written: %s", self.version, exc)
         try:
@@ -323,9 +236,7 @@ class Coordinator:
         self._samples.check()  # a failed sample's error (a lost database) is handled here
         if time.monotonic() - self._beat_at >= fence.HOLDER_BEAT_S:
             self._beat()
-        unsaved = self._unsaved
-        if unsaved is not None and time.monotonic() - unsaved.published_at >= STATE_WRITE_AFTER_S:
-            self._save_state()
+        self._states.write_if_due()
         busy = self.store.expire_leases() > 0
         results = self.store.new_results(VALIDATE_BATCH)
         current = [row.id for row in results if row.version == self.version]
@@ -378,7 +289,7 @@ class Coordinator:
     def _undo(self, identity: str, reached: list[tuple[int, int]]) -> None:
         """Take a caught volunteer's unchecked results out of the run (`rollback.undo_unchecked`)
         and rebuild the state from the database; the pass reads the rest anew."""
-        self._save_state()  # the current version is a full state to go back to
+        self._states.write()  # the current version is a full state to go back to
         rollback.undo_unchecked(self.store, self.version, identity, reached)
         self._load_run()
         self._reloaded = True
@@ -574,15 +485,8 @@ class Coordinator:
             ).add(unit.unit_index)
         return parked - live
 
-    def _save_state(self) -> None:
-        """Write the optimizer state `_close` left for later, if any."""
-        unsaved, self._unsaved = self._unsaved, None
-        if unsaved is not None:
-            encoded = self._encode_state(unsaved.params, unsaved.adam)
-            self.store.store_optimizer_state(unsaved.version, encoded)
-
     def _close(self) -> None:
-        self._save_state()  # of the version closing now, if no pass wrote it yet
+        self._states.write()  # of the version closing now, if no pass wrote it yet
         started = time.perf_counter()
         run = self.store.get_run()
         settings = RunSettings.from_dict(run.settings)  # `set` changes apply from here on
@@ -638,7 +542,7 @@ class Coordinator:
         # pass (STATE_WRITE_AFTER_S), at the latest before the next close. A kill before that
         # leaves the closed version's accepted results, which `_load` rebuilds the identical
         # state from.
-        self._unsaved = _UnsavedState(new_version, params, adam, time.monotonic())
+        self._states.published(new_version, params, adam, settings)
         self.version, self.cursor, self.settings = new_version, self.cursor + units, settings
         self.params, self.adam = params, adam
         self._start_version()

@@ -83,7 +83,7 @@ class UnitKind(Protocol):
         """The next weights and state from the sample-weighted mean of the version's results.
 
         The state must not depend on `lr`, so that it can be redone after a crash (see the
-        coordinator's `_redo_last_step`).
+        coordinator's `OptimizerStates._redo_last_step`).
         """
         ...
 

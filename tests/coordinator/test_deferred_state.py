@@ -1,6 +1,6 @@
 """A new version's optimizer state is written after the version is published, once workers
 have had STATE_WRITE_AFTER_S to claim its units, and at the latest before the next close or
-when the loop finishes (coordinator/loop.py). What a kill in between leaves is rebuilt from the
+when the loop finishes (coordinator/optimizer_state.py). What a kill in between leaves is rebuilt from the
 closed version's results: tests/coordinator/test_parity.py, test_coordinator_killed_mid_close."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import loop
+from coordinator import optimizer_state
 from coordinator.loop import Coordinator
 from tests.coordinator.harness import make_tiny_run
 from tests.coordinator.simulate import LocalWorker
@@ -26,7 +26,7 @@ def _close_one(coordinator: Coordinator, worker: LocalWorker) -> None:
 def test_the_state_waits_for_the_claims_then_the_next_close_writes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "STATE_WRITE_AFTER_S", 3600.0)  # no pass writes it
+    monkeypatch.setattr(optimizer_state, "STATE_WRITE_AFTER_S", 3600.0)  # no pass writes it
     run = make_tiny_run(tmp_path)
     coordinator = Coordinator(run.store())
     worker = LocalWorker(run, run.store(), "w")
@@ -43,7 +43,7 @@ def test_the_state_waits_for_the_claims_then_the_next_close_writes_it(
 def test_a_pass_writes_the_state_once_its_time_has_come(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "STATE_WRITE_AFTER_S", 0.2)
+    monkeypatch.setattr(optimizer_state, "STATE_WRITE_AFTER_S", 0.2)
     run = make_tiny_run(tmp_path)
     coordinator = Coordinator(run.store())
     worker = LocalWorker(run, run.store(), "w")
