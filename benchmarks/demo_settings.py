@@ -4,9 +4,10 @@ The reference trainer (the distributed run's math in one process, `core.referenc
 demo model (the default model too: 32×32, 32 maps) on a dataset (`--dataset`, by default the
 demo's) with base settings (`--base demo`: the demo preset; `--base default`: `RunSettings()`)
 and with the previous demo settings (128-image units, lr 5e-4) or variants of the base
-(`--try KEY=VALUE`, one changed key each), and prints the quality figure (multi-scale sliced
-Wasserstein distance, as the coordinator computes it: BatchNorm calibrated, fixed noise, the
-same 512 real images) every `--every` images, and the images each needed to reach `--level`.
+(`--try KEY=VALUE`; `--try K1=V1,K2=V2` changes keys together), and prints the quality
+figure (multi-scale sliced Wasserstein distance, as the coordinator computes it: BatchNorm
+calibrated, fixed noise, the same 512 real images) every `--every` images, and the images
+each needed to reach `--level`.
 Being about images seen, not seconds, the figures do not depend on the machine's load; the
 demo's wall-clock speed (`./scripts/demo`) decides how many images five minutes buy.
 `--grids DIR` saves each measured sample grid as a PNG, to look at.
@@ -95,17 +96,19 @@ def curve(
 
 
 def variant(base: RunSettings, change: str) -> tuple[str, RunSettings]:
-    """`KEY=VALUE` → (that text, the base settings with that one key changed)."""
-    key, sep, text = change.partition("=")
+    """`KEY=VALUE[,KEY=VALUE…]` → (that text, the base settings with those keys changed)."""
     fields = {f.name: f for f in dataclasses.fields(RunSettings)}
-    if not sep or key not in fields:
-        raise SystemExit(f"--try takes KEY=VALUE with a RunSettings key, not {change!r}")
-    current = getattr(base, key)
-    try:
-        value = type(current)(text)
-    except ValueError:
-        raise SystemExit(f"--try {change}: {text!r} is not a {type(current).__name__}") from None
-    return change, dataclasses.replace(base, **{key: value})
+    values: dict[str, object] = {}
+    for part in change.split(","):
+        key, sep, text = part.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--try takes KEY=VALUE with a RunSettings key, not {part!r}")
+        current = getattr(base, key)
+        try:
+            values[key] = type(current)(text)
+        except ValueError:
+            raise SystemExit(f"--try {part}: {text!r} is not a {type(current).__name__}") from None
+    return change, dataclasses.replace(base, **values)
 
 
 def images_to(level: float, figures: list[tuple[int, float]]) -> str:
@@ -142,8 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dest="changes",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
-        help="compare the base settings with this one change (repeatable); "
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="compare the base settings with this change (repeatable; commas join keys "
+        "changed together); "
         "without it, the demo settings with the previous ones",
     )
     parser.add_argument(

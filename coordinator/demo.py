@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -32,11 +33,13 @@ DEMO_SETTINGS = RunSettings(
     num_workunits_per_update=2,
     batch_size=64,
     lr=1e-3,  # 5x DCGAN's 2e-4: with Adam's beta1 0.5 still stable here, and much faster
-    compute_threads=1,  # every unit on one thread: the weights do not depend on --workers
+    compute_threads=1,  # every unit on one thread: no worker's core count changes the weights
     lease_s=30.0,
     backup_after_s=10.0,
     sample_every=50,  # a grid and the quality figure every ~15 s; they cost the workers' cores
 )
+DEMO_IMAGES_PER_STEP = DEMO_SETTINGS.images_per_work_unit * DEMO_SETTINGS.num_workunits_per_update
+WIDE_DEMO_UNITS = 4  # units per version of a demo run made for this many workers or more
 # The demo's image sets by name, as `--dataset` specs: the Noto emoji shipped in core/assets
 # (assets/build_emoji_set.py) or the procedural shapes (assets/synthetic_recipe.md).
 DEMO_SYNTHETIC_IMAGES = 10_000  # the synthetic demo set's size
@@ -59,6 +62,25 @@ def demo_db_path() -> Path:
     return data_dir() / "demo.db"
 
 
+def demo_settings_for(workers: int) -> RunSettings:
+    """A new demo run's settings: 128 images per Adam step, as 2 units of 64 or, made for 4
+    workers or more, 4 units of 32 (each unit one micro-batch), so that 4 workers all compute.
+
+    At equal images the two reach the same quality (benchmarks.demo_settings, 150k-230k
+    images: 76-119 with 4 units, 84-141 with 2). 2 workers keep 2 units: with 4 they would
+    claim and upload twice per version (compute share 0.63 against 0.65).
+    """
+    if workers < WIDE_DEMO_UNITS:
+        return DEMO_SETTINGS
+    size = DEMO_IMAGES_PER_STEP // WIDE_DEMO_UNITS
+    return dataclasses.replace(
+        DEMO_SETTINGS,
+        images_per_work_unit=size,
+        num_workunits_per_update=WIDE_DEMO_UNITS,
+        batch_size=size,
+    )
+
+
 def run_demo(opts: DemoOptions) -> int:
     # The workers take the cores; the coordinator's share of the work is small, and a second
     # intra-op thread here would only wait for a core the workers are using.
@@ -76,7 +98,7 @@ def _run_demo(opts: DemoOptions) -> int:
             raise RunHeld(f"another demo or coordinator is using {path}; stop it first")
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
-    store = _open_or_create(url, opts.dataset)
+    store = _open_or_create(url, opts.dataset, opts.workers)
     samples_dir = opts.out / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
     bar = _ProgressBar(opts)
@@ -109,20 +131,33 @@ def _run_demo(opts: DemoOptions) -> int:
     return _write_outputs(store, coordinator, opts.out, interrupted=stop.is_set())
 
 
-def _open_or_create(url: str, dataset: str | None) -> Store:
+def _open_or_create(url: str, dataset: str | None, workers: int) -> Store:
     store = open_store(url, create=True)
     try:
         run = store.get_run()
     except NoRun:
         name = dataset or DEMO_DATASET
-        print(f"creating the demo run on the {name} dataset…", file=sys.stderr)
-        plan = RunPlan("demo", DEMO_MODEL, DEMO_SETTINGS, check_dataset(DEMO_DATASETS[name]))
+        settings = demo_settings_for(workers)
+        print(
+            f"creating the demo run on the {name} dataset "
+            f"({settings.num_workunits_per_update} units of {settings.images_per_work_unit} "
+            "images per version)…",
+            file=sys.stderr,
+        )
+        plan = RunPlan("demo", DEMO_MODEL, settings, check_dataset(DEMO_DATASETS[name]))
         create_run(store, plan, progress=False)
         return store
     if dataset is not None:
         print(
             f"resuming the demo run of {run.dataset_size:,} images; to train on {dataset} "
             "instead, add --fresh (the current run is deleted)",
+            file=sys.stderr,
+        )
+    units = RunSettings.from_dict(run.settings).num_workunits_per_update
+    if workers > units:
+        print(
+            f"note: this demo run has {units} units per version, so {workers - units} of the "
+            f"{workers} workers wait every version; --fresh starts a run sized for them",
             file=sys.stderr,
         )
     return store
