@@ -73,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo", help="train a small GAN on this computer with local workers, no set-up"
     )
-    p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="local worker processes (default 2; a new run made for 4 or more has 4 units per version)",
+    )
     limit = p.add_mutually_exclusive_group()
     limit.add_argument("--minutes", type=float, help="stop after this many minutes (default 5)")
     limit.add_argument("--rounds", type=int, help="stop after this many versions")
