@@ -24,6 +24,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -98,7 +99,7 @@ def curve(
 def variant(base: RunSettings, change: str) -> tuple[str, RunSettings]:
     """`KEY=VALUE[,KEY=VALUE…]` → (that text, the base settings with those keys changed)."""
     fields = {f.name: f for f in dataclasses.fields(RunSettings)}
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for part in change.split(","):
         key, sep, text = part.partition("=")
         if not sep or key not in fields:
