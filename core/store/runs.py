@@ -251,7 +251,7 @@ def close_version(
         next_units,
         new_cursor,
     )
-    store_optimizer_state(conn, version + 1, optimizer)
+    store_optimizer_state(conn, now, version + 1, optimizer)
 
 
 def publish_version(
@@ -304,7 +304,6 @@ def publish_version(
     conn.execute(delete(held_results).where(held_results.c.version == version))
     _insert_metrics(conn, version, metrics_values, now)
     insert_units(conn, published, next_units, now)
-    credits.prune(conn, now)
     parked = int(metrics_values["parked_units"] or 0)
     add_event(
         conn,
@@ -317,7 +316,7 @@ def publish_version(
     log.info("published version %d", published)
 
 
-def store_optimizer_state(conn: Connection, version: int, optimizer: bytes) -> None:
+def store_optimizer_state(conn: Connection, now: float, version: int, optimizer: bytes) -> None:
     """Write the optimizer state of published `version`, drop the results it was made from,
     and apply retention (`prune`): not in the publishing transaction, which workers wait for."""
     current = read_run(conn, for_update=True)
@@ -328,7 +327,7 @@ def store_optimizer_state(conn: Connection, version: int, optimizer: bytes) -> N
         )
     insert_optimizer_state(conn, version, optimizer)
     conn.execute(delete(results).where(results.c.version == version - 1))
-    prune(conn, version - 1, StoreSettings.from_settings(current.settings))
+    prune(conn, now, version - 1, StoreSettings.from_settings(current.settings))
 
 
 def _insert_metrics(
@@ -358,7 +357,7 @@ def _insert_metrics(
     )
 
 
-def prune(conn: Connection, closed: int, settings: StoreSettings) -> None:
+def prune(conn: Connection, now: float, closed: int, settings: StoreSettings) -> None:
     """Retention: keep the database's size independent of how many versions were run."""
     kept = conn.execute(
         select(model_versions.c.version, model_versions.c.is_checkpoint).order_by(
@@ -382,6 +381,7 @@ def prune(conn: Connection, closed: int, settings: StoreSettings) -> None:
     )
     _keep_newest(conn, samples.c.version, settings.keep_samples)
     _keep_newest(conn, events.c.id, KEEP_EVENTS)
+    credits.prune(conn, now)
 
 
 def _keep_newest(conn: Connection, key: Any, keep: int) -> None:

@@ -178,7 +178,7 @@ class RunMixin(StoreBase):
         """The optimizer state of the published `version`, written after `publish_version`;
         retention (old versions, finished units) is applied with it."""
         with self.session() as conn:
-            runs.store_optimizer_state(conn, version, state)
+            runs.store_optimizer_state(conn, self._now(conn), version, state)
 
     # ------------------------------------------------------ versions, data
     def version_weights(self, version: int) -> tuple[bytes, str, dict[str, object]]:

@@ -158,9 +158,10 @@ def test_close_needs_every_metric(store: Store) -> None:
     assert store.get_run().version == 0
 
 
-def test_retention_waits_for_the_optimizer_state_write(store: Store) -> None:
-    # Workers wait for the publishing transaction: deleting old versions and finished units
-    # is left to the second write, which the coordinator makes while they compute.
+def test_retention_waits_for_the_optimizer_state_write(store: Store, clock: FakeClock) -> None:
+    # Workers wait for the publishing transaction: deleting old versions, finished units and
+    # day-old credits is left to the second write, which the coordinator makes while they
+    # compute.
     create_test_run(store, units=3, keep_versions=2, checkpoint_every=1000)  # 0: a checkpoint
     worker = store.register_worker("w", "h", "cpu")
     for version in range(2):
@@ -168,6 +169,7 @@ def test_retention_waits_for_the_optimizer_state_write(store: Store) -> None:
         close(store, version)
     assert [v.version for v in store.versions()] == [0, 1, 2]
     finish_version(store, worker, 2)
+    clock.advance(2 * 86_400)  # every credit so far is more than a day old
     store.publish_version(
         2,
         weights=b"w3",
@@ -179,9 +181,11 @@ def test_retention_waits_for_the_optimizer_state_write(store: Store) -> None:
     )
     assert [v.version for v in store.versions()] == [0, 1, 2, 3]  # 1 is stale, still there
     assert table_count(store, "work_units", version=1) == 3
+    assert store.recent_credits(3 * 86_400).run_units == 9
     store.store_optimizer_state(3, b"adam3")
     assert [v.version for v in store.versions()] == [0, 2, 3]
     assert table_count(store, "work_units", version=1) == 0
+    assert store.recent_credits(3 * 86_400).run_units == 0
 
 
 def test_nan_metrics_survive_as_nan(store: Store) -> None:
