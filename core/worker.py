@@ -26,6 +26,7 @@ from core.claim_ahead import CLAIM_AHEAD_BELOW_S, NextUnit
 from core.codec import decode_named, encode_tensors
 from core.config import RunSettings
 from core.events import WorkerEvent
+from core.heartbeat import Heartbeat, WakeUp
 from core.model import GAN, ModelConfig, gan_from_parameters, load_parameters
 from core.schedule import plan_unit
 from core.shards import ShardFetcher
@@ -100,7 +101,7 @@ class WorkerEngine:
         self._worker_id: int | None = None
         self._fetcher: ShardFetcher | None = None
         self._loaded: _Version | None = None
-        self._wake = _WakeUp()  # controls set it; it also ends an idle wait_for_work
+        self._wake = WakeUp()  # controls set it; it also ends an idle wait_for_work
         self._stop = threading.Event()
         self._abandon = threading.Event()  # abandon the unit being computed
         self._pause_reason: str | None = None
@@ -281,7 +282,7 @@ class WorkerEngine:
             )
             self._give_back(store, lease, lost=False)
             return
-        heartbeat = _Heartbeat(
+        heartbeat = Heartbeat(
             store, lease, loaded.settings.lease_s * self.options.heartbeat_fraction
         )
         heartbeat.on_lost = self._abandon.set
@@ -313,7 +314,7 @@ class WorkerEngine:
     def _upload_unit(
         self,
         store: Store,
-        heartbeat: _Heartbeat,
+        heartbeat: Heartbeat,
         payload: bytes,
         precision: str,
         result,
@@ -407,7 +408,7 @@ class WorkerEngine:
     def _submit(
         self,
         store: Store,
-        heartbeat: _Heartbeat,
+        heartbeat: Heartbeat,
         payload: bytes,
         precision: str,
         result,
@@ -608,48 +609,3 @@ def _check_unit(lease: Lease, settings: RunSettings, dataset_size: int) -> None:
             "work_units",
             lease.unit_id,
         )
-
-
-class _WakeUp(threading.Event):
-    """The engine's wake-up flag; setting it also ends the store wait the engine idles in."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waiting_on: Store | None = None  # the store whose wait_for_work the engine is in
-
-    def set(self) -> None:
-        super().set()
-        store = self.waiting_on
-        if store is not None:
-            store.interrupt_wait()
-
-
-class _Heartbeat:
-    """Keeps a lease alive from a background thread while a unit computes."""
-
-    def __init__(self, store: Store, lease: Lease, every_s: float) -> None:
-        self._store = store
-        self.lease = lease
-        self._every_s = every_s
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
-        self.lost = False
-        self.on_lost: Callable[[], None] = lambda: None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._done.wait(self._every_s):
-            try:
-                self.lease = self._store.heartbeat(self.lease)
-            except LeaseLost:
-                self.lost = True
-                self.on_lost()
-                return
-            except StoreError as exc:  # e.g. database unreachable: try again at the next beat
-                log.warning("heartbeat failed: %s", exc)
