@@ -50,7 +50,8 @@ from benchmarks.harness import (
     wait_until,
 )
 from benchmarks.unit_gradient_speed import textbook_loop
-from coordinator.loop import Coordinator, Published, Sampled
+from coordinator.loop import Coordinator, Published
+from coordinator.samples import Sampled
 from core.config import RunSettings
 from core.data import synthetic_images
 from core.device import lower_priority

@@ -15,9 +15,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from coordinator.admin import export_model
-from coordinator.loop import INTRA_OP_THREADS, Coordinator, Published, Sampled
+from coordinator.loop import INTRA_OP_THREADS, Coordinator, Published
 from coordinator.plot import write_training_plot
 from coordinator.runs import RunPlan, check_dataset, create_run
+from coordinator.samples import Sampled
 from core.config import RunSettings
 from core.model import ModelConfig
 from core.paths import data_dir

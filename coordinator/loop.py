@@ -23,14 +23,13 @@ from coordinator import rollback, stall
 from coordinator.compaction import BackgroundCompaction
 from coordinator.intake import Decoded, HeldResults, ResultIntake
 from coordinator.optimizer_state import OptimizerStates
-from coordinator.samples import BackgroundSample
+from coordinator.samples import BackgroundSample, Sampled, SampleRenderer
 from coordinator.state import (
     encode_weights,
 )
 from coordinator.verify import Verifier
 from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
-from core.cache import ShardCache
 from core.codec import (
     NormTooLarge,
     PayloadError,
@@ -40,11 +39,8 @@ from core.codec import (
     sha256_hex,
 )
 from core.config import RunSettings
-from core.model import ModelConfig, gan_from_parameters, parameter_manifest
-from core.paths import cache_dir
-from core.quality import QUALITY_IMAGES, fixed_noise, sample_grid_png, sliced_wasserstein
+from core.model import ModelConfig, parameter_manifest
 from core.schedule import plan_unit, plan_version
-from core.shards import ShardFetcher
 from core.store import (
     DamagedData,
     DatabaseUnavailable,
@@ -55,7 +51,7 @@ from core.store import (
     UnitSpec,
     fence,
 )
-from core.training import AdamState, GradientSum, UnitMetrics, calibrate_gan
+from core.training import AdamState, GradientSum, UnitMetrics
 from core.unit_kinds import unit_kind
 
 log = logging.getLogger(__name__)
@@ -64,7 +60,6 @@ NORM_HISTORY = 64  # accepted gradient norms remembered for the norm bound
 MIN_NORM_HISTORY = 4  # below this many, only the absolute bound applies
 ABSOLUTE_MAX_NORM = 1e4  # no honest per-sample-mean gradient of a DCGAN comes near this
 CROSSCHECK_RTOL = 5e-2  # two computations of one unit must agree this closely (relative L2)
-SAMPLE_GRID_IMAGES = 64  # images in a sample grid
 VALIDATE_BATCH = 32  # results validated per pass (read and decoded in parallel)
 # Intra-op threads for the coordinator's tensor math (`serve` and the demo run with this many).
 # Its elementwise passes are memory-bound (an Adam step over the 64×64 model: 0.03 s on one
@@ -96,13 +91,6 @@ class Published:
     close_s: float  # last result accepted → new version committed
 
 
-@dataclass(frozen=True)
-class Sampled:
-    version: int
-    swd: float
-    png: bytes
-
-
 class Coordinator:
     """Owns one run in one database. Call `step()` repeatedly, or `serve()` until stopped."""
 
@@ -126,7 +114,6 @@ class Coordinator:
         self._intake = ResultIntake(store.result_payload, self._decode)
         weakref.finalize(self, self._intake.closer)
         self._held = HeldResults()  # accepted results decoded before their turn in unit order
-        self._real_for_quality: torch.Tensor | None = None
         # Ends volunteer sessions holding transactions open (PostgreSQL); own thread, see poll.
         self.watchdog = Watchdog(self.store)
         weakref.finalize(self, self.watchdog.stop)
@@ -138,6 +125,7 @@ class Coordinator:
         self._live_settings: tuple[float, RunSettings] | None = None
         self.verifier = Verifier(self.store, self._decode, self._settings_now, self._undo)
         self._reloaded = False  # set when an undo rebuilt the state mid-pass (`step`)
+        self._renderer = SampleRenderer(self.store)
         self._samples = BackgroundSample(self._sample)  # beside the closes (coordinator/samples)
         # Beside the loop (coordinator/compaction.py).
         self._compaction = BackgroundCompaction(self.store.compact)
@@ -576,29 +564,11 @@ class Coordinator:
     def _sample(self, version: int, params: Mapping[str, torch.Tensor]) -> Sampled:
         """The sample grid and quality figure of `version` with its weights `params`, stored;
         in the background thread of `BackgroundSample` after a close."""
-        gan = gan_from_parameters(self.model_config, params)
-        real = self._quality_reals()
-        calibrate_gan(gan, real[:256], seed=self.settings.seed)
-        with torch.no_grad():
-            grid = gan.G(fixed_noise(self.model_config, SAMPLE_GRID_IMAGES, self.settings.seed))
-            fake = gan.G(fixed_noise(self.model_config, QUALITY_IMAGES, self.settings.seed + 1))
-        swd = sliced_wasserstein(real, fake, seed=self.settings.seed)
-        png = sample_grid_png(grid)
-        self.store.add_sample(version, png, swd)
-        if version > 0:  # metrics row v-1 is the close that produced version v
-            self.store.set_metric_swd(version - 1, swd)
-        sampled = Sampled(version, swd, png)
+        sampled = self._renderer.render(
+            version, params, self.model_config, self.settings.seed, self.dataset_size
+        )
         self.on_sampled(sampled)
         return sampled
-
-    def _quality_reals(self) -> torch.Tensor:
-        if self._real_for_quality is None:
-            gen = torch.Generator().manual_seed(self.settings.seed)
-            count = min(QUALITY_IMAGES, self.dataset_size)
-            picks = torch.randperm(self.dataset_size, generator=gen)[:count].sort().values.tolist()
-            fetcher = ShardFetcher(self.store, ShardCache(cache_dir() / "coordinator"))
-            self._real_for_quality = fetcher.images(picks)
-        return self._real_for_quality
 
 
 def _check_metrics(row: ResultRow) -> None:

@@ -1,4 +1,4 @@
-"""Sample grids and quality figures taken beside the closes, not between them.
+"""Sample grids and quality figures: rendered and stored, beside the closes, not between them.
 
 An evaluation (a grid and the sliced Wasserstein distance over 512 images) takes seconds; a
 version of a small run closes in a fraction of one. Taken inside the close, every sample held
@@ -12,11 +12,68 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import torch
 
+from core.cache import ShardCache
+from core.model import ModelConfig, gan_from_parameters
+from core.paths import cache_dir
+from core.quality import QUALITY_IMAGES, fixed_noise, sample_grid_png, sliced_wasserstein
+from core.shards import ShardFetcher
+from core.store import Store
+from core.training import calibrate_gan
+
+SAMPLE_GRID_IMAGES = 64  # images in a sample grid
+
 Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class Sampled:
+    version: int
+    swd: float
+    png: bytes
+
+
+class SampleRenderer:
+    """Renders a version's sample grid and quality figure and stores both."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._reals: torch.Tensor | None = None  # the quality figure's real images, once read
+
+    def render(
+        self,
+        version: int,
+        params: Mapping[str, torch.Tensor],
+        model: ModelConfig,
+        seed: int,
+        dataset_size: int,
+    ) -> Sampled:
+        """The grid and the figure of `version` with its weights `params`, stored."""
+        gan = gan_from_parameters(model, params)
+        real = self._quality_reals(seed, dataset_size)
+        calibrate_gan(gan, real[:256], seed=seed)
+        with torch.no_grad():
+            grid = gan.G(fixed_noise(model, SAMPLE_GRID_IMAGES, seed))
+            fake = gan.G(fixed_noise(model, QUALITY_IMAGES, seed + 1))
+        swd = sliced_wasserstein(real, fake, seed=seed)
+        png = sample_grid_png(grid)
+        self._store.add_sample(version, png, swd)
+        if version > 0:  # metrics row v-1 is the close that produced version v
+            self._store.set_metric_swd(version - 1, swd)
+        return Sampled(version, swd, png)
+
+    def _quality_reals(self, seed: int, dataset_size: int) -> torch.Tensor:
+        if self._reals is None:
+            gen = torch.Generator().manual_seed(seed)
+            count = min(QUALITY_IMAGES, dataset_size)
+            picks = torch.randperm(dataset_size, generator=gen)[:count].sort().values.tolist()
+            fetcher = ShardFetcher(self._store, ShardCache(cache_dir() / "coordinator"))
+            self._reals = fetcher.images(picks)
+        return self._reals
 
 
 class BackgroundSample(Generic[Result]):

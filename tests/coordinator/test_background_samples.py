@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from coordinator import loop
-from coordinator.loop import Coordinator, Sampled
+from coordinator import samples
+from coordinator.loop import Coordinator
+from coordinator.samples import Sampled
 from core.store import DatabaseUnavailable
 from tests.coordinator.harness import make_tiny_run
 from tests.coordinator.simulate import LocalWorker, run_to
@@ -21,7 +22,7 @@ from tests.coordinator.simulate import LocalWorker, run_to
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(loop, "QUALITY_IMAGES", 16)
+    monkeypatch.setattr(samples, "QUALITY_IMAGES", 16)
 
 
 def step_to(coordinator: Coordinator, worker: LocalWorker, version: int) -> None:

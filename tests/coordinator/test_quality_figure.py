@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import cli, loop
+from coordinator import cli, samples
 from coordinator.loop import Coordinator
 from core.quality import QUALITY_RELATIVE_STD
 from tests.coordinator.harness import make_tiny_run
@@ -17,7 +17,7 @@ def test_two_evaluations_of_the_same_weights_agree(
 ) -> None:
     """Fixed real subset, noise, patches, directions and calibration: a second coordinator
     (its own empty shard cache, so the real images are fetched again) computes the same figure."""
-    monkeypatch.setattr(loop, "QUALITY_IMAGES", 16)  # a subset of the 60 images
+    monkeypatch.setattr(samples, "QUALITY_IMAGES", 16)  # a subset of the 60 images
     run = make_tiny_run(tmp_path)
     figures = []
     for attempt in range(2):
