@@ -24,9 +24,7 @@ from coordinator.compaction import BackgroundCompaction
 from coordinator.intake import Decoded, HeldResults, ResultIntake
 from coordinator.optimizer_state import OptimizerStates
 from coordinator.samples import BackgroundSample, Sampled, SampleRenderer
-from coordinator.state import (
-    encode_weights,
-)
+from coordinator.state import encode_weights
 from coordinator.verify import Verifier
 from coordinator.volunteers import Watchdog
 from core.backoff import Backoff
@@ -235,8 +233,9 @@ class Coordinator:
             self._beat()
         self._states.write_if_due()
         busy = False
-        if time.monotonic() - self._expired_at >= EXPIRE_EVERY_S:
-            self._expired_at = time.monotonic()
+        now = time.monotonic()
+        if now - self._expired_at >= EXPIRE_EVERY_S:
+            self._expired_at = now
             busy = self.store.expire_leases() > 0
         results = self.store.new_results(VALIDATE_BATCH)
         current = [row.id for row in results if row.version == self.version]
@@ -539,9 +538,9 @@ class Coordinator:
         committed_s = time.perf_counter() - accepted_at
         images = self._sum.samples
         # Workers compute the new version already; its optimizer state is written in a later
-        # pass (STATE_WRITE_AFTER_S), at the latest before the next close. A kill before that
-        # leaves the closed version's accepted results, which `_load` rebuilds the identical
-        # state from.
+        # pass (optimizer_state.STATE_WRITE_AFTER_S), at the latest before the next close. A
+        # kill before that leaves the closed version's accepted results, which `_load`
+        # rebuilds the identical state from.
         self._states.published(new_version, params, adam, settings)
         self.version, self.cursor, self.settings = new_version, self.cursor + units, settings
         self.params, self.adam = params, adam

@@ -176,7 +176,8 @@ class RunMixin(StoreBase):
 
     def store_optimizer_state(self, version: int, state: bytes) -> None:
         """The optimizer state of the published `version`, written after `publish_version`;
-        retention (old versions, finished units) is applied with it."""
+        retention (`runs.prune`: old versions, finished units, samples, events, credits) is
+        applied with it."""
         with self.session() as conn:
             runs.store_optimizer_state(conn, self._now(conn), version, state)
 
