@@ -26,7 +26,7 @@ from coordinator.optimizer_state import OptimizerStates
 from coordinator.samples import BackgroundSample, Sampled, SampleRenderer
 from coordinator.state import encode_weights
 from coordinator.verify import Verifier
-from coordinator.volunteers import Watchdog
+from coordinator.watchdog import Watchdog
 from core.backoff import Backoff
 from core.codec import (
     NormTooLarge,

@@ -1,6 +1,6 @@
 """Which statements a volunteer session may run: the ones the worker engine and the app issue.
 
-The watchdog (coordinator/volunteers.py) reads a volunteer session's running statement from
+The watchdog (coordinator/watchdog.py) reads a volunteer session's running statement from
 `pg_stat_activity.query` and asks `is_engine_statement`. The engine only ever sends:
 - calls of the volunteer API with literal arguments (`SELECT volunteer.touch(3, 'computing')`,
   `SELECT * FROM volunteer.claim(3)`): the function's own work is bounded;

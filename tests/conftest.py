@@ -13,7 +13,7 @@ from types import TracebackType
 import pytest
 
 from coordinator.compaction import THREAD_NAME as COMPACTION_THREAD
-from coordinator.volunteers import Watchdog
+from coordinator.watchdog import Watchdog
 from core.logs import HANDLER_NAME
 from tests.postgres import PostgresServer, is_psycopg2_copy_noise
 

@@ -23,7 +23,7 @@ from psycopg2 import errors as pg_errors
 
 from coordinator import admin, volunteers
 from coordinator.loop import Coordinator
-from coordinator.volunteers import Watchdog, WatchdogLimits
+from coordinator.watchdog import Watchdog, WatchdogLimits
 from core.store import LeaseLost, Store, UnknownWorker, open_store
 from tests.coordinator import test_volunteers as shared
 from tests.coordinator.harness import wait_for

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from coordinator import cli, volunteers
 from coordinator.loop import Coordinator
 from coordinator.runs import RunPlan, create_run
+from coordinator.watchdog import WatchdogLimits
 from core.config import RunSettings
 from core.invite import Invite, decode_invite, encode_invite
 from core.store import LeaseLost, Store, StoreError, StoreSettings, open_store
@@ -607,7 +608,7 @@ def test_worker_engine_with_an_invite_completes_units(
     coordinator = Coordinator(owner)
     # Ends at once any statement the engine does not issue that it sees running: the engine
     # itself must never trip it.
-    coordinator.watchdog.limits = volunteers.WatchdogLimits(foreign_statement_s=0.0, every_s=0.02)
+    coordinator.watchdog.limits = WatchdogLimits(foreign_statement_s=0.0, every_s=0.02)
     deadline = time.monotonic() + 120
     while coordinator.version < 1 and time.monotonic() < deadline:
         if not coordinator.step():
