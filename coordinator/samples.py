@@ -6,10 +6,19 @@ the next close back and left every worker waiting for it (the demo: ~1.5 s every
 Here each runs in its own thread from the weights the close published (tensors that are never
 changed in place), at most one at a time; its error is raised in the coordinator's own thread
 at the next look, so a lost database or a full disk is handled like any other.
+
+The evaluation's thread (and the sort threads it starts) runs at the lowest CPU priority
+where the system sets priority per thread (Linux): the workers' units and the coordinator's
+own closes take the cores first. At the default priority it took a core from a worker for
+seconds every `sample_every` versions, and the demo's versions after each sample took 2-5
+times their usual 0.23 s (benchmarks.demo_compute_share, benchmarks/README.md).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +34,10 @@ from core.shards import ShardFetcher
 from core.store import Store
 from core.training import calibrate_gan
 
+log = logging.getLogger(__name__)
+
 SAMPLE_GRID_IMAGES = 64  # images in a sample grid
+SAMPLE_NICE = 19  # the evaluation thread's nice value: the lowest priority
 
 Result = TypeVar("Result")
 
@@ -76,6 +88,19 @@ class SampleRenderer:
         return self._reals
 
 
+def lower_this_threads_priority() -> None:
+    """Give the calling thread, and the threads it starts later, the nice value SAMPLE_NICE.
+
+    Linux only: there a thread is a task with a priority of its own, and a new thread takes
+    its creator's. Elsewhere the call to set it would name the whole process or, with a
+    thread's id, an unrelated one, so the thread keeps its priority."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SAMPLE_NICE)
+        except OSError as exc:  # never a reason to skip a sample
+            log.debug("could not lower the sample thread's priority: %s", exc)
+
+
 class BackgroundSample(Generic[Result]):
     """One evaluation at a time in its own thread; `take(version, params)` does the work."""
 
@@ -107,6 +132,7 @@ class BackgroundSample(Generic[Result]):
             raise error
 
     def _run(self, version: int, params: Mapping[str, torch.Tensor]) -> None:
+        lower_this_threads_priority()
         try:
             self._take(version, params)
         except BaseException as exc:  # raised again in the coordinator's thread (`wait`)

@@ -3,9 +3,12 @@ every due sample is still stored, and a sample's failure reaches the coordinator
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,25 @@ def test_a_failed_sample_is_raised_in_the_loop(tmp_path: Path) -> None:
     with pytest.raises(DatabaseUnavailable, match="went away"):
         coordinator.step()
     coordinator.step()  # raised once: the loop goes on
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority: Linux")
+def test_a_sample_renders_at_the_lowest_priority_and_the_loop_keeps_its_own() -> None:
+    def own_priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = own_priority()
+    if before >= samples.SAMPLE_NICE:
+        pytest.skip(f"this process already runs at nice {before}")
+    seen: dict[str, int] = {}
+
+    def take(version: int, params: Mapping[str, torch.Tensor]) -> None:
+        seen["sample"] = own_priority()
+        with ThreadPoolExecutor(max_workers=1) as pool:  # as the quality figure's sorts
+            seen["sort"] = pool.submit(own_priority).result()
+
+    background = samples.BackgroundSample(take)
+    background.start(1, {})
+    background.wait()
+    assert seen == {"sample": samples.SAMPLE_NICE, "sort": samples.SAMPLE_NICE}
+    assert own_priority() == before
