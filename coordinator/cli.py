@@ -315,10 +315,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     coordinator, lock = taken
     from coordinator.loop import INTRA_OP_THREADS
+    from core.collector import freeze_startup_objects
     from core.training import intra_op_threads
 
     try:
         print(f"serving from version {coordinator.version}; Ctrl-C stops", file=sys.stderr)
+        freeze_startup_objects()
         with intra_op_threads(INTRA_OP_THREADS):
             coordinator.serve(stop, poll_s=args.poll_s)
     finally:

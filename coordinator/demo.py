@@ -19,6 +19,7 @@ from coordinator.loop import INTRA_OP_THREADS, Coordinator, Published
 from coordinator.plot import write_training_plot
 from coordinator.runs import RunPlan, check_dataset, create_run
 from coordinator.samples import Sampled
+from core.collector import freeze_startup_objects
 from core.config import RunSettings
 from core.model import ModelConfig
 from core.paths import data_dir
@@ -115,6 +116,7 @@ def _run_demo(opts: DemoOptions) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     deadline = time.monotonic() + opts.minutes * 60 if opts.minutes else None
+    freeze_startup_objects()
     try:
         while not stop.is_set():
             if target is not None and coordinator.version >= target:

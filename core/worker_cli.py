@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from core.backoff import Backoff
 from core.cache import DEFAULT_CAP_BYTES, ShardCache
+from core.collector import freeze_startup_objects
 from core.device import (
     DeviceError,
     lower_priority,
@@ -122,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Ctrl-C stops",
         file=sys.stderr,
     )
+    freeze_startup_objects()
     done = engine.run()
     print(f"ganfriends-worker: stopped after {done} unit(s)", file=sys.stderr)
     return 0

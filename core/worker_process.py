@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.cache import ShardCache
+from core.collector import freeze_startup_objects
 from core.events import WorkerEvent
 from core.logs import configure_logging
 from core.paths import cache_dir
@@ -433,6 +434,7 @@ def _run_engine(config: dict[str, Any], commands: Any, send: Callable[[WorkerEve
     log.info(
         "worker process %s: %s on %s, %d thread(s)", os.getpid(), options.name, device, threads
     )
+    freeze_startup_objects()
     engine.run()
 
 
