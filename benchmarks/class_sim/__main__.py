@@ -133,8 +133,8 @@ def run_config(args: argparse.Namespace, n: int) -> tuple[ModelConfig, RunSettin
         sample_every=10**6,
         lease_s=300.0,
         backup_after_s=600.0,
-        weights_precision=args.weights_precision,
-        precision=args.precision,
+        weights_precision=args.weights_precision or base.weights_precision,
+        precision=args.precision or base.precision,
     )
     return model, settings
 
@@ -266,8 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", choices=sorted(presets.DESCRIPTIONS),
                         help="an `init --preset`'s model and units (over --image-size, "
                         "--images-per-unit, --inner-steps)")  # fmt: skip
-    parser.add_argument("--weights-precision", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--weights-precision", choices=("fp32", "bf16"),
+                        help="published weights (default: the preset's, else fp32)")  # fmt: skip
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                        help="result payloads (default: the preset's, else fp32)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per N at most")
     parser.add_argument("--quality-minutes", type=float, default=60.0,
                         help="time_to_quality_speedup: the quality one computer alone reaches "

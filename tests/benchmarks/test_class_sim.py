@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tomllib
@@ -11,7 +12,9 @@ import pytest
 import torch
 
 from benchmarks.class_sim import profiles
+from benchmarks.class_sim.__main__ import run_config
 from benchmarks.class_sim.standin import StandInUnits
+from coordinator import presets
 from coordinator.loop import Coordinator
 from core.cache import ShardCache
 from core.worker import WorkerEngine, WorkerOptions
@@ -60,3 +63,27 @@ def test_profiles_are_ordered_as_devices_are(profile: str) -> None:
     assert 0 < seconds < 1
     if profile != "cpu1":
         assert seconds < profiles.seconds_per_image("cpu1", TINY_MODEL)
+
+
+def _args(**given: object) -> argparse.Namespace:
+    values: dict[str, object] = dict(
+        preset=None,
+        image_size=64,
+        images_per_unit=256,
+        inner_steps=1,
+        units_per_volunteer=1,
+        weights_precision=None,
+        precision=None,
+    )
+    return argparse.Namespace(**(values | given))
+
+
+def test_a_class_runs_in_its_presets_precisions_unless_told_otherwise() -> None:
+    _, settings = run_config(_args(preset="class"), 8)
+    assert (settings.weights_precision, settings.precision) == ("bf16", "bf16")
+    assert settings.inner_steps == presets.CLASS_SETTINGS.inner_steps
+    _, told = run_config(_args(preset="class", weights_precision="fp32", precision="fp32"), 8)
+    assert (told.weights_precision, told.precision) == ("fp32", "fp32")
+    _, plain = run_config(_args(), 8)
+    assert (plain.weights_precision, plain.precision) == ("fp32", "fp32")
+    assert plain.num_workunits_per_update == 8
