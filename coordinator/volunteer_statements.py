@@ -4,7 +4,9 @@ The watchdog (coordinator/watchdog.py) reads a volunteer session's running state
 `pg_stat_activity.query` and asks `is_engine_statement`. The engine only ever sends:
 - calls of the volunteer API with literal arguments (`SELECT volunteer.touch(3, 'computing')`,
   `SELECT * FROM volunteer.claim(3)`): the function's own work is bounded;
-- the binary COPY of a payload into `volunteer.result_uploads`;
+- the binary COPY of a submission into `volunteer.result_submissions` (or, from clients older
+  than migration 0014, of a payload into `volunteer.result_uploads`), and the read of the
+  submitted result's id that follows it;
 - reads of one volunteer view at a time, with no function call, join or subquery: columns,
   `WHERE column <op> literal` joined by AND/OR, ORDER BY, LIMIT; bare or wrapped in
   `COPY (…) TO STDOUT WITH (FORMAT binary)` (core/store/binary_copy.py);
@@ -60,10 +62,13 @@ FIXED = frozenset(
         "to_regclass('work_units'), 'UPDATE') END",
         # core.store.clock.server_now: the app's "last hour" is the server's (credits)
         "SELECT extract(epoch FROM clock_timestamp())",
+        # core.store.volunteer.submit: the id its COPY's trigger left (migration 0014)
+        "SELECT current_setting('ganfriends.submitted_result')",
     }
 )
 UPLOAD = re.compile(
-    r"COPY volunteer\.result_uploads \((?:\w+, )*\w+\) FROM STDIN WITH \(FORMAT binary\)"
+    r"COPY volunteer\.result_(?:submissions|uploads) \((?:\w+, )*\w+\) "
+    r"FROM STDIN WITH \(FORMAT binary\)"
 )
 KEYWORDS = frozenset(
     {

@@ -15,7 +15,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Connection, Integer, LargeBinary, MetaData, String, Table, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    text,
+)
 from sqlalchemy import exc as sa_exc
 
 from core.store.binary_copy import insert_bytes
@@ -37,12 +47,16 @@ SCHEMA = "volunteer"
 READ_VIEWS: dict[str | None, str] = {None: SCHEMA}
 MAX_WORKERS_PER_VOLUNTEER = 4  # as the register function enforces it
 # The upload view (migration 0005): a volunteer may only INSERT (COPY) into it.
-_UPLOADS = Table(
-    "result_uploads",
+_SUBMISSIONS = Table(  # the view a whole submission is COPYed into (migration 0014)
+    "result_submissions",
     MetaData(),
     Column("worker_id", Integer),
     Column("unit_id", Integer),
     Column("lease_token", String),
+    Column("precision", String),
+    Column("claimed_samples", Integer),
+    *(Column(key, Float) for key in METRIC_KEYS),
+    Column("compute_s", Float),
     Column("payload", LargeBinary),
     schema=SCHEMA,
 )
@@ -172,31 +186,23 @@ def submit(
 ) -> int:
     """Store the result of a held lease; its id. LeaseLost or AlreadySubmitted otherwise.
 
-    The payload goes up by binary COPY into the upload view (checked and staged by its
-    trigger), then `volunteer.submit_uploaded` submits it, in this one transaction.
+    One binary COPY row into the submissions view carries the whole submission; its trigger
+    submits it through `volunteer.submit`'s checks, storing the payload once, and leaves the
+    result's id in the transaction's setting `ganfriends.submitted_result` (migration 0014).
     """
     check_metric_keys(metrics)
+    fields: dict[str, str | int | float] = {
+        "worker_id": lease.worker_id,
+        "unit_id": lease.unit_id,
+        "lease_token": lease.token,
+        "precision": precision,
+        "claimed_samples": int(claimed_samples),
+        **{key: float(metrics[key]) for key in METRIC_KEYS},
+        "compute_s": float(compute_s),
+    }
     with refusals():  # binary COPY: the payload's bytes cross the wire once, not as hex
-        staged: dict[str, str | int] = {
-            "worker_id": lease.worker_id,
-            "unit_id": lease.unit_id,
-            "lease_token": lease.token,
-        }
-        insert_bytes(conn, _UPLOADS, staged, "payload", payload)
-    row = _call(
-        conn,
-        "SELECT volunteer.submit_uploaded(:worker, :unit, :token, :precision, :claimed, "
-        ":d_loss, :g_loss, :d_real, :d_fake, :compute_s)",
-        {
-            "worker": lease.worker_id,
-            "unit": lease.unit_id,
-            "token": lease.token,
-            "precision": precision,
-            "claimed": int(claimed_samples),
-            "compute_s": float(compute_s),
-            **{key: float(metrics[key]) for key in METRIC_KEYS},
-        },
-    )
+        insert_bytes(conn, _SUBMISSIONS, fields, "payload", payload)
+    row = _call(conn, "SELECT current_setting('ganfriends.submitted_result')", {})
     return int(row.scalar_one())
 
 

@@ -29,6 +29,10 @@ ENGINE = [
     "1.348549246788025, 0.6754883726437887, 'NaN'::float, -0.5, 0.061089984999853186)",
     "COPY volunteer.result_uploads (worker_id, unit_id, lease_token, payload) FROM STDIN "
     "WITH (FORMAT binary)",
+    "COPY volunteer.result_submissions (worker_id, unit_id, lease_token, precision, "
+    "claimed_samples, d_loss, g_loss, d_real, d_fake, compute_s, payload) FROM STDIN "
+    "WITH (FORMAT binary)",
+    "SELECT current_setting('ganfriends.submitted_result')",
     "COPY (SELECT volunteer.model_versions.weights \n\tFROM volunteer.model_versions \n\t"
     "WHERE volunteer.model_versions.version = 0) TO STDOUT WITH (FORMAT binary)",
     "COPY (SELECT volunteer.dataset_shards.data \n\tFROM volunteer.dataset_shards \n\t"
@@ -72,6 +76,8 @@ HOSTILE = [
     "COPY (SELECT * FROM volunteer.run, generate_series(1, 9)) TO STDOUT WITH (FORMAT binary)",
     "COPY (SELECT * FROM volunteer.run) TO '/tmp/x'",
     "COPY volunteer.result_uploads (payload) FROM PROGRAM 'yes'",
+    "COPY volunteer.result_submissions (payload) FROM PROGRAM 'yes'",
+    "SELECT current_setting('is_superuser')",
     "LOCK TABLE volunteer.result_uploads IN ROW EXCLUSIVE MODE",
     "NOTIFY ganfriends_work",
     "LISTEN other_channel",

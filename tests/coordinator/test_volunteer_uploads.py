@@ -12,11 +12,12 @@ import time
 from typing import Any
 
 import psycopg2
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from core.store import Store
 from core.store.schema import result_uploads
 from tests.coordinator import test_volunteers as shared
+from tests.coordinator.harness import wait_for
 from tests.coordinator.test_volunteers import OwnedDatabase, connect_as
 from tests.core.store.factories import METRICS, UNIT_SIZE
 from tests.tcp_proxy import TcpProxy
@@ -121,3 +122,69 @@ def test_an_upload_left_behind_is_deleted_once_its_lease_ends(
         assert staged(fake_run) == 0
     finally:
         mallory.close()
+
+
+SUBMIT_ROW = (
+    "INSERT INTO volunteer.result_submissions (worker_id, unit_id, lease_token, precision, "
+    "claimed_samples, d_loss, g_loss, d_real, d_fake, compute_s, payload) "
+    "VALUES (%s, %s, %s, 'fp32', 4, 1, 1, 1, 1, 0.1, %s)"
+)
+
+
+def inserted(owner: Store, table: str) -> int:
+    """Rows ever inserted into `table`, by the server's statistics."""
+    with owner.session() as conn:
+        statement = text("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = :table")
+        return int(conn.execute(statement, {"table": table}).scalar_one())
+
+
+def test_the_submissions_view_checks_what_submit_checks(
+    owned_db: OwnedDatabase, fake_run: Store
+) -> None:
+    mallory = connect_as(owned_db.invite(fake_run, "mallory"))
+    bob = owned_db.open_volunteer(owned_db.invite(fake_run, "bob"))
+    try:
+        with mallory.cursor() as cur:
+            cur.execute("SELECT volunteer.register('m', 'h', 'cpu')")
+            (mine,) = cur.fetchone()
+            cur.execute("SELECT unit_id, token FROM volunteer.claim(%s)", (mine,))
+            unit, token = cur.fetchone()
+        bobs_worker = bob.register_worker("b", "h", "cpu")
+        bobs = bob.claim(bobs_worker)
+        assert bobs is not None
+        fake_run.update_settings({"max_payload_mb": 0.001})  # 1048 bytes
+
+        assert pgcode(mallory, SUBMIT_ROW, (bobs_worker, bobs.unit_id, bobs.token, b"x")) == (
+            "GF004"
+        )
+        assert pgcode(mallory, SUBMIT_ROW, (mine, bobs.unit_id, bobs.token, b"x")) == "GF001"
+        assert pgcode(mallory, SUBMIT_ROW, (mine, unit, "made-up", b"x")) == "GF001"
+        assert pgcode(mallory, SUBMIT_ROW, (mine, unit, token, b"x" * 2000)) == "GF006"
+        assert pgcode(mallory, "SELECT * FROM volunteer.result_submissions") == "42501"
+        for statement in (  # refused for want of privilege, or as a view that has no table
+            "UPDATE volunteer.result_submissions SET payload = 'x'",
+            "DELETE FROM volunteer.result_submissions",
+        ):
+            assert pgcode(mallory, statement) in ("42501", "55000"), statement
+        assert pgcode(mallory, SUBMIT_ROW, (mine, unit, token, b"y" * 100)) is None
+        assert pgcode(mallory, SUBMIT_ROW, (mine, unit, token, b"z" * 100)) == "GF002"  # again
+        assert staged(fake_run) == 0
+    finally:
+        mallory.close()
+        bob.dispose()
+
+
+def test_a_submission_writes_its_payload_once(owned_db: OwnedDatabase, fake_run: Store) -> None:
+    # Before migration 0014 a payload was staged in result_uploads, read back and written again.
+    vera = owned_db.open_volunteer(owned_db.invite(fake_run, "vera"))
+    before = {table: inserted(fake_run, table) for table in ("result_uploads", "result_payloads")}
+    try:
+        worker = vera.register_worker("v", "h", "cpu")
+        lease = vera.claim(worker)
+        assert lease is not None
+        result_id = vera.submit(lease, os.urandom(1 << 16), "fp32", UNIT_SIZE, METRICS, 0.1)
+    finally:
+        vera.dispose()  # its server session ends and reports its statistics
+    assert fake_run.result_payload(result_id)
+    wait_for(lambda: inserted(fake_run, "result_payloads") > before["result_payloads"])
+    assert inserted(fake_run, "result_uploads") == before["result_uploads"]
