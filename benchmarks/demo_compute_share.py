@@ -18,9 +18,11 @@ demo's units and every later version has the new settings.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,13 +90,18 @@ def measure(workers: int, minutes: float, settings: Sequence[str] = ()) -> dict[
         ).stdout
         compute_s = sum(w["compute_s"] for w in json.loads(listed))
         alive, _, versions, images = _window(db)
+        periods = _periods(db)
     wall = alive / workers
+    median = statistics.median(periods)
     return {
         "workers": workers,
         "compute_share": compute_s / alive,
         "versions": versions,
         "images_per_s": images / wall,
         "wall_s": wall,
+        "period_median_s": median,
+        "period_mean_s": statistics.mean(periods),
+        "long_versions": sum(period > 2 * median for period in periods),
     }
 
 
@@ -110,6 +117,16 @@ def _window(db: Path) -> tuple[float, float, int, int]:
     finally:
         conn.close()
     return float(alive), float(last), int(versions), int(images)
+
+
+def _periods(db: Path) -> list[float]:
+    """Seconds between consecutive closes, from the demo's database."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        closes = [t for (t,) in conn.execute("SELECT created_at FROM metrics ORDER BY version")]
+    finally:
+        conn.close()
+    return [later - earlier for earlier, later in itertools.pairwise(closes)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"  {count} workers: compute share {row['compute_share']:.2f} ({verdict} {TARGET}); "
             f"{row['versions']} versions, {row['images_per_s']:.0f} images/s "
-            f"over {row['wall_s']:.0f} s",
+            f"over {row['wall_s']:.0f} s; period median {row['period_median_s'] * 1e3:.0f} ms, "
+            f"mean {row['period_mean_s'] * 1e3:.0f} ms, {row['long_versions']} versions over "
+            "twice the median",
             flush=True,
         )
     return 0

@@ -22,13 +22,10 @@ import torch
 
 from benchmarks.demo_settings import QUALITY_IMAGES, load_images, quality
 from coordinator.demo import DEMO_DATASET, DEMO_DATASETS, DEMO_MODEL, DEMO_SETTINGS
-from core.codec import quantize
 from core.config import RunSettings
-from core.model import ModelConfig, gan_from_parameters
-from core.reference import TrainState, initial_state
-from core.schedule import plan_version
-from core.training import GradientSum, intra_op_threads
-from core.unit_kinds import unit_kind
+from core.model import ModelConfig
+from core.reference import TrainState, initial_state, train_version
+from core.training import intra_op_threads
 
 
 def train_stale(
@@ -41,30 +38,12 @@ def train_stale(
 ) -> TrainState:
     """`versions` versions of the reference trainer's math with each version's gradients taken
     at the weights of `delay` versions before (the initial weights while there are none)."""
-    kind = unit_kind(settings)
     state = initial_state(model, settings)
     history = [state.params]  # the weights of the last delay + 1 versions, oldest first
     with intra_op_threads(settings.compute_threads):
         for _ in range(versions):
-            gan = gan_from_parameters(model, quantize(history[0], settings.weights_precision))
-            units = plan_version(
-                settings.seed,
-                images.shape[0],
-                settings.images_per_work_unit,
-                state.cursor,
-                settings.num_workunits_per_update,
-            )
-            total = GradientSum()
-            for unit in units:
-                result = kind.compute(gan, images[list(unit.sample_indices)], unit.seed, settings)
-                total.add(
-                    quantize(result.grads, settings.precision), result.metrics, unit.sample_count
-                )
-            params, adam = kind.apply(
-                state.params, total.mean(), state.adam, settings, kind.step_lr(settings)
-            )
-            state = TrainState(state.version + 1, state.cursor + len(units), params, adam)
-            history = [*history, params][-(delay + 1) :]
+            state, _ = train_version(state, model, settings, images, computed_at=history[0])
+            history = [*history, state.params][-(delay + 1) :]
             if on_version is not None:
                 on_version(state)
     return state

@@ -52,14 +52,18 @@ def train_version(
     images: Tensor,
     *,
     units_in_version: int | None = None,
+    computed_at: dict[str, Tensor] | None = None,
 ) -> tuple[TrainState, UnitMetrics]:
     """One version: gradients of its designated units, their weighted mean, one Adam step.
 
     `settings` are those of the version's close (the step's learning rate); the version has
-    `units_in_version` units (default: `settings.num_workunits_per_update`).
+    `units_in_version` units (default: `settings.num_workunits_per_update`). `computed_at`:
+    the master weights the units are computed at, for what-ifs (default: the state's own,
+    as every run does).
     """
     # Workers compute with the published weights: the master weights in weights_precision.
-    gan = gan_from_parameters(model, quantize(state.params, settings.weights_precision))
+    weights = state.params if computed_at is None else computed_at
+    gan = gan_from_parameters(model, quantize(weights, settings.weights_precision))
     count = settings.num_workunits_per_update if units_in_version is None else units_in_version
     units = plan_version(
         settings.seed,

@@ -46,8 +46,8 @@ SCHEMA = "volunteer"
 # Unqualified table names resolve to the volunteer schema's views of the same names.
 READ_VIEWS: dict[str | None, str] = {None: SCHEMA}
 MAX_WORKERS_PER_VOLUNTEER = 4  # as the register function enforces it
-# The upload view (migration 0005): a volunteer may only INSERT (COPY) into it.
-_SUBMISSIONS = Table(  # the view a whole submission is COPYed into (migration 0014)
+# The view a whole submission is COPYed into (migration 0014): a volunteer may only INSERT.
+_SUBMISSIONS = Table(
     "result_submissions",
     MetaData(),
     Column("worker_id", Integer),

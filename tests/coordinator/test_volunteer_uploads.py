@@ -1,7 +1,9 @@
-"""Volunteer payloads go up by binary COPY through a checked upload view (migration 0005).
+"""Volunteer payloads go up by binary COPY through checked views: a whole submission into
+`volunteer.result_submissions` (migration 0014), a payload to stage into the older
+`volunteer.result_uploads` (migration 0005, for clients older than 0014).
 
-Real server, real volunteer logins: the payload crosses the wire once (not as hex), and the
-view's trigger refuses what `volunteer.submit` refuses before anything is staged.
+Real server, real volunteer logins: the payload crosses the wire once (not as hex), each view's
+trigger refuses what `volunteer.submit` refuses, and a submission is written once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import psycopg2
 from sqlalchemy import func, select, text
 
-from core.store import Store
+from core.store import Lease, Store
 from core.store.schema import result_uploads
 from tests.coordinator import test_volunteers as shared
 from tests.coordinator.harness import wait_for
@@ -46,6 +48,35 @@ def pgcode(conn: Any, statement: str, params: tuple[Any, ...] = ()) -> str | Non
     return None
 
 
+@dataclasses.dataclass
+class TwoClaims:
+    """Mallory (a raw connection) and Bob (the engine's store), each holding a unit; the run's
+    payloads capped at 1,048 bytes."""
+
+    mallory: Any
+    mine: int  # Mallory's worker
+    unit: int
+    token: str
+    bob: Store
+    bobs_worker: int
+    bobs: Lease
+
+
+def two_claims(owned_db: OwnedDatabase, fake_run: Store) -> TwoClaims:
+    mallory = connect_as(owned_db.invite(fake_run, "mallory"))
+    bob = owned_db.open_volunteer(owned_db.invite(fake_run, "bob"))
+    with mallory.cursor() as cur:
+        cur.execute("SELECT volunteer.register('m', 'h', 'cpu')")
+        (mine,) = cur.fetchone()
+        cur.execute("SELECT unit_id, token FROM volunteer.claim(%s)", (mine,))
+        unit, token = cur.fetchone()
+    bobs_worker = bob.register_worker("b", "h", "cpu")
+    bobs = bob.claim(bobs_worker)
+    assert bobs is not None
+    fake_run.update_settings({"max_payload_mb": 0.001})  # 1048 bytes
+    return TwoClaims(mallory, mine, unit, token, bob, bobs_worker, bobs)
+
+
 def test_a_volunteer_sends_its_payload_once(owned_db: OwnedDatabase, fake_run: Store) -> None:
     invite = owned_db.invite(fake_run, "vera")
     server = owned_db.server
@@ -66,19 +97,10 @@ def test_a_volunteer_sends_its_payload_once(owned_db: OwnedDatabase, fake_run: S
 def test_the_upload_view_checks_worker_lease_and_size(
     owned_db: OwnedDatabase, fake_run: Store
 ) -> None:
-    mallory = connect_as(owned_db.invite(fake_run, "mallory"))
-    bob = owned_db.open_volunteer(owned_db.invite(fake_run, "bob"))
+    claims = two_claims(owned_db, fake_run)
+    mallory, mine, unit, token = claims.mallory, claims.mine, claims.unit, claims.token
+    bobs_worker, bobs = claims.bobs_worker, claims.bobs
     try:
-        with mallory.cursor() as cur:
-            cur.execute("SELECT volunteer.register('m', 'h', 'cpu')")
-            (mine,) = cur.fetchone()
-            cur.execute("SELECT unit_id, token FROM volunteer.claim(%s)", (mine,))
-            unit, token = cur.fetchone()
-        bobs_worker = bob.register_worker("b", "h", "cpu")
-        bobs = bob.claim(bobs_worker)
-        assert bobs is not None
-        fake_run.update_settings({"max_payload_mb": 0.001})  # 1048 bytes
-
         assert pgcode(mallory, INSERT, (bobs_worker, bobs.unit_id, bobs.token, b"x")) == "GF004"
         assert pgcode(mallory, INSERT, (mine, bobs.unit_id, bobs.token, b"x")) == "GF001"
         assert pgcode(mallory, INSERT, (mine, unit, "made-up", b"x")) == "GF001"
@@ -100,6 +122,7 @@ def test_the_upload_view_checks_worker_lease_and_size(
         assert staged(fake_run) == 1
     finally:
         mallory.close()
+        claims.bob.dispose()
 
 
 def test_an_upload_left_behind_is_deleted_once_its_lease_ends(
@@ -141,19 +164,10 @@ def inserted(owner: Store, table: str) -> int:
 def test_the_submissions_view_checks_what_submit_checks(
     owned_db: OwnedDatabase, fake_run: Store
 ) -> None:
-    mallory = connect_as(owned_db.invite(fake_run, "mallory"))
-    bob = owned_db.open_volunteer(owned_db.invite(fake_run, "bob"))
+    claims = two_claims(owned_db, fake_run)
+    mallory, mine, unit, token = claims.mallory, claims.mine, claims.unit, claims.token
+    bobs_worker, bobs = claims.bobs_worker, claims.bobs
     try:
-        with mallory.cursor() as cur:
-            cur.execute("SELECT volunteer.register('m', 'h', 'cpu')")
-            (mine,) = cur.fetchone()
-            cur.execute("SELECT unit_id, token FROM volunteer.claim(%s)", (mine,))
-            unit, token = cur.fetchone()
-        bobs_worker = bob.register_worker("b", "h", "cpu")
-        bobs = bob.claim(bobs_worker)
-        assert bobs is not None
-        fake_run.update_settings({"max_payload_mb": 0.001})  # 1048 bytes
-
         assert pgcode(mallory, SUBMIT_ROW, (bobs_worker, bobs.unit_id, bobs.token, b"x")) == (
             "GF004"
         )
@@ -171,7 +185,7 @@ def test_the_submissions_view_checks_what_submit_checks(
         assert staged(fake_run) == 0
     finally:
         mallory.close()
-        bob.dispose()
+        claims.bob.dispose()
 
 
 def test_a_submission_writes_its_payload_once(owned_db: OwnedDatabase, fake_run: Store) -> None:

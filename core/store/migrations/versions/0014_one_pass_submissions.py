@@ -9,7 +9,7 @@ trigger stored it in the staging table `result_uploads`; `volunteer.submit_uploa
 it back, deleted it and passed it to `volunteer.submit`, which stored it again in
 `result_payloads`. Every result's bytes were written to PostgreSQL twice, read back once and
 left as dead rows once: 1.55 bytes of WAL per payload byte, 0.55 now (a 4 MiB payload, the
-test cluster). The server's CPU did not change measurably (benchmarks.class_sim, 32
+test cluster, measured once with `pg_current_wal_lsn()`). The server's CPU did not change measurably (benchmarks.class_sim, 32
 volunteers: PostgreSQL ~1.1 of the machine's 2 cores either way), but its disk writes, and
 whatever copies its WAL (backups, replicas), carry a third of the bytes per result.
 

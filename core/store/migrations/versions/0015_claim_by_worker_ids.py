@@ -48,35 +48,37 @@ BEGIN
     END IF;
 """
 
-# The unit rule: of 0011 (a join per candidate unit), and of this migration (ids read once).
-_JOINED = """
+# The unit rule, with how it finds the identity's other copies: 0011's join per candidate unit,
+# and this migration's worker ids read once.
+_RULE = """
+    @IDS
     UPDATE @T.work_units SET
         status = 'leased', lease_token = p_token, lease_expires_at = p_now + p_lease_s,
         leased_at = p_now, worker_id = p_worker, attempts = attempts + 1
     WHERE id = (SELECT u.id FROM @T.work_units u
                 WHERE u.status = 'pending' AND u.version = p_version
-                  AND NOT EXISTS (
+                  AND NOT EXISTS (@OTHERS)
+                ORDER BY u.unit_index, u.copy LIMIT 1
+                FOR UPDATE OF u SKIP LOCKED)
+"""
+_JOINED = _RULE.replace("@IDS", "").replace(
+    "@OTHERS",
+    """
                       SELECT 1 FROM @T.work_units o JOIN @T.workers w ON w.id = o.worker_id
                       WHERE o.version = u.version AND o.unit_index = u.unit_index
-                        AND o.id <> u.id AND w.volunteer = v_identity)
-                ORDER BY u.unit_index, u.copy LIMIT 1
-                FOR UPDATE OF u SKIP LOCKED)
-"""
-_BY_IDS = """
-    SELECT coalesce(array_agg(id), '{}') INTO v_workers FROM @T.workers
-    WHERE volunteer = v_identity;
-    UPDATE @T.work_units SET
-        status = 'leased', lease_token = p_token, lease_expires_at = p_now + p_lease_s,
-        leased_at = p_now, worker_id = p_worker, attempts = attempts + 1
-    WHERE id = (SELECT u.id FROM @T.work_units u
-                WHERE u.status = 'pending' AND u.version = p_version
-                  AND NOT EXISTS (
+                        AND o.id <> u.id AND w.volunteer = v_identity""",
+)
+_BY_IDS = _RULE.replace(
+    "@IDS",
+    """SELECT coalesce(array_agg(id), '{}') INTO v_workers FROM @T.workers
+    WHERE volunteer = v_identity;""",
+).replace(
+    "@OTHERS",
+    """
                       SELECT 1 FROM @T.work_units o
                       WHERE o.version = u.version AND o.unit_index = u.unit_index
-                        AND o.id <> u.id AND o.worker_id = ANY (v_workers))
-                ORDER BY u.unit_index, u.copy LIMIT 1
-                FOR UPDATE OF u SKIP LOCKED)
-"""
+                        AND o.id <> u.id AND o.worker_id = ANY (v_workers)""",
+)
 _TAIL = """
     RETURNING id, version, unit_index, copy, seed, sample_indices, lease_token,
               lease_expires_at, worker_id INTO v_lease;
