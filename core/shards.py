@@ -46,9 +46,10 @@ class ShardFetcher:
     def images(self, indices: Sequence[int]) -> Tensor:
         """uint8 (len(indices), C, S, S) in the order given.
 
-        Gathered one shard at a time with tensor indexing, not image by image in Python: a
-        fast worker (or `benchmarks.class_sim`'s volunteers, sharing one GIL) pays this every
-        unit.
+        Gathered one shard at a time with `index_select`, which copies whole images, then put
+        back in the order asked: a fast worker (or `benchmarks.class_sim`'s volunteers, sharing
+        one GIL) pays this every unit. Indexing assignment (`out[rows] = …`) copies uint8 byte
+        by byte: ~36x slower for a 1,024-image unit of 32×32 images (4.7 ms against 0.13).
         """
         if not indices:
             raise ValueError("no images requested")
@@ -59,15 +60,14 @@ class ShardFetcher:
             raise IndexError(f"image {index} is outside the dataset of {self.dataset_size}")
         starts = torch.as_tensor(self._starts, dtype=torch.long)
         positions = torch.searchsorted(starts, wanted, right=True) - 1
-        out: Tensor | None = None
-        for pos in positions.unique().tolist():
-            rows = (positions == pos).nonzero().squeeze(1)
-            shard = self._shard_tensor(pos)
-            if out is None:
-                out = torch.empty((len(indices), *shard.shape[1:]), dtype=torch.uint8)
-            out[rows] = shard[wanted[rows] - self._starts[pos]]
-        assert out is not None
-        return out
+        by_shard = torch.argsort(positions, stable=True)  # the order the parts are gathered in
+        parts = []
+        for pos in positions.unique().tolist():  # ascending, as the stable sort groups them
+            picked = wanted[by_shard[positions[by_shard] == pos]] - self._starts[pos]
+            parts.append(self._shard_tensor(pos).index_select(0, picked))
+        if len(parts) == 1:  # one shard: by_shard is the identity
+            return parts[0]
+        return torch.cat(parts).index_select(0, torch.argsort(by_shard))
 
     def _shard_tensor(self, pos: int) -> Tensor:
         if pos in self._memory:

@@ -37,7 +37,13 @@ def test_images_come_in_the_order_asked_across_shards(tmp_path: Path) -> None:
     fetcher = ShardFetcher(source, ShardCache(tmp_path / "cache"))
     everything = synthetic_images(COUNT, SIZE, SEED)
     order = random.Random(0).choices(range(COUNT), k=200)  # every shard, repeats, any order
-    for indices in (order, [COUNT - 1], [0, 15, 16, 31, 32, 69, 0], list(range(COUNT))[::-1]):
+    for indices in (
+        order,
+        [COUNT - 1],
+        [0, 15, 16, 31, 32, 69, 0],
+        [9, 3, 12],
+        list(range(COUNT))[::-1],
+    ):
         assert torch.equal(fetcher.images(indices), everything[indices])
     assert sorted(source.downloads) == list(range(len(source.shards)))  # each shard once
 
