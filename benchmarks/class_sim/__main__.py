@@ -6,18 +6,21 @@ shards, heartbeats, upload by binary COPY into the volunteer upload view), each 
 logged in with its own invited role, the network between them (veth pairs into namespaces,
 shaped with tc), every byte. Simulated: only the compute of a unit (`standin.py`: it sleeps as
 long as the device profile says and returns a valid, deterministic result of the real shapes).
-The volunteers run as threads of this process on this machine's 2 cores, so their own decoding
-and encoding competes with the coordinator and the server here; on real computers it would not.
+The volunteers run as threads of a child process (`crowd.py`, `--processes`) on this machine's
+2 cores, so their own decoding and encoding competes with the coordinator and the server here;
+on real computers it would not.
 
     python -m benchmarks.class_sim [--volunteers 1,4,8,16,32] [--profile laptop]
         [--network lan|home|none] [--image-size 64] [--versions 4] [--units-per-volunteer 1]
-        [--preset class] [--quality-minutes 60] [--quality-images 131072]
+        [--preset class] [--processes 1] [--quality-minutes 60] [--quality-images 131072]
         [--quality-dataset synthetic|emoji] [--json]
 
 Per N it prints useful images/s (images in versions closed within the window ÷ its seconds),
 scaling efficiency (÷ N × the same profile's single-volunteer run, or its pure compute rate
 when N = 1 is not measured), the volunteers' busy share (median, p10), the coordinator's CPU
-share, the server's egress in MB/s and the close latency p50.
+share, the server's egress in MB/s and the close latency p50; then where its versions' time
+went (`timeline.py`): the volunteers' start after each publish, their last compute, the path
+from there to the next publish, and how many units each volunteer took per version.
 
 Then, after all classes (`time_to_quality.py`), the time-to-quality speedup: the simulated
 seconds one computer of the profile alone (synchronous, the demo's settings, at its pure
@@ -43,49 +46,26 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from benchmarks.class_sim import network, profiles
+from benchmarks.class_sim import network, profiles, timeline
 from benchmarks.class_sim import time_to_quality as ttq
+from benchmarks.class_sim.crowd import Crowd, VolunteerSpec
 from benchmarks.class_sim.served import ServedCoordinator
-from benchmarks.class_sim.standin import StandInUnits
 from coordinator import presets, volunteers
 from coordinator.demo import DEMO_MODEL
 from coordinator.runs import RunPlan, create_run
-from core.cache import ShardCache
 from core.config import RunSettings
 from core.model import ModelConfig
 from core.store import Store, open_store
-from core.worker import WorkerEngine, WorkerOptions
 
 OWNER_PASSWORD = "class-sim-owner"
 WARMUP_VERSIONS = 2  # shards and first weights downloads happen before the window
 DATASET_IMAGES = 4096
 QUALITY_IMAGES = 131_072  # images per quality curve: ~3 minutes of the reference trainer here
-
-
-class Volunteer:
-    """One simulated volunteer: its thread (in its namespace) and its worker engine."""
-
-    def __init__(self, index: int, url: str, netns: str, seconds: float, settings: RunSettings,
-                 cache: Path) -> None:  # fmt: skip
-        self.kind = StandInUnits(settings, seconds, lambda start, end, images: None)
-        options = WorkerOptions(f"v{index}", f"sim{index}", torch.device("cpu"), threads=1)
-        self.engine = WorkerEngine(
-            lambda: open_store(url), ShardCache(cache), options, kind_for=lambda s: self.kind
-        )
-        self._netns = netns
-        self.thread = threading.Thread(target=self._run, name=f"volunteer-{index}", daemon=True)
-
-    def _run(self) -> None:
-        network.enter(self._netns)
-        self.engine.run()
 
 
 def owned_database(server: Any) -> tuple[str, str]:
@@ -148,40 +128,42 @@ def simulate(server: Any, args: argparse.Namespace, n: int, tmp: Path) -> dict[s
     create_run(store, RunPlan("class", model, settings, ("synthetic", DATASET_IMAGES)),
                progress=False)  # fmt: skip
     mix = profiles.parse_mix(args.profile, n)
+    intervals = tmp / name / "intervals"
+    intervals.mkdir(parents=True)
     with network.topology(args.network, n) as topo:
-        people = []
+        specs = []
         for i in range(n):
             invite = volunteers.invite(store, f"v{i}", host=network.server_address(topo, i),
                                        port=server.port, sslmode="disable")  # fmt: skip
             seconds = profiles.seconds_per_image(mix[i], model)
-            people.append(Volunteer(i, invite.url(), topo.namespaces[i], seconds, settings,
-                                    tmp / name / f"cache{i}"))  # fmt: skip
+            specs.append(VolunteerSpec(i, invite.url(), topo.namespaces[i], seconds, settings,
+                                       tmp / name / f"cache{i}", intervals))  # fmt: skip
         coordinator = ServedCoordinator(owner_url, tmp / name / "coordinator")
-        for person in people:
-            person.thread.start()
+        crowd = Crowd(specs, args.processes)
+        crowd.start()
         try:
-            result = _measure(args, n, coordinator, topo)
+            result = _measure(args, n, coordinator, topo, crowd)
         finally:
-            for person in people:
-                person.engine.stop()
+            crowd.stop()
             coordinator.stop()
-            for person in people:
-                person.thread.join(60)
     store.dispose()
+    result["timeline"] = timeline.timeline(
+        result.pop("publishes"), timeline.read_intervals(intervals)
+    )
     return {**result, "profile": args.profile, "network": args.network,
             "ideal_images_per_s": sum(1 / profiles.seconds_per_image(p, model) for p in mix)}  # fmt: skip
 
 
-def _measure(args, n, coordinator: ServedCoordinator, topo) -> dict[str, Any]:
+def _measure(args, n, coordinator: ServedCoordinator, topo, crowd: Crowd) -> dict[str, Any]:
     deadline = time.monotonic() + args.timeout
     first = WARMUP_VERSIONS
     while coordinator.version() < first:
-        _check(deadline, coordinator)
+        _check(deadline, coordinator, crowd)
     start, cpu0, egress0 = time.monotonic(), coordinator.cpu_s(), topo.egress_bytes()
     computed0 = _compute_seconds(coordinator.store)
     first = coordinator.version()
     while coordinator.version() < first + args.versions:
-        _check(deadline, coordinator)
+        _check(deadline, coordinator, crowd)
     end, cpu1, egress1 = time.monotonic(), coordinator.cpu_s(), topo.egress_bytes()
     computed1 = _compute_seconds(coordinator.store)
     window = coordinator.closes(first, coordinator.version())
@@ -202,6 +184,7 @@ def _measure(args, n, coordinator: ServedCoordinator, topo) -> dict[str, Any]:
         # The coordinator's stored close_s: last accept → the publishing transaction begins.
         "close_s_p50": statistics.median(m.close_s for m in window),
         "seconds_per_version": seconds / max(1, len(window)),
+        "publishes": [m.created_at for m in window],
         "versions": len(window),
     }
 
@@ -210,10 +193,11 @@ def _compute_seconds(store: Store) -> dict[str, float]:
     return {w.name: w.compute_s for w in store.workers()}
 
 
-def _check(deadline: float, coordinator: ServedCoordinator) -> None:
+def _check(deadline: float, coordinator: ServedCoordinator, crowd: Crowd) -> None:
     if time.monotonic() > deadline:
         raise SystemExit(f"timed out at version {coordinator.version()}")
     coordinator.check()
+    crowd.check()
     time.sleep(0.05)
 
 
@@ -270,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="published weights (default: the preset's, else fp32)")  # fmt: skip
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                         help="result payloads (default: the preset's, else fp32)")  # fmt: skip
+    parser.add_argument("--processes", type=int, default=1,
+                        help="child processes the volunteers' threads are split among (more "
+                        "only where cores are to spare: crowd.py)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per N at most")
     parser.add_argument("--quality-minutes", type=float, default=60.0,
                         help="time_to_quality_speedup: the quality one computer alone reaches "
@@ -304,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{row['seconds_per_version']:.2f} s/version",
                     flush=True,
                 )
+                if row["timeline"] is not None:
+                    print(row["timeline"].describe(), flush=True)
     finally:
         server.stop()
         network.teardown()
