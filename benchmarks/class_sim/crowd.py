@@ -29,6 +29,7 @@ import torch
 from benchmarks.class_sim import network
 from benchmarks.class_sim.standin import StandInUnits
 from core.cache import ShardCache
+from core.collector import freeze_startup_objects
 from core.config import RunSettings
 from core.store import open_store
 from core.worker import WorkerEngine, WorkerOptions
@@ -83,6 +84,7 @@ class Crowd:
 def _volunteer_process(specs: list[VolunteerSpec], stop: Event) -> None:
     computed: list[str] = []  # list.append is atomic: the engines' threads share it
     engines = [_engine(spec, computed) for spec in specs]
+    freeze_startup_objects()  # as `ganfriends-worker` does before its engine runs
     threads = [
         threading.Thread(
             target=_run_in, args=(spec.netns, engine), daemon=True, name=f"volunteer-{spec.index}"
