@@ -13,7 +13,7 @@ on real computers it would not.
     python -m benchmarks.class_sim [--volunteers 1,4,8,16,32] [--profile laptop]
         [--network lan|home|none] [--image-size 64] [--versions 4] [--units-per-volunteer 1]
         [--preset class] [--processes 1] [--quality-minutes 60] [--quality-images 131072]
-        [--quality-dataset synthetic|emoji] [--json]
+        [--quality-dataset synthetic|emoji] [--server-log FILE] [--json]
 
 Per N it prints useful images/s (images in versions closed within the window ÷ its seconds),
 scaling efficiency (÷ N × the same profile's single-volunteer run, or its pure compute rate
@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -65,6 +66,10 @@ from core.store import Store, open_store
 OWNER_PASSWORD = "class-sim-owner"
 WARMUP_VERSIONS = 2  # shards and first weights downloads happen before the window
 DATASET_IMAGES = 4096
+# --server-log: what the throwaway server then writes to its log (log_lock_waits names the
+# lock, its holder and its queue once a wait passes deadlock_timeout).
+LOCK_LOGGING = {"log_lock_waits": "on", "deadlock_timeout": "100ms", "log_checkpoints": "on",
+                "log_autovacuum_min_duration": 0, "log_line_prefix": "'%m [%p] '"}  # fmt: skip
 QUALITY_IMAGES = 131_072  # images per quality curve: ~3 minutes of the reference trainer here
 
 
@@ -257,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1,
                         help="child processes the volunteers' threads are split among (more "
                         "only where cores are to spare: crowd.py)")  # fmt: skip
+    parser.add_argument("--server-log", type=Path,
+                        help="keep the server's log here, with lock waits over 100 ms, "
+                        "checkpoints and autovacuum runs in it")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per N at most")
     parser.add_argument("--quality-minutes", type=float, default=60.0,
                         help="time_to_quality_speedup: the quality one computer alone reaches "
@@ -272,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = [int(n) for n in args.volunteers.split(",")]
     print(__doc__.split("\n\n")[1].replace("\n", " "), file=sys.stderr)
     runs: list[dict[str, Any]] = []
-    server = PostgresServer.start()
+    server = PostgresServer.start(**(LOCK_LOGGING if args.server_log else {}))
     try:
         listen_everywhere(server)
         with tempfile.TemporaryDirectory(prefix="ganfriends-class-") as tmp:
@@ -294,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if row["timeline"] is not None:
                     print(row["timeline"].describe(), flush=True)
     finally:
+        if args.server_log and server.data_dir is not None:
+            shutil.copy(server.data_dir.parent / "server.log", args.server_log)
         server.stop()
         network.teardown()
     add_time_to_quality(args, runs)  # after the classes: the curves would slow them down
