@@ -83,7 +83,8 @@ class Crowd:
 
 def _volunteer_process(specs: list[VolunteerSpec], stop: Event) -> None:
     computed: list[str] = []  # list.append is atomic: the engines' threads share it
-    engines = [_engine(spec, computed) for spec in specs]
+    to_wall = time.time() - time.monotonic()  # the stand-in times by the monotonic clock
+    engines = [_engine(spec, computed, to_wall) for spec in specs]
     freeze_startup_objects()  # as `ganfriends-worker` does before its engine runs
     threads = [
         threading.Thread(
@@ -102,9 +103,7 @@ def _volunteer_process(specs: list[VolunteerSpec], stop: Event) -> None:
         (specs[0].intervals / f"{os.getpid()}.txt").write_text("".join(computed))
 
 
-def _engine(spec: VolunteerSpec, computed: list[str]) -> WorkerEngine:
-    to_wall = time.time() - time.monotonic()  # the stand-in times by the monotonic clock
-
+def _engine(spec: VolunteerSpec, computed: list[str], to_wall: float) -> WorkerEngine:
     def record(start: float, end: float, images: int) -> None:
         computed.append(f"{spec.index} {start + to_wall:.4f} {end + to_wall:.4f}\n")
 
