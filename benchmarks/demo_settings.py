@@ -68,13 +68,17 @@ def quality(state: TrainState, real: torch.Tensor, seed: int) -> tuple[float, to
     return sliced_wasserstein(real, fake, seed=seed), fake[:GRID_IMAGES]
 
 
+def quality_images(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """The real images every quality figure of a run with this seed compares against."""
+    gen = torch.Generator().manual_seed(seed)
+    return images[torch.randperm(images.shape[0], generator=gen)[:QUALITY_IMAGES].sort().values]
+
+
 def curve(
     settings: RunSettings, images: torch.Tensor, total: int, every: int, grids: Path | None
 ) -> list[tuple[int, float]]:
     """(images seen, quality figure) about every `every` training images, up to `total`."""
-    gen = torch.Generator().manual_seed(settings.seed)
-    picks = torch.randperm(images.shape[0], generator=gen)[:QUALITY_IMAGES].sort().values
-    real = images[picks]
+    real = quality_images(images, settings.seed)
     per_version = settings.images_per_work_unit * settings.num_workunits_per_update
     state, figures, started = initial_state(DEMO_MODEL, settings), [], time.perf_counter()
     mark = every

@@ -13,7 +13,8 @@ on real computers it would not.
     python -m benchmarks.class_sim [--volunteers 1,4,8,16,32] [--profile laptop]
         [--network lan|home|none] [--image-size 64] [--versions 4] [--units-per-volunteer 1]
         [--preset class] [--processes 1] [--quality-minutes 60] [--quality-images 131072]
-        [--quality-dataset synthetic|emoji] [--server-log FILE] [--json]
+        [--class-quality-images N] [--quality-dataset synthetic|emoji] [--curves-only]
+        [--server-log FILE] [--json]
 
 Per N it prints useful images/s (images in versions closed within the window ÷ its seconds),
 scaling efficiency (÷ N × the same profile's single-volunteer run, or its pure compute rate
@@ -26,10 +27,13 @@ Then, after all classes (`time_to_quality.py`), the time-to-quality speedup: the
 seconds one computer of the profile alone (synchronous, the demo's settings, at its pure
 compute rate) needs to reach the best quality it reaches within the horizon, ÷ the seconds the
 class needs for the same figure. Quality per training image comes from the reference trainer
-with each run's exact settings (cached curves); seconds per image from the class's measured
-useful images/s. The horizon is `--quality-minutes` unless `--quality-images` (images per
-curve) makes it shorter, as it does here: one laptop computes ~2,500 images/s, and the
-reference trainer ~800 on this machine. Computed for the 32×32 presets only (null otherwise).
+with each run's exact settings (cached with the trainer's state, so a longer curve continues a
+shorter one; `--curves-only` computes them without a class, the baseline's and the classes' in
+parallel); seconds per image from the class's measured useful images/s. The horizon is
+`--quality-minutes` unless `--quality-images` (images per baseline curve) makes it shorter, as
+it does by default: one laptop computes ~1,700-2,600 images/s (the cached `cpu1` measurement ×
+3.2), the reference trainer ~700 on one core here. A class's curve is `--class-quality-images`
+long. Computed for the 32×32 presets only (null otherwise).
 
 `--json` ends with one line: {"runs": [{"volunteers": N, "profile": …, "network": …,
 "useful_images_per_s": …, "scaling_efficiency": …, "busy_share_median": …, "close_s_p50": …,
@@ -211,25 +215,17 @@ def add_time_to_quality(args: argparse.Namespace, runs: list[dict[str, Any]]) ->
     for row in runs:
         row.update(time_to_quality_speedup=None, time_to_quality_speedup_below=None,
                    quality_horizon_minutes=None)  # fmt: skip
-    model, _ = run_config(args, 1)
-    if args.quality_images == 0:
+    curves = quality_curves(args, [row["volunteers"] for row in runs])
+    if curves is None:
         return
-    if model != DEMO_MODEL:
-        print("time_to_quality_speedup: not computed: its reference-trainer curves are for the "
-              "32×32 demo model (--preset class or demo); 64×64 curves take hours here")  # fmt: skip
-        return
-    alone = profiles.parse_mix(args.profile, 1)[0]
-    rate = 1 / profiles.seconds_per_image(alone, model)  # pure compute: favours the baseline
-    images = ttq.horizon_images(rate, args.quality_minutes, args.quality_images)
+    rate, images, baseline, others = curves
     minutes = images / rate / 60
-    print(f"time to quality ({args.quality_dataset} set): one {alone} alone, synchronous (the "
-          f"demo's settings) at its pure compute rate, {rate:,.0f} images/s, for {minutes:.2f} "
-          f"minutes ({images:,} images; {args.quality_minutes:g} asked), against each class at "
-          "its useful images/s", flush=True)  # fmt: skip
-    baseline = ttq.quality_curve(model, ttq.BASELINE_SETTINGS, args.quality_dataset, images)
-    for row in runs:
-        _, settings = run_config(args, row["volunteers"])
-        other = ttq.quality_curve(model, settings, args.quality_dataset, args.quality_images)
+    alone = profiles.parse_mix(args.profile, 1)[0]
+    print(f"time to quality ({args.quality_dataset} set): one {alone} alone, synchronous "
+          f"(the demo's settings) at its pure compute rate, {rate:,.0f} images/s, for "
+          f"{minutes:.2f} minutes ({images:,} images; {args.quality_minutes:g} asked), against "
+          "each class at its useful images/s", flush=True)  # fmt: skip
+    for row, other in zip(runs, others, strict=True):
         result = ttq.compare(
             baseline, rate, other, row["useful_images_per_s"], args.quality_minutes
         )
@@ -237,6 +233,45 @@ def add_time_to_quality(args: argparse.Namespace, runs: list[dict[str, Any]]) ->
                    time_to_quality_speedup_below=result.speedup_below)  # fmt: skip
         print(f"  N={row['volunteers']}: {result.describe()} (the class's best "
               f"{min(f for _, f in other):.1f} in {other[-1][0]:,} images)", flush=True)  # fmt: skip
+
+
+def quality_curves(
+    args: argparse.Namespace, counts: Sequence[int]
+) -> tuple[float, int, ttq.Curve, list[ttq.Curve]] | None:
+    """The baseline's rate, horizon and curve, and each class's curve (computed in parallel
+    where not cached); None where the field is not computed."""
+    model, _ = run_config(args, 1)
+    if args.quality_images == 0:
+        return None
+    if model != DEMO_MODEL:
+        print("time_to_quality_speedup: not computed: its reference-trainer curves are for the "
+              "32×32 demo model (--preset class or demo); 64×64 curves take hours here")  # fmt: skip
+        return None
+    alone = profiles.parse_mix(args.profile, 1)[0]
+    rate = 1 / profiles.seconds_per_image(alone, model)  # pure compute: favours the baseline
+    images = ttq.horizon_images(rate, args.quality_minutes, args.quality_images)
+    class_images = args.class_quality_images or args.quality_images
+    jobs = [(ttq.BASELINE_SETTINGS, images)]
+    jobs += [(run_config(args, n)[1], class_images) for n in counts]
+    baseline, *others = ttq.quality_curves(model, jobs, args.quality_dataset)
+    return rate, images, baseline, others
+
+
+def print_curves(args: argparse.Namespace, counts: Sequence[int]) -> int:
+    """--curves-only: how far each curve goes, its best figure and its last."""
+    curves = quality_curves(args, counts)
+    if curves is None:
+        return 1
+    _, _, baseline, others = curves
+    for name, curve in [("one computer alone", baseline),
+                        *((f"N={n}", c) for n, c in zip(counts, others, strict=True))]:  # fmt: skip
+        if not curve:
+            print(f"{name}: no figure yet (one every {ttq.CURVE_EVERY:,} images)")
+            continue
+        best = min(curve, key=lambda point: point[1])
+        print(f"{name}: {len(curve)} figures to {curve[-1][0]:,} images, best {best[1]:.1f} "
+              f"after {best[0]:,}, last {curve[-1][1]:.1f}")  # fmt: skip
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,12 +307,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quality-images", type=int, default=QUALITY_IMAGES,
                         help="training images per reference-trainer curve at most (this caps "
                         "the minutes above; ~3 min per curve here); 0: skip the field")  # fmt: skip
+    parser.add_argument(
+        "--class-quality-images",
+        type=int,
+        help="training images per class curve (default: --quality-images)",
+    )
     parser.add_argument("--quality-dataset", default="synthetic", choices=("synthetic", "emoji"))
+    parser.add_argument("--curves-only", action="store_true",
+                        help="compute (or continue) the quality curves into the cache and "
+                        "print them, without simulating a class")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from tests.postgres import PostgresServer  # the benchmarks' use of the test harness
 
     counts = [int(n) for n in args.volunteers.split(",")]
+    if args.curves_only:
+        return print_curves(args, counts)
     print(__doc__.split("\n\n")[1].replace("\n", " "), file=sys.stderr)
     runs: list[dict[str, Any]] = []
     server = PostgresServer.start(**(LOCK_LOGGING if args.server_log else {}))

@@ -1,7 +1,10 @@
 """Time to quality: one laptop alone against a class, in simulated seconds to the same figure.
 
 Quality per training image comes from the reference trainer (`core.reference`, the
-distributed run's math in one process, through `benchmarks.demo_settings.curve`); seconds
+distributed run's math in one process; the figure of `benchmarks.demo_settings.quality`),
+cached with the trainer's state at the curve's end so that a longer horizon continues a
+shorter one instead of starting again (60 minutes of one laptop are millions of images, hours
+of this machine's trainer); seconds
 per image from the simulation (a class's measured useful images/s) or from the laptop
 profile's pure compute rate (the baseline: no claiming, no uploads, no waiting for a close,
 which favours the baseline and makes the speedup conservative).
@@ -12,19 +15,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from benchmarks.demo_settings import curve, load_images
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from benchmarks.demo_settings import load_images, quality, quality_images
 from coordinator.demo import DEMO_DATASETS, DEMO_MODEL, DEMO_SETTINGS
 from core.config import RunSettings
 from core.model import ModelConfig
 from core.paths import cache_dir
+from core.reference import TrainState, initial_state, train_version
+from core.training import AdamState, intra_op_threads
 
 Curve = list[tuple[int, float]]  # (training images seen, quality figure: SWD, lower is better)
 
 BASELINE_SETTINGS = DEMO_SETTINGS  # one computer, synchronous: exact 64-image gradient units
-CURVE_POINTS = 32  # quality figures per curve (at most one per version)
+CURVE_EVERY = 8192  # training images between quality figures (at most one per version)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +77,8 @@ def compare(
     within = [(seen, figure) for seen, figure in baseline if seen <= budget]
     if not within:
         raise ValueError(f"the baseline curve has no figure within {budget:,.0f} images")
+    if not other:
+        raise ValueError(f"the class's curve has no figure (one every {CURVE_EVERY:,} images)")
     seen, target = min(within, key=lambda point: point[1])  # min keeps the first of equals
     reached = next((n for n, figure in other if figure <= target), None)
     images = other[-1][0] if reached is None else reached
@@ -79,32 +93,103 @@ def horizon_images(images_per_s: float, minutes: float, cap: int) -> int:
     return min(cap, int(minutes * 60 * images_per_s)) // per_version * per_version
 
 
-def quality_curve(model: ModelConfig, settings: RunSettings, dataset: str, images: int) -> Curve:
-    """The reference trainer's quality curve over `images` training images, about
-    CURVE_POINTS figures (one per version when versions are larger); cached per inputs."""
+def quality_curve(
+    model: ModelConfig, settings: RunSettings, dataset: str, images: int, *,
+    every: int = CURVE_EVERY,
+) -> Curve:  # fmt: skip
+    """The reference trainer's quality figure at the first version at or past each multiple of
+    `every` training images, up to `images` (one per version when versions are larger).
+
+    Cached per model, settings, dataset and `every`, with the trainer's state at the curve's
+    end: a longer curve of the same inputs continues where the last one stopped (also after
+    an interrupted run), and a shorter one is a prefix of it.
+    """
     if model != DEMO_MODEL:
         raise ValueError("quality curves are computed for the 32×32 demo model only")
-    every = max(1, images // CURVE_POINTS)
-    path = _cache_path(model, settings, dataset, images, every)
-    if path.exists():
-        return [
-            (int(seen), float(figure)) for seen, figure in json.loads(path.read_text())["curve"]
-        ]
     per_version = settings.images_per_work_unit * settings.num_workunits_per_update
-    print(f"quality curve: {images:,} images of {dataset}, {per_version:,} per version "
-          f"({settings.inner_steps} inner steps per unit) …", flush=True)  # fmt: skip
-    started = time.perf_counter()
-    figures = curve(settings, load_images(DEMO_DATASETS[dataset]), images, every, None)
-    print(f"quality curve done in {time.perf_counter() - started:.0f} s", flush=True)
+    end = -(-images // per_version) * per_version  # whole versions: at or past `images`
+    path = _cache_path(model, settings, dataset, every)
+    state, figures = _load(path, model, settings)
+    if state.version * per_version < end:
+        if state.version:
+            print(f"quality curve: {images:,} images of {dataset}, continued from "
+                  f"{state.version * per_version:,} …", flush=True)  # fmt: skip
+        else:
+            print(f"quality curve: {images:,} images of {dataset}, {per_version:,} per version "
+                  f"({settings.inner_steps} inner steps per unit) …", flush=True)  # fmt: skip
+        state, figures = _extend(path, state, figures, settings, dataset, every, end)
+    return [(seen, figure) for seen, figure in figures if seen <= end]
+
+
+def _extend(
+    path: Path, state: TrainState, figures: Curve, settings: RunSettings, dataset: str,
+    every: int, end: int,
+) -> tuple[TrainState, Curve]:  # fmt: skip
+    images = load_images(DEMO_DATASETS[dataset])
+    real = quality_images(images, settings.seed)
+    per_version = settings.images_per_work_unit * settings.num_workunits_per_update
+    mark = (state.version * per_version // every + 1) * every  # the next multiple not yet passed
+    bar = tqdm(total=end, initial=state.version * per_version, unit="img", unit_scale=True,
+               desc="quality curve", disable=None)  # fmt: skip
+    with bar, intra_op_threads(settings.compute_threads):
+        while state.version * per_version < end:
+            state, _ = train_version(state, DEMO_MODEL, settings, images)
+            seen = state.version * per_version
+            bar.update(per_version)
+            if seen >= mark:  # the first version at or past each multiple of `every`
+                mark = (seen // every + 1) * every
+                figures = [*figures, (seen, quality(state, real, settings.seed)[0])]
+                _save(path, state, figures)
+                bar.set_postfix(quality=f"{figures[-1][1]:.1f}")
+    _save(path, state, figures)
+    return state, figures
+
+
+def _load(path: Path, model: ModelConfig, settings: RunSettings) -> tuple[TrainState, Curve]:
+    """The cached curve and the trainer's state at its end; a fresh start when none is."""
+    if not path.exists():
+        return initial_state(model, settings), []
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
+    params = {n.removeprefix("params."): t for n, t in tensors.items() if n.startswith("params.")}
+    adam = {n.removeprefix("adam."): t for n, t in tensors.items() if n.startswith("adam.")}
+    state = TrainState(int(meta["version"]), int(meta["cursor"]), params,
+                       AdamState.from_tensors(int(meta["adam_step"]), adam))  # fmt: skip
+    return state, [(int(seen), float(figure)) for seen, figure in json.loads(meta["curve"])]
+
+
+def _save(path: Path, state: TrainState, figures: Curve) -> None:
+    """The curve and the state it ends at, replacing the last file only once written whole."""
+    tensors = {f"params.{n}": t.contiguous() for n, t in state.params.items()}
+    tensors.update({f"adam.{n}": t.contiguous() for n, t in state.adam.to_tensors().items()})
+    meta = {"version": str(state.version), "cursor": str(state.cursor),
+            "adam_step": str(state.adam.step), "curve": json.dumps(figures)}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"dataset": dataset, "images": images, "every": every,
-                                "settings": settings.to_dict(), "curve": figures}))  # fmt: skip
-    return figures
+    partial = path.with_suffix(".partial")
+    save_file(tensors, str(partial), metadata=meta)
+    os.replace(partial, path)
 
 
-def _cache_path(model: ModelConfig, settings: RunSettings, dataset: str, images: int,
-                every: int) -> Path:  # fmt: skip
+def _cache_path(model: ModelConfig, settings: RunSettings, dataset: str, every: int) -> Path:
     inputs = {"model": dataclasses.asdict(model), "settings": settings.to_dict(),
-              "dataset": dataset, "images": images, "every": every}  # fmt: skip
+              "dataset": dataset, "every": every}  # fmt: skip
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / "class_sim" / "curves" / f"{key}.json"
+    return cache_dir() / "class_sim" / "curves" / f"{key}.safetensors"
+
+
+def quality_curves(
+    model: ModelConfig, jobs: Sequence[tuple[RunSettings, int]], dataset: str
+) -> list[Curve]:
+    """`quality_curve` of each (settings, images), the missing ones in parallel processes (one
+    per core: each trainer runs on `compute_threads` threads, one in every preset)."""
+    unique = list(dict.fromkeys(jobs))  # one process per curve file
+    workers = min(len(unique), os.cpu_count() or 1)
+    if workers <= 1:
+        curves = [quality_curve(model, settings, dataset, images) for settings, images in unique]
+    else:
+        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(quality_curve, model, s, dataset, n) for s, n in unique]
+            curves = [future.result() for future in futures]
+    return [curves[unique.index(job)] for job in jobs]

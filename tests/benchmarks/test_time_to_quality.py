@@ -50,6 +50,8 @@ def test_a_class_that_reaches_the_figure_has_no_bound() -> None:
 def test_a_baseline_without_a_figure_in_the_horizon_is_an_error() -> None:
     with pytest.raises(ValueError, match="no figure within"):
         ttq.compare(ALONE, 100.0, ALONE, 100.0, 0.01)  # 60 images
+    with pytest.raises(ValueError, match="class's curve has no figure"):
+        ttq.compare(ALONE, 100.0, [], 1000.0, 0.05)
 
 
 def test_the_horizon_is_whole_baseline_versions_within_the_cap() -> None:
@@ -58,21 +60,83 @@ def test_the_horizon_is_whole_baseline_versions_within_the_cap() -> None:
     assert ttq.horizon_images(1000.0, 0.05, 10**9) == 3000 // per_version * per_version
 
 
-def test_a_curve_is_computed_once_per_inputs(
+def test_a_longer_curve_continues_the_cached_one_and_equals_a_curve_computed_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # 128 images per version, a figure every 128: three versions in two legs and in one.
+    monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path / "legs"))
+    first = ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 128, every=128)
+    legs = ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 384, every=128)
+    monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path / "whole"))
+    whole = ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 384, every=128)
+    assert [seen for seen, _ in whole] == [128, 256, 384]
+    assert legs == whole and legs[:1] == first  # the figures bitwise: the trainer's own state
+    assert len({figure for _, figure in whole}) == 3  # three versions, three distinct figures
+
+
+def test_a_cached_curve_answers_shorter_and_equal_requests_without_training(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path))
-    calls: list[int] = []
+    whole = ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 256, every=128)
 
-    def fake_curve(settings, images, total: int, every, grids) -> list[tuple[int, float]]:
-        calls.append(total)
-        return [(total, 1.0 * len(calls))]
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained although the cache holds the curve")
 
-    monkeypatch.setattr(ttq, "curve", fake_curve)
-    monkeypatch.setattr(ttq, "load_images", lambda spec: None)
-    first = ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 256)
-    assert ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 256) == first == [(256, 1.0)]
-    ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "emoji", 256)  # another input: computed
-    assert calls == [256, 256]
+    monkeypatch.setattr(ttq, "train_version", no_training)
+    assert ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 256, every=128) == whole
+    # 200 images end within the second version: both of its figures, none beyond.
+    assert ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 200, every=128) == whole
+    assert ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 100, every=128) == whole[:1]
+    with pytest.raises(AssertionError, match="trained"):  # other inputs are another curve
+        ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "emoji", 128, every=128)
+
+
+def test_an_interrupted_curve_continues_from_its_last_figure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path / "whole"))
+    whole = ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 384, every=128)
+    monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path / "killed"))
+    trained = ttq.train_version
+    versions: list[int] = []
+
+    def killed_in_the_third_version(state, *args, **kwargs):
+        versions.append(state.version)
+        if len(versions) == 3:
+            raise KeyboardInterrupt
+        return trained(state, *args, **kwargs)
+
+    monkeypatch.setattr(ttq, "train_version", killed_in_the_third_version)
+    with pytest.raises(KeyboardInterrupt):
+        ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 384, every=128)
+    versions.clear()
+
+    def counted(state, *args, **kwargs):
+        versions.append(state.version)
+        return trained(state, *args, **kwargs)
+
+    monkeypatch.setattr(ttq, "train_version", counted)
+    assert ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 384, every=128) == whole
+    assert versions == [2]  # only the version the interruption lost
+
+
+def test_curves_are_for_the_demo_model_only() -> None:
     with pytest.raises(ValueError, match="demo model"):
         ttq.quality_curve(TINY_MODEL, DEMO_SETTINGS, "synthetic", 256)
+
+
+def test_class_sim_curves_only_fills_the_cache_without_a_class(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks.class_sim.__main__ import main
+
+    monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path))
+    argv = ["--preset", "class", "--volunteers", "1", "--curves-only", "--quality-images", "256",
+            "--class-quality-images", "1024"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    # Both curves are shorter than the spacing of their figures: trained, saved, no figure yet.
+    assert out.count(f"no figure yet (one every {ttq.CURVE_EVERY:,} images)") == 2
+    saved = list((tmp_path / "class_sim" / "curves").glob("*.safetensors"))
+    assert len(saved) == 2  # the baseline's (two 128-image versions) and the class's (one)
