@@ -41,6 +41,7 @@ def run_status(store: Store) -> dict[str, Any]:
             images_per_s = sum(m.images for m in metrics[1:]) / span
     latest_sample = store.latest_sample()
     swd = latest_sample.swd if latest_sample is not None else None
+    best = store.best_quality()  # kept by retention: `rollback` returns to it after a collapse
     now = store.now()  # the run's clock: a host minutes off changes nothing
     workers = store.workers()
     counts = store.unit_counts(run.version)
@@ -56,6 +57,7 @@ def run_status(store: Store) -> dict[str, Any]:
         "images_per_s": images_per_s,
         "quality_swd": swd,
         "quality_swd_std": quality_std(swd) if swd is not None else None,  # noise, not progress
+        "quality_best": None if best is None else {"version": best[0], "swd": best[1]},
         "last_losses": {"d_loss": metrics[-1].d_loss, "g_loss": metrics[-1].g_loss}
         if metrics
         else None,

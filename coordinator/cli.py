@@ -368,6 +368,15 @@ def _print_published(published: Published) -> None:
     )
 
 
+def _best_quality(best: dict[str, Any] | None, version: int) -> str:
+    if best is None:
+        return "—"
+    if best["version"] == version:
+        return f"{best['swd']:.1f}, this version"
+    return (f"{best['swd']:.1f} at version {best['version']} (kept; to go back to it: "
+            f"ganfriends-coordinator rollback --to {best['version']})")  # fmt: skip
+
+
 def _status(args: argparse.Namespace) -> int:
     status = admin.run_status(open_store(_need_db(args), read_only=True))
     if args.json:
@@ -384,6 +393,7 @@ def _status(args: argparse.Namespace) -> int:
             "quality (SWD, lower is better)",
             f"{swd:.1f} ± {status['quality_swd_std']:.1f}" if swd is not None else "—",
         ),
+        ("best quality so far", _best_quality(status["quality_best"], status["version"])),
         ("units of this version", ", ".join(f"{k} {v}" for k, v in units.items())),
         ("workers", f"{status['workers_active']} active, {status['workers_stalled']} stalled"),
         ("units per version", str(status["units_per_version"])),

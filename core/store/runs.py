@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -367,28 +368,49 @@ def prune(conn: Connection, now: float, closed: int, settings: StoreSettings) ->
     checkpoints = [row.version for row in kept if row.is_checkpoint]
     keep = {row.version for row in kept[: settings.keep_versions]}
     keep |= set(checkpoints[: settings.keep_checkpoints])
+    # What counted unchecked before the oldest kept version can no longer be gone back from
+    # (the best version below is not one to undo a cheater's work to: it may be long ago).
+    oldest = min(keep, default=0)
+    conn.execute(delete(unchecked_results).where(unchecked_results.c.version < oldest))
+    # The best version so far stays, weights, optimizer state and grid: a GAN can collapse
+    # after hours (benchmarks/README.md, "Time to quality"), and `rollback` can then return.
+    best = best_quality(conn)
+    if best is not None:
+        keep.add(best[0])
     stale = [row.version for row in kept if row.version not in keep]
     if stale:
         conn.execute(delete(model_versions).where(model_versions.c.version.in_(stale)))
-    # What counted unchecked before the oldest kept version can no longer be gone back from.
-    oldest = min(keep, default=0)
-    conn.execute(delete(unchecked_results).where(unchecked_results.c.version < oldest))
     # Finished units of older versions; parked ones stay as a record of poison units.
     conn.execute(
         delete(work_units).where(
             work_units.c.version < closed, work_units.c.status.in_(("done", "cancelled"))
         )
     )
-    _keep_newest(conn, samples.c.version, settings.keep_samples)
+    _keep_newest(conn, samples.c.version, settings.keep_samples, also=best[0] if best else None)
     _keep_newest(conn, events.c.id, KEEP_EVENTS)
     credits.prune(conn, now)
 
 
-def _keep_newest(conn: Connection, key: Any, keep: int) -> None:
-    """Delete the rows of key's table beyond the `keep` with the largest key."""
+def best_quality(conn: Connection) -> tuple[int, float] | None:
+    """The version with the lowest quality figure (SWD) so far, and that figure."""
+    row = conn.execute(
+        select(metrics.c.version, metrics.c.swd)
+        .where(metrics.c.swd.is_not(None))
+        .order_by(metrics.c.swd, metrics.c.version)  # PostgreSQL sorts NaN after every number
+        .limit(1)
+    ).first()
+    if row is None or math.isnan(row.swd):
+        return None
+    # A metrics row is a close: version v's close published v + 1, whose figure it holds.
+    return row.version + 1, float(row.swd)
+
+
+def _keep_newest(conn: Connection, key: Any, keep: int, also: int | None = None) -> None:
+    """Delete the rows of key's table beyond the `keep` with the largest key (and `also`)."""
     cutoff = conn.execute(select(key).order_by(key.desc()).offset(keep).limit(1)).scalar()
     if cutoff is not None:
-        conn.execute(delete(key.table).where(key <= cutoff))
+        spared = [] if also is None else [key != also]
+        conn.execute(delete(key.table).where(key <= cutoff, *spared))
 
 
 def count_rows(conn: Connection, table: Any) -> int:

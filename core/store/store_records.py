@@ -6,6 +6,7 @@ from sqlalchemy import delete, insert, update
 
 from core.store import credits, queue, reads, volunteer
 from core.store.rows import Credits, EventRow, MetricsRow, SampleRow
+from core.store.runs import best_quality
 from core.store.schema import metrics, samples
 from core.store.store_base import StoreBase
 
@@ -38,6 +39,12 @@ class RecordsMixin(StoreBase):
         """Up to `limit` sample grids, newest first."""
         with self.session(reads_only=True) as conn:
             return reads.sample_rows(conn, limit)
+
+    def best_quality(self) -> tuple[int, float] | None:
+        """The version with the best quality figure so far and the figure; retention keeps that
+        version (weights, optimizer state, grid) for `rollback`."""
+        with self.session(reads_only=True) as conn:
+            return best_quality(conn)
 
     def metrics(self, since_version: int = 0) -> list[MetricsRow]:
         """Metrics of every closed version >= since_version, oldest first."""

@@ -226,3 +226,31 @@ def test_retention_keeps_the_database_small(store: Store) -> None:
     finish_version(store, worker, 30)
     close(store, 30)
     assert [s.version for s in store.samples(100)] == [29, 28, 27, 26, 25]
+
+
+def test_retention_keeps_the_best_version_for_a_rollback_after_a_collapse(store: Store) -> None:
+    # A GAN's figure can fall and then collapse (benchmarks/README.md, "Time to quality"):
+    # the version with the lowest figure so far keeps its weights, Adam state and grid.
+    create_test_run(store, units=3, keep_versions=2, checkpoint_every=1000, keep_samples=2)
+    worker = store.register_worker("w", "h", "cpu")
+    figures = {5: 300.0, 10: 55.0, 15: 400.0, 20: math.nan, 25: 700.0}  # the best: version 10
+    for version in range(30):
+        finish_version(store, worker, version)
+        close(store, version)
+        if version + 1 in figures:  # the sampler grades the version a close published
+            store.add_sample(version + 1, b"png%d" % (version + 1), figures[version + 1])
+            store.set_metric_swd(version, figures[version + 1])
+    assert store.best_quality() == (10, 55.0)
+    assert [v.version for v in store.versions()] == [0, 10, 29, 30]  # 0: the first checkpoint
+    assert store.optimizer_state_of(10) == b"adam10"
+    assert [s.version for s in store.samples(10)] == [25, 20, 10]
+
+
+def test_without_a_quality_figure_there_is_no_best_version(store: Store) -> None:
+    create_test_run(store, units=3)
+    worker = store.register_worker("w", "h", "cpu")
+    finish_version(store, worker, 0)
+    close(store, 0)
+    assert store.best_quality() is None
+    store.set_metric_swd(0, math.nan)  # a figure that is not a number is none
+    assert store.best_quality() is None
