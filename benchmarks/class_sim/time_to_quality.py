@@ -4,10 +4,10 @@ Quality per training image comes from the reference trainer (`core.reference`, t
 distributed run's math in one process; the figure of `benchmarks.demo_settings.quality`),
 cached with the trainer's state at the curve's end so that a longer horizon continues a
 shorter one instead of starting again (60 minutes of one laptop are millions of images, hours
-of this machine's trainer); seconds
-per image from the simulation (a class's measured useful images/s) or from the laptop
-profile's pure compute rate (the baseline: no claiming, no uploads, no waiting for a close,
-which favours the baseline and makes the speedup conservative).
+of this machine's trainer). Seconds per image come from the simulation (a class's measured
+useful images/s) or from the laptop profile's pure compute rate (the baseline: no claiming, no
+uploads, no waiting for a close, which favours the baseline and makes the speedup
+conservative).
 """
 
 from __future__ import annotations

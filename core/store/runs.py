@@ -406,7 +406,7 @@ def best_quality(conn: Connection) -> tuple[int, float] | None:
 
 
 def _keep_newest(conn: Connection, key: Any, keep: int, also: int | None = None) -> None:
-    """Delete the rows of key's table beyond the `keep` with the largest key (and `also`)."""
+    """Delete the rows of key's table beyond the `keep` with the largest key, except `also`."""
     cutoff = conn.execute(select(key).order_by(key.desc()).offset(keep).limit(1)).scalar()
     if cutoff is not None:
         spared = [] if also is None else [key != also]
