@@ -17,6 +17,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -37,6 +38,7 @@ Curve = list[tuple[int, float]]  # (training images seen, quality figure: SWD, l
 
 BASELINE_SETTINGS = DEMO_SETTINGS  # one computer, synchronous: exact 64-image gradient units
 CURVE_EVERY = 8192  # training images between quality figures (at most one per version)
+_parent: int | None = None  # in a curve process of `quality_curves`: the process it works for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +135,10 @@ def _extend(
                desc="quality curve", disable=None)  # fmt: skip
     with bar, intra_op_threads(settings.compute_threads):
         while state.version * per_version < end:
+            if _parent is not None and os.getppid() != _parent:  # killed, not interrupted
+                print("quality curve: the process that asked for it has ended; cached up to "
+                      "its last figure", file=sys.stderr, flush=True)  # fmt: skip
+                os._exit(1)  # an orphaned pool worker: nothing of it is waited for
             state, _ = train_version(state, DEMO_MODEL, settings, images)
             seen = state.version * per_version
             bar.update(per_version)
@@ -189,7 +195,16 @@ def quality_curves(
         curves = [quality_curve(model, settings, dataset, images) for settings, images in unique]
     else:
         context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_work_for, initargs=(os.getpid(),)
+        ) as pool:
             futures = [pool.submit(quality_curve, model, s, dataset, n) for s, n in unique]
             curves = [future.result() for future in futures]
     return [curves[unique.index(job)] for job in jobs]
+
+
+def _work_for(parent: int) -> None:
+    """A curve process stops when the one that started it is gone (a kill skips the pool's
+    shutdown), instead of training on for hours beside a new run of the same curve."""
+    global _parent
+    _parent = parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,26 @@ def test_an_interrupted_curve_continues_from_its_last_figure(
     monkeypatch.setattr(ttq, "train_version", counted)
     assert ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 384, every=128) == whole
     assert versions == [2]  # only the version the interruption lost
+
+
+def test_a_curve_process_whose_parent_is_gone_stops(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(ttq, "_parent", os.getppid())  # the parent still there: trains
+    assert len(ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 128, every=128)) == 1
+    monkeypatch.setattr(ttq, "_parent", os.getppid() + 1)  # reparented: another parent
+
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(ttq.os, "_exit", exit_now)  # the real one would end the test run
+    with pytest.raises(SystemExit):
+        ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 256, every=128)
+    # The first version's figure stays cached; nothing of the second was trained.
+    monkeypatch.setattr(ttq, "_parent", None)
+    monkeypatch.setattr(ttq, "train_version", lambda *a, **k: pytest.fail("trained"))
+    assert len(ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 128, every=128)) == 1
 
 
 def test_curves_are_for_the_demo_model_only() -> None:
