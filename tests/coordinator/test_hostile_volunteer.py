@@ -585,6 +585,9 @@ def test_watchdog_ends_an_engine_statement_that_runs_longer_than_any_download(
         blocker.rollback()
         blocker.close()
     assert ended_by_watchdog(error) and seconds < ENDS_WITHIN_S
+    # The watchdog's transaction that records the end commits a moment after the session ends
+    # (CI at 18:55 UTC on 2026-12-06, under load, read the row before it did).
+    wait_for(lambda: volunteers.list_volunteers(fake_run)[0].sessions_ended == 1, timeout_s=10)
     (row,) = volunteers.list_volunteers(fake_run)
     assert row.last_ended_why is not None and "longer than any download" in row.last_ended_why
 
