@@ -258,7 +258,8 @@ def quality_curves(
 
 
 def print_curves(args: argparse.Namespace, counts: Sequence[int]) -> int:
-    """--curves-only: how far each curve goes, its best figure and its last."""
+    """--curves-only: how far each curve goes, its best and last figures, and its figure at
+    doubling marks from 131k images."""
     curves = quality_curves(args, counts)
     if curves is None:
         return 1
@@ -271,6 +272,8 @@ def print_curves(args: argparse.Namespace, counts: Sequence[int]) -> int:
         best = min(curve, key=lambda point: point[1])
         print(f"{name}: {len(curve)} figures to {curve[-1][0]:,} images, best {best[1]:.1f} "
               f"after {best[0]:,}, last {curve[-1][1]:.1f}")  # fmt: skip
+        print("  " + ", ".join(f"{mark / 1e6:.2f}M: {figure:.0f} (best {low:.1f})"
+                               for mark, figure, low in ttq.at_marks(curve)))  # fmt: skip
     return 0
 
 
@@ -307,11 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quality-images", type=int, default=QUALITY_IMAGES,
                         help="training images per reference-trainer curve at most (this caps "
                         "the minutes above; ~3 min per curve here); 0: skip the field")  # fmt: skip
-    parser.add_argument(
-        "--class-quality-images",
-        type=int,
-        help="training images per class curve (default: --quality-images)",
-    )
+    parser.add_argument("--class-quality-images", type=int,
+                        help="training images per class curve (default: --quality-images)")  # fmt: skip
     parser.add_argument("--quality-dataset", default="synthetic", choices=("synthetic", "emoji"))
     parser.add_argument("--curves-only", action="store_true",
                         help="compute (or continue) the quality curves into the cache and "

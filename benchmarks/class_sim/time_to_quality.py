@@ -87,6 +87,19 @@ def compare(
     return TimeToQuality(target, seen / baseline_images_per_s, reached, images / images_per_s)
 
 
+def at_marks(curve: Curve, first: int = 131_072) -> list[tuple[int, float, float]]:
+    """(mark, figure, best so far) at the first figure at or past `first`, 2 × `first`, …
+    (doubling) up to the curve's end: how `--curves-only` and benchmarks/README.md show it."""
+    points, mark, best = [], first, float("inf")
+    for seen, figure in curve:
+        best = min(best, figure)
+        if seen >= mark:
+            points.append((mark, figure, best))
+            while mark <= seen:
+                mark *= 2
+    return points
+
+
 def horizon_images(images_per_s: float, minutes: float, cap: int) -> int:
     """The baseline's images in `minutes` at most `cap`, in whole versions of the baseline."""
     per_version = (

@@ -55,6 +55,15 @@ def test_a_baseline_without_a_figure_in_the_horizon_is_an_error() -> None:
         ttq.compare(ALONE, 100.0, [], 1000.0, 0.05)
 
 
+def test_a_curve_is_shown_at_doubling_marks_with_its_best_so_far() -> None:
+    curve = [(90, 50.0), (100, 40.0), (150, 45.0), (210, 20.0), (500, 30.0), (900, 35.0)]
+    # 100 → 40; 200: first at or past is 210; 400: 500, which also passes nothing else; 800: 900.
+    assert ttq.at_marks(curve, first=100) == [
+        (100, 40.0, 40.0), (200, 20.0, 20.0), (400, 30.0, 20.0), (800, 35.0, 20.0)
+    ]  # fmt: skip
+    assert ttq.at_marks([(50, 1.0)], first=100) == []
+
+
 def test_the_horizon_is_whole_baseline_versions_within_the_cap() -> None:
     per_version = DEMO_SETTINGS.images_per_work_unit * DEMO_SETTINGS.num_workunits_per_update
     assert ttq.horizon_images(1000.0, 60.0, 10_000) == 10_000 // per_version * per_version
