@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,29 +74,45 @@ def quality_images(images: torch.Tensor, seed: int) -> torch.Tensor:
     return images[torch.randperm(images.shape[0], generator=gen)[:QUALITY_IMAGES].sort().values]
 
 
+def measured_versions(
+    state: TrainState, settings: RunSettings, images: torch.Tensor, end: int, every: int
+) -> Iterator[tuple[TrainState, tuple[float, torch.Tensor] | None]]:
+    """Train version by version from `state` until `end` images are seen, yielding each
+    version's state with `quality` at the first version at or past each multiple of `every`
+    training images (None at the versions between; every version when versions are larger)."""
+    real = quality_images(images, settings.seed)
+    per_version = settings.images_per_work_unit * settings.num_workunits_per_update
+    mark = (state.version * per_version // every + 1) * every  # the next multiple not yet passed
+    with intra_op_threads(settings.compute_threads):
+        while state.version * per_version < end:
+            state, _ = train_version(state, DEMO_MODEL, settings, images)
+            seen = state.version * per_version
+            measured = None
+            if seen >= mark:
+                mark = (seen // every + 1) * every
+                measured = quality(state, real, settings.seed)
+            yield state, measured
+
+
 def curve(
     settings: RunSettings, images: torch.Tensor, total: int, every: int, grids: Path | None
 ) -> list[tuple[int, float]]:
     """(images seen, quality figure) about every `every` training images, up to `total`."""
-    real = quality_images(images, settings.seed)
     per_version = settings.images_per_work_unit * settings.num_workunits_per_update
-    state, figures, started = initial_state(DEMO_MODEL, settings), [], time.perf_counter()
-    mark = every
-    with intra_op_threads(settings.compute_threads):
-        while state.version * per_version < total:
-            state, _ = train_version(state, DEMO_MODEL, settings, images)
-            seen = state.version * per_version
-            if seen >= mark:  # the first version at or past each multiple of `every`
-                mark += every
-                figure, fake = quality(state, real, settings.seed)
-                figures.append((seen, figure))
-                if grids is not None:
-                    (grids / f"{seen:07d}.png").write_bytes(sample_grid_png(fake))
-                print(
-                    f"  {seen:>7,} images ({state.version} versions): quality "
-                    f"{figure:.1f}  [{time.perf_counter() - started:.0f} s]",
-                    flush=True,
-                )
+    figures, started = [], time.perf_counter()
+    start = initial_state(DEMO_MODEL, settings)
+    for state, measured in measured_versions(start, settings, images, total, every):
+        if measured is None:
+            continue
+        seen, (figure, fake) = state.version * per_version, measured
+        figures.append((seen, figure))
+        if grids is not None:
+            (grids / f"{seen:07d}.png").write_bytes(sample_grid_png(fake))
+        print(
+            f"  {seen:>7,} images ({state.version} versions): quality "
+            f"{figure:.1f}  [{time.perf_counter() - started:.0f} s]",
+            flush=True,
+        )
     return figures
 
 

@@ -26,13 +26,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from benchmarks.demo_settings import load_images, quality, quality_images
+from benchmarks.demo_settings import load_images, measured_versions
 from coordinator.demo import DEMO_DATASETS, DEMO_MODEL, DEMO_SETTINGS
 from core.config import RunSettings
 from core.model import ModelConfig
 from core.paths import cache_dir
-from core.reference import TrainState, initial_state, train_version
-from core.training import AdamState, intra_op_threads
+from core.reference import TrainState, initial_state
+from core.training import AdamState
 
 Curve = list[tuple[int, float]]  # (training images seen, quality figure: SWD, lower is better)
 
@@ -137,29 +137,25 @@ def quality_curve(
 
 
 def _extend(
-    path: Path, state: TrainState, figures: Curve, settings: RunSettings, dataset: str,
+    path: Path, start: TrainState, figures: Curve, settings: RunSettings, dataset: str,
     every: int, end: int,
 ) -> tuple[TrainState, Curve]:  # fmt: skip
     images = load_images(DEMO_DATASETS[dataset])
-    real = quality_images(images, settings.seed)
     per_version = settings.images_per_work_unit * settings.num_workunits_per_update
-    mark = (state.version * per_version // every + 1) * every  # the next multiple not yet passed
-    bar = tqdm(total=end, initial=state.version * per_version, unit="img", unit_scale=True,
+    state = start
+    bar = tqdm(total=end, initial=start.version * per_version, unit="img", unit_scale=True,
                desc="quality curve", disable=None)  # fmt: skip
-    with bar, intra_op_threads(settings.compute_threads):
-        while state.version * per_version < end:
+    with bar:
+        for state, measured in measured_versions(start, settings, images, end, every):
+            bar.update(per_version)
+            if measured is not None:
+                figures = [*figures, (state.version * per_version, measured[0])]
+                _save(path, state, figures)
+                bar.set_postfix(quality=f"{figures[-1][1]:.1f}")
             if _parent is not None and os.getppid() != _parent:  # killed, not interrupted
                 print("quality curve: the process that asked for it has ended; cached up to "
                       "its last figure", file=sys.stderr, flush=True)  # fmt: skip
                 os._exit(1)  # an orphaned pool worker: nothing of it is waited for
-            state, _ = train_version(state, DEMO_MODEL, settings, images)
-            seen = state.version * per_version
-            bar.update(per_version)
-            if seen >= mark:  # the first version at or past each multiple of `every`
-                mark = (seen // every + 1) * every
-                figures = [*figures, (seen, quality(state, real, settings.seed)[0])]
-                _save(path, state, figures)
-                bar.set_postfix(quality=f"{figures[-1][1]:.1f}")
     _save(path, state, figures)
     return state, figures
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import demo_settings
 from benchmarks.class_sim import time_to_quality as ttq
 from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS
 from tests.factories import TINY_MODEL
@@ -93,7 +94,7 @@ def test_a_cached_curve_answers_shorter_and_equal_requests_without_training(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained although the cache holds the curve")
 
-    monkeypatch.setattr(ttq, "train_version", no_training)
+    monkeypatch.setattr(demo_settings, "train_version", no_training)
     assert ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 256, every=128) == whole
     # 200 images end within the second version: both of its figures, none beyond.
     assert ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 200, every=128) == whole
@@ -108,7 +109,7 @@ def test_an_interrupted_curve_continues_from_its_last_figure(
     monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path / "whole"))
     whole = ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 384, every=128)
     monkeypatch.setenv("GANFRIENDS_CACHE_DIR", str(tmp_path / "killed"))
-    trained = ttq.train_version
+    trained = demo_settings.train_version
     versions: list[int] = []
 
     def killed_in_the_third_version(state, *args, **kwargs):
@@ -117,7 +118,7 @@ def test_an_interrupted_curve_continues_from_its_last_figure(
             raise KeyboardInterrupt
         return trained(state, *args, **kwargs)
 
-    monkeypatch.setattr(ttq, "train_version", killed_in_the_third_version)
+    monkeypatch.setattr(demo_settings, "train_version", killed_in_the_third_version)
     with pytest.raises(KeyboardInterrupt):
         ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 384, every=128)
     versions.clear()
@@ -126,7 +127,7 @@ def test_an_interrupted_curve_continues_from_its_last_figure(
         versions.append(state.version)
         return trained(state, *args, **kwargs)
 
-    monkeypatch.setattr(ttq, "train_version", counted)
+    monkeypatch.setattr(demo_settings, "train_version", counted)
     assert ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 384, every=128) == whole
     assert versions == [2]  # only the version the interruption lost
 
@@ -147,7 +148,7 @@ def test_a_curve_process_whose_parent_is_gone_stops(
         ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 256, every=128)
     # The first version's figure stays cached; nothing of the second was trained.
     monkeypatch.setattr(ttq, "_parent", None)
-    monkeypatch.setattr(ttq, "train_version", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(demo_settings, "train_version", lambda *a, **k: pytest.fail("trained"))
     assert len(ttq.quality_curve(DEMO_MODEL, DEMO_SETTINGS, "synthetic", 128, every=128)) == 1
 
 
