@@ -26,7 +26,10 @@ from there to the next publish, and how many units each volunteer took per versi
 Then, after all classes (`time_to_quality.py`), the time-to-quality speedup: the simulated
 seconds one computer of the profile alone (synchronous, the demo's settings, at its pure
 compute rate) needs to reach the best quality it reaches within the horizon, ÷ the seconds the
-class needs for the same figure. Quality per training image comes from the reference trainer
+class needs for the same figure, printed with its two factors: the class's images/s over the
+baseline's, divided by the class's images to the figure over the baseline's (with 32
+volunteers at efficiency 0.8, 16x allows the class at most 1.6x the images). Quality per
+training image comes from the reference trainer
 with each run's exact settings (cached with the trainer's state, so a longer curve continues a
 shorter one; `--curves-only` computes them without a class, the baseline's and the classes' in
 parallel); seconds per image from the class's measured useful images/s. The horizon is

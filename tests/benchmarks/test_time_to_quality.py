@@ -23,6 +23,16 @@ def test_the_speedup_is_the_baselines_seconds_to_its_best_over_the_others() -> N
     assert ttq.compare(ALONE, 100.0, other, 1000.0, 0.05).speedup == pytest.approx(1.5)
 
 
+def test_the_speedup_is_the_rate_ratio_over_the_images_ratio() -> None:
+    # 10x the images/s, 2,000 images against the baseline's 300: 1.5 = 10 ÷ (2,000 / 300).
+    result = ttq.compare(ALONE, 100.0, [(1000, 40.0), (2000, 19.0)], 1000.0, 0.05)
+    assert (result.rate_ratio, result.baseline_images) == (10.0, 300)
+    assert result.images_ratio == pytest.approx(2000 / 300)
+    assert "10.0x the images/s ÷ 6.67x the images (300 alone)" in result.describe()
+    never = ttq.compare(ALONE, 100.0, [(1000, 40.0), (4000, 25.0)], 1000.0, 0.05)
+    assert "over 13.3x the images: 300 alone" in never.describe()  # its curve's 4,000 images
+
+
 def test_the_baseline_beyond_the_horizon_does_not_count() -> None:
     # At 0.1 minutes (600 images) the target is 10.0, after 4 s; the class reaches it after 3 s.
     other = [(1000, 40.0), (2000, 19.0), (3000, 5.0)]
