@@ -14,7 +14,7 @@ on real computers it would not.
         [--network lan|home|none] [--image-size 64] [--versions 4] [--units-per-volunteer 1]
         [--preset class] [--processes 1] [--quality-minutes 60] [--quality-images 131072]
         [--class-quality-images N] [--quality-dataset synthetic|emoji] [--curves-only]
-        [--server-log FILE] [--json]
+        [--set KEY=VALUE[,KEY=VALUE]] [--server-log FILE] [--json]
 
 Per N it prints useful images/s (images in versions closed within the window ÷ its seconds),
 scaling efficiency (÷ N × the same profile's single-volunteer run, or its pure compute rate
@@ -63,6 +63,7 @@ from benchmarks.class_sim import network, profiles, timeline
 from benchmarks.class_sim import time_to_quality as ttq
 from benchmarks.class_sim.crowd import Crowd, VolunteerSpec
 from benchmarks.class_sim.served import ServedCoordinator
+from benchmarks.demo_settings import variant
 from coordinator import presets, volunteers
 from coordinator.demo import DEMO_MODEL
 from coordinator.runs import RunPlan, create_run
@@ -128,6 +129,8 @@ def run_config(args: argparse.Namespace, n: int) -> tuple[ModelConfig, RunSettin
         weights_precision=args.weights_precision or base.weights_precision,
         precision=args.precision or base.precision,
     )
+    for change in args.set:  # after the rest: `--set num_workunits_per_update=…` wins
+        settings = variant(settings, change)[1]
     return model, settings
 
 
@@ -300,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="published weights (default: the preset's, else fp32)")  # fmt: skip
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                         help="result payloads (default: the preset's, else fp32)")  # fmt: skip
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="change the run's settings (RunSettings keys), e.g. "
+                        "inner_steps=64,images_per_work_unit=4096 with --preset class; the "
+                        "quality curves follow them")  # fmt: skip
     parser.add_argument("--processes", type=int, default=1,
                         help="child processes the volunteers' threads are split among (more "
                         "only where cores are to spare: crowd.py)")  # fmt: skip

@@ -74,6 +74,7 @@ def _args(**given: object) -> argparse.Namespace:
         units_per_volunteer=1,
         weights_precision=None,
         precision=None,
+        set=[],
     )
     return argparse.Namespace(**(values | given))
 
@@ -87,3 +88,13 @@ def test_a_class_runs_in_its_presets_precisions_unless_told_otherwise() -> None:
     _, plain = run_config(_args(), 8)
     assert (plain.weights_precision, plain.precision) == ("fp32", "fp32")
     assert plain.num_workunits_per_update == 8
+
+
+def test_set_changes_the_presets_settings_after_the_class_size() -> None:
+    change = ["inner_steps=64,images_per_work_unit=4096", "num_workunits_per_update=16"]
+    _, settings = run_config(_args(preset="class", set=change), 32)
+    assert (settings.inner_steps, settings.images_per_work_unit) == (64, 4096)
+    assert settings.num_workunits_per_update == 16  # --set wins over N x units per volunteer
+    assert settings.outer_lr == presets.CLASS_SETTINGS.outer_lr  # the rest stays the preset's
+    with pytest.raises(SystemExit, match="RunSettings key"):
+        run_config(_args(preset="class", set=["inner_stepz=64"]), 32)
