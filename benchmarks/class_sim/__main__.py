@@ -264,8 +264,9 @@ def quality_curves(
 
 
 def print_curves(args: argparse.Namespace, counts: Sequence[int]) -> int:
-    """--curves-only: how far each curve goes, its best and last figures, and its figure at
-    doubling marks from 131k images."""
+    """--curves-only: how far each curve goes, its best and last figures, its figure at
+    doubling marks from 131k images, and (the classes) the images it needed for its best
+    figure so far at each mark against one computer alone."""
     curves = quality_curves(args, counts)
     if curves is None:
         return 1
@@ -280,7 +281,21 @@ def print_curves(args: argparse.Namespace, counts: Sequence[int]) -> int:
               f"after {best[0]:,}, last {curve[-1][1]:.1f}")  # fmt: skip
         print("  " + ", ".join(f"{mark / 1e6:.2f}M: {figure:.0f} (best {low:.1f})"
                                for mark, figure, low in ttq.at_marks(curve)))  # fmt: skip
+        if curve is not baseline:
+            print("  " + images_ratios(curve, baseline))
     return 0
+
+
+def images_ratios(curve: ttq.Curve, baseline: ttq.Curve) -> str:
+    """At each doubling mark, the images the class needed for its best figure so far ÷ the
+    images one computer alone needed for it (the speedup's second factor, by figure)."""
+    parts = []
+    for _, _, low in ttq.at_marks(curve):
+        alone, needed = ttq.images_to(baseline, low), ttq.images_to(curve, low)
+        assert needed is not None  # its own best so far
+        ratio = "not in the curve alone" if alone is None else f"{needed / alone:.1f}x"
+        parts.append(f"{low:.0f} after {needed / 1e6:.2f}M: {ratio}")
+    return "images to that figure ÷ one computer alone's: " + ", ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -181,3 +181,17 @@ def test_class_sim_curves_only_fills_the_cache_without_a_class(
     assert out.count(f"no figure yet (one every {ttq.CURVE_EVERY:,} images)") == 2
     saved = list((tmp_path / "class_sim" / "curves").glob("*.safetensors"))
     assert len(saved) == 2  # the baseline's (two 128-image versions) and the class's (one)
+
+
+def test_curves_only_prints_the_images_each_best_figure_cost_against_one_computer() -> None:
+    from benchmarks.class_sim.__main__ import images_ratios
+
+    alone = [(100_000, 500.0), (120_000, 300.0)]
+    other = [(131_072, 600.0), (200_000, 400.0), (262_144, 450.0), (600_000, 250.0)]
+    # At 131k its best is 600 (alone: 100k images, 1.3x); at 262k 400, after 200k images
+    # (alone 120k: 1.7x); at 524k (its point at 600k) 250, which one computer never reached.
+    assert images_ratios(other, alone) == (
+        "images to that figure ÷ one computer alone's: 600 after 0.13M: 1.3x, "
+        "400 after 0.20M: 1.7x, 250 after 0.60M: not in the curve alone"
+    )
+    assert ttq.images_to(other, 400.0) == 200_000 and ttq.images_to(alone, 100.0) is None
