@@ -7,23 +7,26 @@ from core.model import ModelConfig
 
 DESCRIPTIONS = {  # one line each for `init --help`
     "demo": "the model and settings of `ganfriends-coordinator demo` (synthetic:10000 images)",
-    "class": "a class or lab of 8+ computers: local-steps units (16 SGD steps each), 32 per version",
+    "class": "a class or lab of 8+ computers: local-steps units (64 SGD steps each), 32 per version",
 }
 
 # The model the local-steps recipe was measured on (the demo's; benchmarks/README.md, local_steps).
 CLASS_MODEL = ModelConfig(image_size=32, latent_dim=64, g_features=32, d_features=32)
 CLASS_SETTINGS = RunSettings(
-    # 16 inner SGD steps of one 64-image micro-batch per unit, one upload per 1,024 images: 16x
-    # fewer bytes per training image than 64-image gradient units. Quality after 65k images at
-    # 8 units per version with outer lr 0.016: synthetic 412, emoji 426, against exact units'
-    # 574 and 518 (0.008, the general default, gave 481 and 659; `python -m
-    # benchmarks.local_steps`; README, Local steps).
-    inner_steps=16,
-    images_per_work_unit=16 * 64,
+    # 64 inner SGD steps of one 64-image micro-batch per unit, one upload per 4,096 images: 64x
+    # fewer bytes per training image than 64-image gradient units. 32 simulated laptops on a
+    # 1 Gbit/s link ran at 0.66-0.71 of 32 times one, against 0.42-0.45 with 16 steps per unit
+    # (each version starts with every computer downloading the weights and ends with every
+    # upload checked: ~1 s that 16 steps' 0.6 s of compute could not cover), and the reference
+    # trainer's quality per image caught up with 16 steps' by 0.65M images and passed it
+    # (204 after 1.31M images against 280 at best by 3M; benchmarks/README.md, "H = 64").
+    # At 8 units per version after 65k images: H = 64 444, H = 16 481, exact units 574.
+    inner_steps=64,
+    images_per_work_unit=64 * 64,
     batch_size=64,
     num_workunits_per_update=32,  # about one per computer of a class; `set` changes it live
     inner_lr=0.1,
-    outer_lr=0.016,  # at H = 16 better than the default 0.008 on both sets (above)
+    outer_lr=0.016,  # at H = 16 better than the default 0.008 on both sets; kept at H = 64
     outer_momentum=0.5,
     # bf16 weights for the workers (fp32 master weights stay with the coordinator) and bf16
     # changes: half the bytes every version. 32 simulated laptops trained at 1.6-1.9x the

@@ -221,8 +221,8 @@ def test_init_preset_class_is_the_local_steps_recipe(
     settings = RunSettings.from_dict(run.settings)
     assert ModelConfig.from_dict(run.model_config) == presets.CLASS_MODEL
     assert settings == presets.CLASS_SETTINGS
-    assert (settings.inner_steps, settings.images_per_work_unit) == (16, 1024)
-    assert admin.unit_kind_text(settings).startswith("local steps (16 inner SGD steps")
+    assert (settings.inner_steps, settings.images_per_work_unit) == (64, 4096)
+    assert admin.unit_kind_text(settings).startswith("local steps (64 inner SGD steps")
 
 
 def test_init_config_overrides_the_preset(
