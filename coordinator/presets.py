@@ -17,9 +17,11 @@ CLASS_SETTINGS = RunSettings(
     # fewer bytes per training image than 64-image gradient units. 32 simulated laptops on a
     # 1 Gbit/s link ran at 0.66-0.71 of 32 times one, against 0.42-0.45 with 16 steps per unit
     # (each version starts with every computer downloading the weights and ends with every
-    # upload checked: ~1 s that 16 steps' 0.6 s of compute could not cover), and the reference
-    # trainer's quality per image caught up with 16 steps' by 0.65M images and passed it
-    # (204 after 1.31M images against 280 at best by 3M; benchmarks/README.md, "H = 64").
+    # upload checked: ~1 s that 16 steps' 0.6 s of compute could not cover). The reference
+    # trainer's quality per image is behind 16 steps' for the first ~0.6M images, then level
+    # or ahead (best 204 by 1.31M images against 280; 204 and 212 by 2.1M), so at 1.7x the
+    # images per second the class reaches each figure sooner after its first ~20 seconds
+    # (212 after 36 s against 111 s; benchmarks/README.md, "H = 64").
     # At 8 units per version after 65k images: H = 64 444, H = 16 481, exact units 574.
     inner_steps=64,
     images_per_work_unit=64 * 64,
