@@ -20,8 +20,8 @@ CLASS_SETTINGS = RunSettings(
     # upload checked: ~1 s that 16 steps' 0.6 s of compute could not cover). The reference
     # trainer's quality per image is behind 16 steps' for the first ~0.6M images, then level
     # or ahead (best 204 by 1.31M images against 280; 204 and 212 by 2.1M), so at 1.7x the
-    # images per second the class reaches each figure sooner after its first ~20 seconds
-    # (212 after 36 s against 111 s; benchmarks/README.md, "H = 64").
+    # images per second the class reached every figure from 300 to 204 sooner (212 after 36 s
+    # against 111 s; benchmarks/README.md, "H = 64").
     # At 8 units per version after 65k images: H = 64 444, H = 16 481, exact units 574.
     inner_steps=64,
     images_per_work_unit=64 * 64,
