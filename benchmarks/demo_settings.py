@@ -132,10 +132,15 @@ def variant(base: RunSettings, change: str) -> tuple[str, RunSettings]:
     return change, dataclasses.replace(base, **values)
 
 
+def first_reached(figures: Sequence[tuple[int, float]], level: float) -> int | None:
+    """The images seen at the first measurement at or below `level` (None: never)."""
+    return next((seen for seen, figure in figures if figure <= level), None)
+
+
 def images_to(level: float, figures: list[tuple[int, float]]) -> str:
     """The images seen at the first measurement at or below `level`, or "not reached"."""
-    reached = [seen for seen, figure in figures if figure <= level]
-    return f"{reached[0]:,}" if reached else "not reached"
+    reached = first_reached(figures, level)
+    return "not reached" if reached is None else f"{reached:,}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

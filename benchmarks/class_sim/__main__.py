@@ -63,7 +63,7 @@ from benchmarks.class_sim import network, profiles, timeline
 from benchmarks.class_sim import time_to_quality as ttq
 from benchmarks.class_sim.crowd import Crowd, VolunteerSpec
 from benchmarks.class_sim.served import ServedCoordinator
-from benchmarks.demo_settings import variant
+from benchmarks.demo_settings import first_reached, variant
 from coordinator import presets, volunteers
 from coordinator.demo import DEMO_MODEL
 from coordinator.runs import RunPlan, create_run
@@ -291,7 +291,7 @@ def images_ratios(curve: ttq.Curve, baseline: ttq.Curve) -> str:
     images one computer alone needed for it (the speedup's second factor, by figure)."""
     parts = []
     for _, _, low in ttq.at_marks(curve):
-        alone, needed = ttq.images_to(baseline, low), ttq.images_to(curve, low)
+        alone, needed = first_reached(baseline, low), first_reached(curve, low)
         assert needed is not None  # its own best so far
         ratio = "not in the curve alone" if alone is None else f"{needed / alone:.1f}x"
         parts.append(f"{low:.0f} after {needed / 1e6:.2f}M: {ratio}")

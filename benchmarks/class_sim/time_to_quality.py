@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from benchmarks.demo_settings import load_images, measured_versions
+from benchmarks.demo_settings import first_reached, load_images, measured_versions
 from coordinator.demo import DEMO_DATASETS, DEMO_MODEL, DEMO_SETTINGS
 from core.config import RunSettings
 from core.model import ModelConfig
@@ -98,7 +98,7 @@ def compare(
     if not other:
         raise ValueError(f"the class's curve has no figure (one every {CURVE_EVERY:,} images)")
     seen, target = min(within, key=lambda point: point[1])  # min keeps the first of equals
-    reached = images_to(other, target)
+    reached = first_reached(other, target)
     images = other[-1][0] if reached is None else reached
     return TimeToQuality(target, seen, seen / baseline_images_per_s, reached,
                          images / images_per_s, images_per_s / baseline_images_per_s)  # fmt: skip
@@ -115,11 +115,6 @@ def at_marks(curve: Curve, first: int = 131_072) -> list[tuple[int, float, float
             while mark <= seen:
                 mark *= 2
     return points
-
-
-def images_to(curve: Curve, figure: float) -> int | None:
-    """The training images at the curve's first figure at or below `figure` (None: never)."""
-    return next((seen for seen, reached in curve if reached <= figure), None)
 
 
 def horizon_images(images_per_s: float, minutes: float, cap: int) -> int:

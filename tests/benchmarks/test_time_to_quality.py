@@ -194,4 +194,5 @@ def test_curves_only_prints_the_images_each_best_figure_cost_against_one_compute
         "images to that figure ÷ one computer alone's: 600 after 0.13M: 1.3x, "
         "400 after 0.20M: 1.7x, 250 after 0.60M: not in the curve alone"
     )
-    assert ttq.images_to(other, 400.0) == 200_000 and ttq.images_to(alone, 100.0) is None
+    assert demo_settings.first_reached(other, 400.0) == 200_000
+    assert demo_settings.first_reached(alone, 100.0) is None
