@@ -53,10 +53,30 @@ class TimeToQuality:
 
     target: float  # that figure (SWD, lower is better)
     baseline_images: int  # training images at which the baseline first reaches it
-    baseline_s: float  # simulated seconds the baseline first reaches it
+    baseline_rate: float  # the baseline's images/s
     images: int | None  # training images at which the class first reaches it (None: never)
-    seconds: float  # the class's simulated seconds to it, or to its curve's end if never
-    rate_ratio: float  # the class's useful images/s ÷ the baseline's
+    class_images: int  # `images`, or the class's curve's last images if it never reaches it
+    rate: float  # the class's useful images/s
+
+    @property
+    def baseline_s(self) -> float:
+        """Simulated seconds the baseline first reaches the figure."""
+        return self.baseline_images / self.baseline_rate
+
+    @property
+    def seconds(self) -> float:
+        """The class's simulated seconds to the figure, or to its curve's end if never."""
+        return self.class_images / self.rate
+
+    @property
+    def rate_ratio(self) -> float:
+        return self.rate / self.baseline_rate
+
+    @property
+    def images_ratio(self) -> float:
+        """The class's images to the figure ÷ the baseline's (when the class never reaches it,
+        its curve's images ÷ the baseline's: the ratio is more than this)."""
+        return self.class_images / self.baseline_images
 
     @property
     def speedup(self) -> float | None:
@@ -66,12 +86,6 @@ class TimeToQuality:
     def speedup_below(self) -> float | None:
         """When the class never reaches the figure: the speedup is less than this."""
         return self.baseline_s / self.seconds if self.images is None else None
-
-    @property
-    def images_ratio(self) -> float:
-        """The class's images to the figure ÷ the baseline's (when the class never reaches it,
-        its curve's images ÷ the baseline's: the ratio is more than this)."""
-        return self.seconds * self.rate_ratio / self.baseline_s
 
     def describe(self) -> str:
         alone = f"quality {self.target:.1f} alone after {self.baseline_s:.1f} s"
@@ -100,8 +114,7 @@ def compare(
     seen, target = min(within, key=lambda point: point[1])  # min keeps the first of equals
     reached = first_reached(other, target)
     images = other[-1][0] if reached is None else reached
-    return TimeToQuality(target, seen, seen / baseline_images_per_s, reached,
-                         images / images_per_s, images_per_s / baseline_images_per_s)  # fmt: skip
+    return TimeToQuality(target, seen, baseline_images_per_s, reached, images, images_per_s)
 
 
 def at_marks(curve: Curve, first: int = 131_072) -> list[tuple[int, float, float]]:
