@@ -28,7 +28,8 @@ class WakeUp(threading.Event):
 
 
 class Heartbeat:
-    """Keeps a lease alive from a background thread while a unit computes."""
+    """Keeps a lease alive from a background thread, from its claim until its unit is submitted
+    or given back: while the unit waits (claimed ahead), downloads, computes and uploads."""
 
     def __init__(self, store: Store, lease: Lease, every_s: float) -> None:
         self._store = store
@@ -39,8 +40,13 @@ class Heartbeat:
         self.lost = False
         self.on_lost: Callable[[], None] = lambda: None
 
-    def start(self) -> None:
+    @property
+    def every_s(self) -> float:
+        return self._every_s
+
+    def start(self) -> Heartbeat:
         self._thread.start()
+        return self
 
     def stop(self) -> None:
         self._done.set()

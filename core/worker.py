@@ -1,8 +1,9 @@
 """The worker engine: claim → weights → shards → compute → submit, with controls and events.
 
 A finished unit uploads in the background while the engine claims and computes the next one
-(one upload in flight at most; its lease keeps its heartbeat until the submit is answered), so
-a fast worker does not wait for its own upload.
+(one upload in flight at most), so a fast worker does not wait for its own upload. A lease's
+heartbeat runs from its claim until its submit is answered or it is given back: a unit whose
+weights and images take longer to download than the run's lease_s stays this worker's.
 
 One engine drives both the headless worker and the desktop app. It reports what it does as
 plain `WorkerEvent` values to a callback (a GUI turns them into signals), and it is controlled
@@ -115,6 +116,7 @@ class WorkerEngine:
         self._pending_lock = threading.Lock()
         self._thread_role = threading.local()  # `.background` on the upload thread
         self._ahead: NextUnit | None = None  # the next unit, claimed while this one computes
+        self._lease_s: float | None = None  # the run's, read at connecting and with each version
         self._last_compute_s: float | None = None
 
     # Controls (any thread) ------------------------------------------------------------------
@@ -164,20 +166,21 @@ class WorkerEngine:
                 self._sleep(3600)
                 continue
             images: torch.Tensor | None = None
-            lease: Lease | None
+            heartbeat: Heartbeat | None = None
             try:
                 store = self._ensure_connected()
                 looked_ahead = self._ahead is not None
                 ahead = self._take_ahead()
                 if ahead is not None:
-                    lease, images = ahead
+                    heartbeat, images = ahead
                 elif looked_ahead:
                     # It found nothing while the last unit computed: wait for work to be
                     # announced rather than ask again now, a write that would only compete
                     # with this worker's own upload (the version's last, often).
-                    lease = None
+                    pass
                 else:
                     lease = store.claim(self._worker_id_or_fail())
+                    heartbeat = None if lease is None else self._start_heartbeat(store, lease)
                 reconnect.reset()
             except RunPaused:
                 self._emit("state", "paused", "Waiting: the run is paused by its owner")
@@ -195,7 +198,7 @@ class WorkerEngine:
                 )
                 self._sleep(delay)
                 continue
-            if lease is None:
+            if heartbeat is None:
                 self._finish_upload()  # nothing else to do meanwhile: let its events arrive
                 if self.state != "idle":
                     self._emit("state", "idle", "Waiting: no work right now")
@@ -204,7 +207,7 @@ class WorkerEngine:
                 continue
             idle_wait = IDLE_POLL_MIN_S
             work_started = time.monotonic()
-            self._work(lease, images)
+            self._work(heartbeat, images)
             if self._reached_max_units():
                 break
             if self._finish_then_pause:
@@ -229,18 +232,34 @@ class WorkerEngine:
         fetcher, worker_id = self._fetcher, self._worker_id_or_fail()
         assert fetcher is not None
         self._ahead = NextUnit(
-            lambda: store.claim(worker_id), lambda lease: fetcher.images(lease.sample_indices)
+            lambda: store.claim(worker_id),
+            lambda lease: fetcher.images(lease.sample_indices),
+            lambda lease: self._start_heartbeat(store, lease),
         ).start()
 
-    def _take_ahead(self) -> tuple[Lease, torch.Tensor | None] | None:
+    def _take_ahead(self) -> tuple[Heartbeat, torch.Tensor | None] | None:
         ahead, self._ahead = self._ahead, None
         return None if ahead is None else ahead.take()
 
     def _release_ahead(self) -> None:
         """Give back a unit claimed ahead (pause, stop, the last unit done)."""
         ahead = self._take_ahead()
-        if ahead is not None and self._store is not None:
-            self._give_back(self._store, ahead[0], lost=False)
+        if ahead is None:
+            return
+        if self._store is None:  # no connection to give it back on: it expires on its own
+            ahead[0].stop()
+        else:
+            self._end_lease(self._store, ahead[0])
+
+    def _start_heartbeat(self, store: Store, lease: Lease) -> Heartbeat:
+        """A running heartbeat for a lease just claimed, every lease_s × heartbeat_fraction."""
+        assert self._lease_s is not None  # read when connecting
+        return Heartbeat(store, lease, self._lease_s * self.options.heartbeat_fraction).start()
+
+    def _end_lease(self, store: Store, heartbeat: Heartbeat) -> None:
+        """Stop a unit's heartbeat and give its lease back (unless it is already lost)."""
+        heartbeat.stop()
+        self._give_back(store, heartbeat.lease, lost=heartbeat.lost)
 
     def _reached_max_units(self) -> bool:
         """Whether `max_units` submits are done, counting an upload in flight until it ends."""
@@ -259,40 +278,45 @@ class WorkerEngine:
             self._emit("state", "idle", f"Resting {rest_s:.1f} s to stay within your usage cap")
             self._sleep(rest_s)
 
-    def _work(self, lease: Lease, images: torch.Tensor | None = None) -> None:
-        """Compute one unit and hand it to the upload thread; `images` if already fetched."""
+    def _work(self, heartbeat: Heartbeat, images: torch.Tensor | None = None) -> None:
+        """Compute one unit, whose lease's heartbeat runs since its claim, and hand it to the
+        upload thread; `images` if already fetched."""
         store = self._store
         assert store is not None
+        lease = heartbeat.lease
         self._abandon.clear()
+        # A lease lost from now on (expired, or its version closed) ends the unit.
+        heartbeat.on_lost = self._abandon.set
+        if heartbeat.lost:
+            self._abandon.set()
         try:
-            loaded, images = self._fetch(store, lease, images)
+            loaded, images = self._fetch(store, heartbeat, images)
         except DamagedData as exc:  # damage, not a lost connection: say so, and wait
             self._emit("error", "error", f"The run's database holds damaged data: {exc}", lease)
-            self._give_back(store, lease, lost=False)
+            self._end_lease(store, heartbeat)
             self._report_damage(store, exc)
             self._sleep(DAMAGE_RETRY_S)
             return
         except DatabaseUnavailable as exc:
             self._emit("error", "error", f"Lost the database while fetching data ({exc})", lease)
-            self._give_back(store, lease, lost=False)
+            self._end_lease(store, heartbeat)
             return
         except StoreError as exc:  # e.g. the version closed and was pruned meanwhile
             self._emit(
                 "unit_refused", "idle", f"Unit {lease.unit_index} cannot be computed: {exc}", lease
             )
-            self._give_back(store, lease, lost=False)
+            self._end_lease(store, heartbeat)
             return
-        heartbeat = Heartbeat(
-            store, lease, loaded.settings.lease_s * self.options.heartbeat_fraction
-        )
-        heartbeat.on_lost = self._abandon.set
-        heartbeat.start()
+        if heartbeat.every_s != loaded.settings.lease_s * self.options.heartbeat_fraction:
+            # This version changed the run's lease_s: beat at the new pace.
+            heartbeat.stop()
+            heartbeat = self._start_heartbeat(store, heartbeat.lease)
+            heartbeat.on_lost = self._abandon.set
         self._claim_ahead(store)
         try:
             result, compute_s = self._compute(lease, loaded, images)
         except UnitCancelled:
-            heartbeat.stop()
-            self._give_back(store, heartbeat.lease, lost=heartbeat.lost)
+            self._end_lease(store, heartbeat)
             return
         self._last_compute_s = compute_s
         payload = encode_tensors(
@@ -348,10 +372,11 @@ class WorkerEngine:
             upload.join()
 
     def _fetch(
-        self, store: Store, lease: Lease, images: torch.Tensor | None
+        self, store: Store, heartbeat: Heartbeat, images: torch.Tensor | None
     ) -> tuple[_Version, torch.Tensor]:
         """The unit's model and images (unless fetched ahead); retries a lost database while
         the lease lasts."""
+        lease = heartbeat.lease
         retry = Backoff(initial_s=0.2, maximum_s=5.0)
         while True:
             try:
@@ -367,7 +392,7 @@ class WorkerEngine:
                 return loaded, self._fetcher.images(lease.sample_indices)
             except DatabaseUnavailable as exc:
                 delay = retry.next_delay()
-                if self._stop.is_set() or self._lease_left_s(lease) < delay:
+                if self._stop.is_set() or self._lease_left_s(heartbeat.lease) < delay:
                     raise
                 self._emit("error", "downloading", f"Download interrupted ({exc}); retrying", lease)
                 self._stop.wait(delay)
@@ -474,8 +499,8 @@ class WorkerEngine:
     def _lease_left_s(self, lease: Lease) -> float:
         """Seconds the lease has left by this process's monotonic clock (never its wall clock,
         which may be hours off the run's)."""
-        lease_s = (self._loaded.settings if self._loaded else RunSettings()).lease_s
-        return lease.renewed_at + lease_s - time.monotonic()
+        assert self._lease_s is not None  # read when connecting
+        return lease.renewed_at + self._lease_s - time.monotonic()
 
     def _load_version(self, store: Store, version: int) -> _Version:
         if self._loaded is not None and self._loaded.version == version:
@@ -494,6 +519,7 @@ class WorkerEngine:
             gan = gan_from_parameters(config, params).to(self.options.device)
         settings = RunSettings.from_dict(store.get_run().settings)
         self._loaded = _Version(version, gan, settings)
+        self._lease_s = settings.lease_s
         # All of this worker's tensor work, not only the compute, on the unit's thread count
         # (until `run` returns): fetching images, loading weights and encoding the result with
         # the default of one thread per core made them wait on each other's cores while a unit
@@ -517,6 +543,8 @@ class WorkerEngine:
             )
         if self._fetcher is None:
             self._fetcher = ShardFetcher(self._store, self._cache)
+        if self._lease_s is None:  # a claimed lease's heartbeat needs it before any version
+            self._lease_s = RunSettings.from_dict(self._store.get_run().settings).lease_s
         return self._store
 
     def _drop_connection(self) -> None:

@@ -130,9 +130,10 @@ def test_a_coordinator_minutes_off_the_servers_clock_changes_nothing(
 ) -> None:
     """Volunteers' units complete, and a killed volunteer's lease expires on time, although
     the coordinator's own clock is 5 minutes ahead of the database server's, or behind it."""
-    # Leases of 6 s, not 2: a clock minutes off would expire them at once or never, and the
-    # survivor's lease gets its first heartbeat only after its unit's weights and images are
-    # fetched, which took over 2 s once on a loaded CI machine (its lease expired).
+    # Leases of 6 s: a clock minutes off would expire them at once or never. (At 2 s a
+    # survivor's lease expired once on a loaded CI machine, when a lease got its first
+    # heartbeat only after its unit was fetched; it now beats from its claim, and 6 s leaves a
+    # heartbeat every 2 s room for a busy database.)
     settings = tiny_settings(**{**SLOW_UNITS, "lease_s": 6.0})
     owner = owned_db.open_owner()
     plan = RunPlan("clocks", TINY_MODEL, settings, ("synthetic", DATASET_IMAGES))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 import time
@@ -226,3 +227,113 @@ def test_all_of_a_units_tensor_work_runs_on_the_units_threads(tmp_path):
         assert engine.run() == 2
         assert torch.get_num_threads() == 2  # the caller's count again
     assert seen and set(seen) == {1}
+
+
+def _record_heartbeats(store) -> list[tuple[float, int]]:
+    """(time, unit index) of every heartbeat the store renews from now on."""
+    beats: list[tuple[float, int]] = []
+    heartbeat = store.heartbeat
+
+    def recorded(lease):
+        renewed = heartbeat(lease)
+        beats.append((time.monotonic(), lease.unit_index))
+        return renewed
+
+    store.heartbeat = recorded
+    return beats
+
+
+def _renewed_throughout(beats, unit_index, start, end, lease_s) -> bool:
+    """Whether the unit's lease was renewed at least every lease_s from `start` to `end`."""
+    times = [start, *(t for t, unit in beats if unit == unit_index and start < t < end), end]
+    return all(later - earlier < lease_s for earlier, later in itertools.pairwise(times))
+
+
+def test_a_unit_whose_download_outlasts_the_lease_is_renewed_while_it_downloads(tmp_path):
+    # The heartbeat starts at the claim: a first unit whose images take longer than lease_s to
+    # arrive (a slow home link, a cold cache) stays this worker's. It used to start after the
+    # download, and such a unit was re-issued to another worker while it downloaded.
+    lease_s, download_s = 1.0, 2.5
+    run = make_tiny_run(tmp_path, lease_s=lease_s)
+    store = run.store()
+    beats = _record_heartbeats(store)
+    claims: list[tuple[float, int]] = []
+    downloads: list[tuple[float, float]] = []  # (start, end) of each unit's images
+    claim = store.claim
+
+    def timed_claim(worker_id):
+        lease = claim(worker_id)
+        if lease is not None:
+            claims.append((time.monotonic(), lease.unit_index))
+        return lease
+
+    store.claim = timed_claim  # type: ignore[method-assign]
+    engine = engine_for(run, tmp_path, [], max_units=1)
+    engine._connect_fn = lambda: store
+    connect = engine._ensure_connected
+
+    def connected():
+        connected_store = connect()
+        fetcher = engine._fetcher
+        if fetcher is not None and not hasattr(fetcher.images, "slow"):
+            gather = fetcher.images
+
+            def slow(indices):
+                start = time.monotonic()
+                time.sleep(download_s)
+                images = gather(indices)
+                downloads.append((start, time.monotonic()))
+                return images
+
+            slow.slow = True  # type: ignore[attr-defined]
+            fetcher.images = slow
+        return connected_store
+
+    engine._ensure_connected = connected
+    assert engine.run() == 1
+    [(claimed, unit_index)] = claims
+    [(_, downloaded)] = downloads
+    assert downloaded - claimed > download_s
+    assert _renewed_throughout(beats, unit_index, claimed, downloaded, lease_s), beats
+    [unit] = [u for u in store.version_units(0) if u.unit_index == unit_index]
+    assert unit.attempts == 1
+
+
+def test_a_unit_claimed_ahead_is_renewed_while_it_waits_for_the_current_one(tmp_path):
+    # A fast worker claims its next unit while the current one computes; if that computing
+    # takes longer than lease_s (a unit slower than the last, a busy computer), the unit
+    # waiting behind it keeps its lease.
+    lease_s, slow_s = 1.0, 2.5
+    run = make_tiny_run(tmp_path, lease_s=lease_s)
+    store = run.store()
+    beats = _record_heartbeats(store)
+    claims: list[tuple[float, int, str]] = []  # (time, unit index, thread) of every claim
+    computed: list[tuple[float, float]] = []  # (start, end) of every unit's compute
+    claim = store.claim
+
+    def timed_claim(worker_id):
+        lease = claim(worker_id)
+        if lease is not None:
+            claims.append((time.monotonic(), lease.unit_index, threading.current_thread().name))
+        return lease
+
+    engine = engine_for(run, tmp_path, [], max_units=3)
+    compute = engine._compute
+
+    def timed_compute(*args):
+        start = time.monotonic()
+        out = compute(*args)
+        if len(computed) == 1:  # the second unit: fast to compute, slow to finish
+            time.sleep(slow_s)
+        computed.append((start, time.monotonic()))
+        return out
+
+    store.claim = timed_claim  # type: ignore[method-assign]
+    engine._connect_fn = lambda: store
+    engine._compute = timed_compute
+    assert engine.run() == 3
+    [(claimed, unit_index)] = [(t, u) for t, u, name in claims if name == "claim-ahead"]
+    started = computed[2][0]  # the unit claimed ahead starts once the second is done
+    assert computed[1][0] <= claimed and started - claimed > slow_s * 0.9
+    assert _renewed_throughout(beats, unit_index, claimed, started, lease_s), beats
+    assert all(u.attempts == 1 for u in store.version_units(0))
