@@ -9,12 +9,15 @@ volunteer login its own workers' through `volunteer.credits` and the whole run's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import (
     Column,
     Connection,
     Double,
     MetaData,
     Table,
+    case,
     delete,
     func,
     insert,
@@ -38,18 +41,35 @@ _RUN_CREDITS = Table(
 )
 
 
-def record(conn: Connection, worker_id: int, images: int, now: float) -> None:
-    """Count one accepted unit of `images` images for the worker in the minute of `now`."""
+def record(conn: Connection, accepted: Mapping[int, tuple[int, int]], now: float) -> None:
+    """Count accepted units in the minute of `now`: {worker id: (units, images)}.
+
+    One statement for any number of workers that have a row for the minute, one more for
+    those that do not. The coordinator is the only writer (fenced), so no insert races these.
+    """
+    if not accepted:
+        return
     minute = float(int(now // MINUTE_S) * MINUTE_S)
-    added = conn.execute(
-        update(credits)
-        .where(credits.c.worker_id == worker_id, credits.c.minute == minute)
-        .values(units=credits.c.units + 1, images=credits.c.images + images)
-    ).rowcount
-    if not added:  # the coordinator is the only writer (fenced), so no insert races this one
+    by_worker = {"value": credits.c.worker_id, "else_": 0}
+    added = set(
         conn.execute(
-            insert(credits).values(worker_id=worker_id, minute=minute, units=1, images=images)
-        )
+            update(credits)
+            .where(credits.c.minute == minute, credits.c.worker_id.in_(accepted))
+            .values(
+                units=credits.c.units + case({w: n for w, (n, _) in accepted.items()}, **by_worker),
+                images=credits.c.images
+                + case({w: i for w, (_, i) in accepted.items()}, **by_worker),
+            )
+            .returning(credits.c.worker_id)
+        ).scalars()
+    )
+    new = [
+        {"worker_id": w, "minute": minute, "units": n, "images": i}
+        for w, (n, i) in sorted(accepted.items())
+        if w not in added
+    ]
+    if new:
+        conn.execute(insert(credits), new)
 
 
 def prune(conn: Connection, now: float) -> None:

@@ -109,6 +109,13 @@ class CoordinatorMixin(StoreBase):
                 ).max_attempts
             return verdicts.resolve(conn, result_id, outcome, reason, self._now(conn), max_attempts)
 
+    def accept_results(self, result_ids: Sequence[int]) -> list[int]:
+        """Accept, in one transaction, each of these new results whose unit has no accepted
+        result yet (the first given of two for one unit); the ids accepted. The rest stay new
+        for `resolve_result`."""
+        with self.session() as conn:
+            return verdicts.accept_first(conn, result_ids, self._now(conn))
+
     def withdraw_result(self, result_id: int, reason: str) -> bool:
         """Take back an accepted result whose payload is damaged; its unit is computed again."""
         with self.session() as conn:

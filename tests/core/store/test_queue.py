@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from core.store import (
     AlreadySubmitted,
@@ -282,6 +282,75 @@ def test_backup_copy_for_a_straggler(run: Store, clock: FakeClock) -> None:
     assert [u.units for u in run.workers()] == [1, 1]  # both are credited
     counts = run.unit_counts(0)
     assert (counts.done, counts.leased, counts.total) == (1, 2, 3)
+
+
+def test_a_passs_results_are_accepted_together_the_first_copy_of_each_unit(
+    run: Store, clock: FakeClock
+) -> None:
+    # What the coordinator does with all the valid results of one pass (`accept_results`):
+    # one transaction, the same verdicts and credits as accepting them one by one.
+    ada, bob = run.register_worker("ada", "h", "cpu"), run.register_worker("bob", "h", "cpu")
+    originals = [run.claim(ada) for _ in range(3)]
+    clock.advance(31)
+    backups = [run.claim(bob) for _ in range(2)]  # copies 1 of units 0 and 1
+    assert [(b.unit_index, b.copy) for b in backups if b] == [(0, 1), (1, 1)]
+
+    def result(lease, compute_s: float) -> int:
+        return run.submit(lease, b"p", "fp32", 10_000, METRICS, compute_s)
+
+    bob_0, ada_0 = result(backups[0], 1.0), result(originals[0], 2.0)
+    ada_1, bob_1 = result(originals[1], 3.0), result(backups[1], 4.0)
+    ada_2 = result(originals[2], 5.0)
+    assert run.resolve_result(ada_1, "accepted") == "accepted"  # unit 1: an earlier pass
+    assert run.accept_results([bob_0, ada_0, bob_1, ada_2]) == [bob_0, ada_2]
+    statuses = {r.id: r.status for r in run.version_results(0)}
+    assert statuses == {
+        bob_0: "accepted",
+        ada_0: "new",  # a second copy of unit 0: left for a cross-check
+        ada_1: "accepted",
+        bob_1: "new",  # unit 1 had an accepted result already
+        ada_2: "accepted",
+    }
+    totals = {w.name: (w.units, w.images, w.compute_s) for w in run.workers()}
+    assert totals == {"ada": (2, 2 * UNIT_SIZE, 8.0), "bob": (1, UNIT_SIZE, 1.0)}
+    recent = run.recent_credits(60)  # ada's minute row is added to, bob's is new
+    assert [(c.worker_id, c.units, c.images) for c in recent.workers] == [
+        (ada, 2, 2 * UNIT_SIZE),
+        (bob, 1, UNIT_SIZE),
+    ]
+    counts = run.unit_counts(0)
+    assert (counts.done, counts.leased) == (3, 0)  # bob_1's copy was submitted: not cancelled
+    assert run.resolve_result(ada_0, "accepted") == "crosscheck"
+    with pytest.raises(StoreError, match="already resolved"):
+        run.accept_results([bob_1, ada_2])
+    assert run.version_results(0)[3].status == "new"  # the refused call changed nothing
+    assert run.accept_results([]) == []
+
+
+def test_accepting_a_passs_results_takes_as_many_statements_for_12_as_for_2(store: Store) -> None:
+    # 32 results end a class's version together; accepted one by one, each took a transaction
+    # of its own statements and held the close off (benchmarks/README.md, "class_sim").
+    create_test_run(store, units=14)
+    workers = [store.register_worker(f"w{i}", "h", "cpu") for i in range(14)]
+    ids = [work_one(store, worker) for worker in workers]
+    statements: list[str] = []
+
+    def record(conn, cursor, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    counts = []
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        for batch in (ids[:2], ids[2:]):
+            statements.clear()
+            assert store.accept_results(batch) == batch
+            counts.append(len(statements))
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    assert counts[0] == counts[1] and counts[0] > 0
+    assert store.unit_counts(0).done == 14
+    assert [w.units for w in store.workers()] == [1] * 14
+    assert store.recent_credits(60).run_units == 14
 
 
 def test_no_backup_of_a_done_unit_or_for_its_own_holder(run: Store, clock: FakeClock) -> None:
