@@ -86,9 +86,9 @@ def accept_first(conn: Connection, result_ids: Sequence[int], now: float) -> lis
     for one unit, the first given); the ids accepted, in the order given.
 
     The others stay new, for `resolve` one at a time (a late copy is compared with the
-    accepted one first). A handful of statements however many results: a class's version
-    ends with 32 results arriving together, and one transaction of ~10 statements each held
-    its close off by 0.3-0.4 s (benchmarks/README.md, "class_sim").
+    accepted one first). The same statements however many results: a class's version ends
+    with 32 results arriving together, and 11 statements for each held its close off by
+    0.3-0.4 s (benchmarks/README.md, "What the verdicts were").
     """
     if not result_ids:
         return []
