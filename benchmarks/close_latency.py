@@ -142,7 +142,11 @@ def fake_payload(cfg: ModelConfig, seed: int) -> bytes:
 
 def instrument(store: Store, probe: Probe) -> None:
     """Wrap the coordinator's store so accepts and the close transaction are timestamped."""
-    resolve, publish_version = store.resolve_result, store.publish_version
+    resolve, accept, publish_version = (
+        store.resolve_result,
+        store.accept_results,
+        store.publish_version,
+    )
 
     def timed_resolve(result_id: int, outcome: Outcome, reason: str | None = None) -> Outcome:
         stored = resolve(result_id, outcome, reason)
@@ -150,12 +154,19 @@ def instrument(store: Store, probe: Probe) -> None:
             probe.last_accept = time.perf_counter()
         return stored
 
+    def timed_accept(result_ids: Sequence[int]) -> list[int]:
+        accepted = accept(result_ids)
+        if accepted:
+            probe.last_accept = time.perf_counter()
+        return accepted
+
     def timed_publish(version: int, **kwargs: object) -> None:
         start = time.perf_counter()
         publish_version(version, **kwargs)  # type: ignore[arg-type]
         probe.transaction = (start, time.perf_counter())
 
     store.resolve_result = timed_resolve  # type: ignore[method-assign]
+    store.accept_results = timed_accept  # type: ignore[method-assign]
     store.publish_version = timed_publish  # type: ignore[method-assign]
 
 

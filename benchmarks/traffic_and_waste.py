@@ -205,6 +205,7 @@ def proc_io(pid: int | str) -> tuple[int, int]:
 def instrument(store: Store, ledger: Ledger) -> None:
     """Record every result the coordinator reads, its verdict and the payload bytes it reads."""
     new_results, resolve, payload = store.new_results, store.resolve_result, store.result_payload
+    accept = store.accept_results
 
     def recorded_new(limit: int) -> list[ResultRow]:
         rows = new_results(limit)
@@ -216,6 +217,11 @@ def instrument(store: Store, ledger: Ledger) -> None:
         ledger.outcomes[result_id] = stored
         return stored
 
+    def recorded_accept(result_ids: Sequence[int]) -> list[int]:
+        accepted = accept(result_ids)
+        ledger.outcomes.update((result_id, "accepted") for result_id in accepted)
+        return accepted
+
     def recorded_payload(result_id: int) -> bytes:
         data = payload(result_id)
         ledger.payload_reads += len(data)
@@ -223,6 +229,7 @@ def instrument(store: Store, ledger: Ledger) -> None:
 
     store.new_results = recorded_new  # type: ignore[method-assign]
     store.resolve_result = recorded_resolve  # type: ignore[method-assign]
+    store.accept_results = recorded_accept  # type: ignore[method-assign]
     store.result_payload = recorded_payload  # type: ignore[method-assign]
 
 

@@ -28,7 +28,8 @@ TARGETS = {
     ],
     "coordinator.loop": [("Coordinator", n) for n in ("step", "_validate", "_close")],
     "core.store.store_coordinator": [
-        ("CoordinatorMixin", n) for n in ("tidy", "expire_leases", "resolve_result")
+        ("CoordinatorMixin", n)
+        for n in ("tidy", "expire_leases", "resolve_result", "accept_results")
     ],
 }
 _lock = threading.Lock()
