@@ -326,7 +326,7 @@ class Coordinator:
         self._accepting.append((row, outcome))
 
     def _accept_pending(self) -> None:
-        """Accept the pass's valid results in one transaction of a few statements (11 each
+        """Accept the pass's valid results in one transaction of a few statements (a set each
         held a class's close off by 0.3-0.4 s: 32 results arrive together), then count them in
         the order they came. A result whose unit already has an accepted one is settled alone:
         a late copy is compared with it."""

@@ -19,6 +19,9 @@ and, per wrapped method (calls after the warm-up), its wall and thread-CPU secon
 CPU is far below its wall waited for a core, a lock or the GIL.
 
     .venv/bin/python -m benchmarks.demo_timeline [--workers 2] [--minutes 0.6]
+
+`--calls FILE` reports on a file the probe wrote during another run instead, for example a
+class simulation started with the probe on its PYTHONPATH and GANFRIENDS_TIMELINE=FILE.
 """
 
 from __future__ import annotations
@@ -84,10 +87,10 @@ def phases(calls: Sequence[Call]) -> dict[str, list[float]]:
     return out
 
 
-def report(calls: Sequence[Call], workers: int) -> str:
+def report(calls: Sequence[Call], what: str) -> str:
     table = phases(calls)
     versions = len(table["period"])
-    lines = [f"{versions} versions after the warm-up, {workers} workers, {os.cpu_count()} cores"]
+    lines = [f"{versions} versions after the warm-up, {what}, {os.cpu_count()} cores"]
     lines.append(f"  {'phase':24s} {'p50 ms':>8s} {'mean ms':>8s}")
     for phase in PHASES:
         values = table.get(phase) or [float("nan")]
@@ -136,8 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=2, help="local worker processes")
     parser.add_argument("--minutes", type=float, default=0.6, help="demo length")
+    parser.add_argument(
+        "--calls", type=Path, help="report on this probe file instead of running the demo"
+    )
     args = parser.parse_args(argv)
-    print(report(measure(args.workers, args.minutes), args.workers))
+    if args.calls is not None:
+        print(report(read_calls(args.calls), str(args.calls)))
+    else:
+        print(report(measure(args.workers, args.minutes), f"{args.workers} workers"))
     return 0
 
 

@@ -87,7 +87,7 @@ def accept_first(conn: Connection, result_ids: Sequence[int], now: float) -> lis
 
     The others stay new, for `resolve` one at a time (a late copy is compared with the
     accepted one first). The same statements however many results: a class's version ends
-    with 32 results arriving together, and 11 statements for each held its close off by
+    with 32 results arriving together, and a set of statements for each held its close off by
     0.3-0.4 s (benchmarks/README.md, "What the verdicts were").
     """
     if not result_ids:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.demo_timeline.__main__ import PROBE_DIR, Call, phases
+from benchmarks.demo_timeline.__main__ import PROBE_DIR, Call, main, phases
 
 
 def _version(begin: float, pid: int = 1) -> list[Call]:
@@ -43,6 +43,20 @@ def test_phases_follow_a_version_from_publish_to_publish() -> None:
     }
     for phase, seconds in expected.items():
         assert table[phase] == pytest.approx([seconds] * len(table["period"]), abs=1e-9), phase
+
+
+def test_calls_reports_on_a_probe_file_another_run_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = [Call(0, "RunMixin.publish_version", -0.1, 0.0, 0.0)]
+    for i in range(10):
+        calls += _version(0.3 * i)
+    log = tmp_path / "calls.txt"
+    log.write_text("".join(f"{c.pid} {c.name} {c.start} {c.end} {c.cpu}\n" for c in calls))
+    assert main(["--calls", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"8 versions after the warm-up, {log}, ")
+    assert "last upload" in out and "20.0" in out  # ms, as the synthetic versions have it
 
 
 def test_the_probe_wraps_and_logs_only_when_asked(tmp_path: Path) -> None:

@@ -198,6 +198,26 @@ def test_a_claim_ahead_that_found_nothing_is_not_asked_again_at_once(tmp_path):
     assert main[0] - computed[1] >= worker.IDLE_POLL_MIN_S * 0.9
 
 
+def _wrap_gather(engine, wrapper) -> None:
+    """From the engine's connection on, its unit images come through `wrapper(gather, indices)`."""
+    connect = engine._ensure_connected
+
+    def connected():
+        connected_store = connect()
+        fetcher = engine._fetcher
+        if fetcher is not None and not hasattr(fetcher.images, "wrapped"):
+            gather = fetcher.images
+
+            def wrapped(indices):
+                return wrapper(gather, indices)
+
+            wrapped.wrapped = True  # type: ignore[attr-defined]
+            fetcher.images = wrapped
+        return connected_store
+
+    engine._ensure_connected = connected
+
+
 def test_all_of_a_units_tensor_work_runs_on_the_units_threads(tmp_path):
     # Not only the compute: the images gathered for a unit (here with 2 intra-op threads as the
     # process default) took ~40 ms instead of 0.5 ms beside a computing unit in the demo.
@@ -206,23 +226,12 @@ def test_all_of_a_units_tensor_work_runs_on_the_units_threads(tmp_path):
     engine = engine_for(run, tmp_path, [], max_units=2)  # threads=1
     seen: list[int] = []  # torch's thread count whenever the worker gathers a unit's images
     engine._connect_fn = lambda: store
-    connect = engine._ensure_connected
 
-    def connected():
-        connected_store = connect()
-        fetcher = engine._fetcher
-        if fetcher is not None and not hasattr(fetcher.images, "watched"):
-            gather = fetcher.images
+    def watched(gather, indices):
+        seen.append(torch.get_num_threads())
+        return gather(indices)
 
-            def watched(indices):
-                seen.append(torch.get_num_threads())
-                return gather(indices)
-
-            watched.watched = True  # type: ignore[attr-defined]
-            fetcher.images = watched
-        return connected_store
-
-    engine._ensure_connected = connected
+    _wrap_gather(engine, watched)
     with intra_op_threads(2):
         assert engine.run() == 2
         assert torch.get_num_threads() == 2  # the caller's count again
@@ -270,26 +279,15 @@ def test_a_unit_whose_download_outlasts_the_lease_is_renewed_while_it_downloads(
     store.claim = timed_claim  # type: ignore[method-assign]
     engine = engine_for(run, tmp_path, [], max_units=1)
     engine._connect_fn = lambda: store
-    connect = engine._ensure_connected
 
-    def connected():
-        connected_store = connect()
-        fetcher = engine._fetcher
-        if fetcher is not None and not hasattr(fetcher.images, "slow"):
-            gather = fetcher.images
+    def slow(gather, indices):
+        start = time.monotonic()
+        time.sleep(download_s)
+        images = gather(indices)
+        downloads.append((start, time.monotonic()))
+        return images
 
-            def slow(indices):
-                start = time.monotonic()
-                time.sleep(download_s)
-                images = gather(indices)
-                downloads.append((start, time.monotonic()))
-                return images
-
-            slow.slow = True  # type: ignore[attr-defined]
-            fetcher.images = slow
-        return connected_store
-
-    engine._ensure_connected = connected
+    _wrap_gather(engine, slow)
     assert engine.run() == 1
     [(claimed, unit_index)] = claims
     [(_, downloaded)] = downloads

@@ -328,8 +328,8 @@ def test_a_passs_results_are_accepted_together_the_first_copy_of_each_unit(
 
 
 def test_accepting_a_passs_results_takes_as_many_statements_for_12_as_for_2(store: Store) -> None:
-    # 32 results end a class's version together; accepted one by one, each took 11 statements
-    # and they held the close off (benchmarks/README.md, "What the verdicts were").
+    # 32 results end a class's version together; accepted one by one, each took a set of
+    # statements and they held the close off (benchmarks/README.md, "What the verdicts were").
     create_test_run(store, units=14)
     workers = [store.register_worker(f"w{i}", "h", "cpu") for i in range(14)]
     ids = [work_one(store, worker) for worker in workers]
