@@ -13,8 +13,9 @@ the coordinator never reads a payload twice unless the cap was reached.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from core.codec import PayloadError, global_norm
 from core.store import DamagedData
 
 MAX_DECODE_THREADS = 8  # threads reading and decoding results at once
+READ_BYTES = 64 * 1024**2  # payload bytes one read of a group of results may hold, about
 HELD_MAX_BYTES = 1024**3  # decoded results held for their turn in unit order, at most
 
 
@@ -49,25 +51,34 @@ class ResultIntake:
     """Reads and decodes results in a thread pool; `decode_all` keeps the caller's order."""
 
     def __init__(
-        self, read: Callable[[int], bytes], decode: Callable[[bytes], dict[str, Tensor]]
+        self,
+        read: Callable[[Sequence[int]], Mapping[int, bytes | DamagedData]],
+        decode: Callable[[bytes], dict[str, Tensor]],
+        per_read: int = 1,
     ) -> None:
-        self._read = read  # result id → payload bytes (a Store method: one transaction each)
+        self._read = read  # result ids → their payloads (a Store method: one transaction)
         self._decode = decode  # payload → validated fp32 gradients, or raises PayloadError
-        self._pool = ThreadPoolExecutor(decode_threads(), thread_name_prefix="decode")
+        self.per_read = per_read  # results one read may hold (READ_BYTES ÷ a payload's size)
+        self._threads = decode_threads()
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="decode")
 
     def decode_all(self, result_ids: Sequence[int]) -> list[Decoded | PayloadError | DamagedData]:
         """Each result decoded, or the error that refused it (a bad payload, or a stored one
         that fails its checksum), in the order given.
 
-        Other database errors propagate (the caller's retry logic handles a lost database).
+        The results are read a group at a time, one query each (a class's 32 small results
+        took 32 transactions before), and the groups are spread over the threads. Other
+        database errors propagate (the caller's retry logic handles a lost database).
         """
-        if len(result_ids) <= 1:
-            return [self._one(result_id) for result_id in result_ids]
-        return list(self._pool.map(self._one, result_ids))
+        size = max(1, min(self.per_read, math.ceil(len(result_ids) / self._threads)))
+        groups = [result_ids[i : i + size] for i in range(0, len(result_ids), size)]
+        if len(groups) <= 1:
+            return [outcome for group in groups for outcome in self._group(group)]
+        return [outcome for part in self._pool.map(self._group, groups) for outcome in part]
 
     def decode_one(self, result_id: int) -> Decoded:
         """One result, decoded in the caller's thread; raises PayloadError if refused."""
-        outcome = self._one(result_id)
+        (outcome,) = self._group([result_id])
         if isinstance(outcome, PayloadError | DamagedData):
             raise outcome
         return outcome
@@ -81,10 +92,16 @@ class ResultIntake:
         owner can hand it to `weakref.finalize` and still be garbage-collected."""
         return self._pool.shutdown
 
-    def _one(self, result_id: int) -> Decoded | PayloadError | DamagedData:
+    def _group(self, result_ids: Sequence[int]) -> list[Decoded | PayloadError | DamagedData]:
+        payloads = dict(self._read(result_ids))
+        return [self._one(payloads.pop(result_id)) for result_id in result_ids]
+
+    def _one(self, payload: bytes | DamagedData) -> Decoded | PayloadError | DamagedData:
+        if isinstance(payload, DamagedData):
+            return payload
         try:
-            grads = self._decode(self._read(result_id))
-        except (PayloadError, DamagedData) as exc:
+            grads = self._decode(payload)
+        except PayloadError as exc:
             return exc
         return Decoded(grads, global_norm(grads))
 

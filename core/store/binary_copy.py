@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, insert, select
+from sqlalchemy import Connection, Integer, LargeBinary, Select, String, Table, insert, select
 from sqlalchemy import exc as sa_exc
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -33,15 +33,42 @@ class CopyFormatError(ValueError):
 
 def read_bytes(conn: Connection, column: Any, *where: Any) -> bytes | None:
     """The bytea `column` of the one row matching `where`; None if no row or NULL."""
-    query = select(column).where(*where)
+    rows = read_rows(conn, [column], *where)
+    if len(rows) > 1:
+        raise CopyFormatError(f"expected at most one row, got {len(rows)}")
+    return rows[0][0] if rows else None
+
+
+def read_rows(conn: Connection, columns: Sequence[Any], *where: Any) -> list[tuple[Any, ...]]:
+    """The `columns` (integer, text or bytea ones) of every row matching `where`, in no
+    particular order; bytea comes back as bytes. On PostgreSQL one binary COPY."""
+    query = select(*columns).where(*where)
     if conn.dialect.name != "postgresql":
-        value = conn.execute(query).scalar()
-        return None if value is None else bytes(value)
+        return [
+            tuple(bytes(v) if isinstance(v, memoryview | bytearray) else v for v in row)
+            for row in conn.execute(query)
+        ]
     sink = io.BytesIO()
     with _raw_cursor(conn) as cursor:
         inner = cursor.mogrify(*_compiled(conn, query)).decode()
         cursor.copy_expert(f"COPY ({inner}) TO STDOUT WITH (FORMAT binary)", sink)
-    return parse_single_value(sink.getbuffer())
+    converters = [_converter(column.type) for column in columns]
+    return [
+        tuple(None if f is None else convert(f) for convert, f in zip(converters, row, strict=True))
+        for row in parse_rows(sink.getbuffer(), len(columns))
+    ]
+
+
+def _converter(column_type: Any) -> Callable[[memoryview], Any]:
+    """A binary COPY field of `column_type` as Python: its type's send format (big-endian
+    integers, UTF-8 text, raw bytea)."""
+    if isinstance(column_type, Integer):  # int4 or int8: the field's length says which
+        return lambda field: int.from_bytes(field, "big", signed=True)
+    if isinstance(column_type, String):
+        return lambda field: bytes(field).decode()
+    if isinstance(column_type, LargeBinary):
+        return bytes
+    raise TypeError(f"no binary COPY reader for a {column_type} column")
 
 
 Field = str | int | float | bool  # text, integer (int4), double precision (float8), boolean
@@ -94,26 +121,28 @@ def encode_row(fields: list[bytes | memoryview]) -> list[bytes | memoryview]:
     return chunks
 
 
-def parse_single_value(stream: memoryview | bytes) -> bytes | None:
-    """The one field of the at most one row in a binary COPY stream; None if no row or NULL."""
+def parse_rows(stream: memoryview | bytes, columns: int) -> list[list[memoryview | None]]:
+    """The fields of every row in a binary COPY stream of `columns` columns (None: NULL)."""
     view = memoryview(stream)
     if bytes(view[: len(SIGNATURE)]) != SIGNATURE:
         raise CopyFormatError("the COPY stream does not start with the binary signature")
     (extension,) = struct.unpack_from("!i", view, len(SIGNATURE) + 4)
     offset = len(SIGNATURE) + 8 + extension
-    (fields,) = struct.unpack_from("!h", view, offset)
-    if fields == -1:
-        return None  # no row
-    if fields != 1:
-        raise CopyFormatError(f"expected one column per row, got {fields}")
-    (length,) = struct.unpack_from("!i", view, offset + 2)
-    start = offset + 6
-    value = None if length == -1 else bytes(view[start : start + length])
-    end = start + max(length, 0)
-    (trailer,) = struct.unpack_from("!h", view, end)
-    if trailer != -1:
-        raise CopyFormatError("expected at most one row in the COPY stream")
-    return value
+    rows: list[list[memoryview | None]] = []
+    while True:
+        (fields,) = struct.unpack_from("!h", view, offset)
+        offset += 2
+        if fields == -1:
+            return rows
+        if fields != columns:
+            raise CopyFormatError(f"expected {columns} columns per row, got {fields}")
+        row: list[memoryview | None] = []
+        for _ in range(fields):
+            (length,) = struct.unpack_from("!i", view, offset)
+            offset += 4
+            row.append(None if length == -1 else view[offset : offset + length])
+            offset += max(length, 0)
+        rows.append(row)
 
 
 class _RowReader:

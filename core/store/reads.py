@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from core.store.binary_copy import read_bytes
+from core.store.binary_copy import read_bytes, read_rows
 from core.store.errors import DamagedData, NoRun, StoreError, damaged_shard
 from core.store.housekeeping import READABLE
 from core.store.queue import METRIC_KEYS, null_to_nan
@@ -63,18 +64,16 @@ def verified(data: bytes, sha256: str | None, what: str, table: str, key: int) -
 
 def version_weights(conn: Connection, version: int) -> tuple[bytes, str, dict[str, object]]:
     """(safetensors bytes, sha256, model config) of a kept version; DamagedData if damaged."""
-    where = model_versions.c.version == version
-    row = conn.execute(
-        select(model_versions.c.sha256, model_versions.c.model_config).where(where)
-    ).first()
-    weights = None if row is None else read_bytes(conn, model_versions.c.weights, where)
-    if row is None or weights is None:
+    columns = [model_versions.c.sha256, model_versions.c.model_config, model_versions.c.weights]
+    rows = read_rows(conn, columns, model_versions.c.version == version)  # one query
+    if not rows:
         raise StoreError(
             f"version {version} is not stored (never published or pruned by retention); "
             "fetch the latest version instead"
         )
-    verified(weights, row.sha256, f"the weights of version {version}", "model_versions", version)
-    return weights, row.sha256, from_json(row.model_config)
+    ((sha256, model_config, weights),) = rows
+    verified(weights, sha256, f"the weights of version {version}", "model_versions", version)
+    return weights, sha256, from_json(model_config)
 
 
 def versions(conn: Connection) -> list[VersionRow]:
@@ -144,11 +143,11 @@ def optimizer_state(conn: Connection) -> tuple[int, bytes]:
 
 def optimizer_state_of(conn: Connection, version: int) -> bytes:
     """The Adam state stored with `version`'s weights; DamagedData if damaged."""
-    where = optimizer_states.c.version == version
-    state = read_bytes(conn, optimizer_states.c.state, where)
-    if state is None:
+    columns = [optimizer_states.c.sha256, optimizer_states.c.state]
+    rows = read_rows(conn, columns, optimizer_states.c.version == version)  # one query
+    if not rows:
         raise StoreError(f"the optimizer state of version {version} is missing from the database")
-    sha256 = conn.execute(select(optimizer_states.c.sha256).where(where)).scalar()
+    ((sha256, state),) = rows
     what = f"the optimizer state of version {version}"
     return verified(state, sha256, what, "optimizer_states", version)
 
@@ -164,25 +163,39 @@ def newest_optimizer_state(conn: Connection) -> tuple[int, bytes]:
 
 def result_payload(conn: Connection, result_id: int) -> bytes:
     """The payload of a result (StoreError once it is resolved and dropped)."""
-    # One query: a payload row can outlive its result's verdict until the next tidy.
-    payload = read_bytes(
+    payload = result_payloads_of(conn, [result_id])[result_id]
+    if isinstance(payload, DamagedData):
+        raise payload
+    return payload
+
+
+def result_payloads_of(
+    conn: Connection, result_ids: Sequence[int]
+) -> dict[int, bytes | DamagedData]:
+    """The payloads of results, each checked against its sha256 (DamagedData in its place if
+    it fails), in one query; StoreError if one was resolved and dropped."""
+    # The join: a payload row can outlive its result's verdict until the next tidy.
+    rows = read_rows(
         conn,
-        result_payloads.c.payload,
-        result_payloads.c.result_id == result_id,
+        [result_payloads.c.result_id, result_payloads.c.sha256, result_payloads.c.payload],
+        result_payloads.c.result_id.in_(result_ids),
         results.c.id == result_payloads.c.result_id,
         results.c.status.in_(READABLE),
     )
-    if payload is None:
-        raise StoreError(
-            f"result {result_id} has no payload: it was rejected, cross-checked or its "
-            "version was closed"
-        )
-    sha256 = conn.execute(
-        select(result_payloads.c.sha256).where(result_payloads.c.result_id == result_id)
-    ).scalar()
-    return verified(
-        payload, sha256, f"the payload of result {result_id}", "result_payloads", result_id
-    )
+    found: dict[int, bytes | DamagedData] = {}
+    for result_id, sha256, payload in rows:
+        what = f"the payload of result {result_id}"
+        try:
+            found[result_id] = verified(payload, sha256, what, "result_payloads", result_id)
+        except DamagedData as exc:
+            found[result_id] = exc
+    for result_id in result_ids:
+        if result_id not in found:
+            raise StoreError(
+                f"result {result_id} has no payload: it was rejected, cross-checked or its "
+                "version was closed"
+            )
+    return found
 
 
 def accepted_ids(conn: Connection, version: int) -> list[tuple[int, int, int]]:

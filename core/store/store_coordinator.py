@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core.store import clock as run_clock
 from core.store import housekeeping, queue, reads, runs, verdicts
-from core.store.errors import translated_errors
+from core.store.errors import DamagedData, translated_errors
 from core.store.rows import ResultRow, StoreSettings, UnitCounts, UnitRow, UnitSpec
 from core.store.schema import held_results, results
 from core.store.store_base import StoreBase
@@ -93,6 +93,12 @@ class CoordinatorMixin(StoreBase):
         """The payload of a result (StoreError once it is resolved and dropped)."""
         with self.session(reads_only=True) as conn:
             return reads.result_payload(conn, result_id)
+
+    def result_payloads(self, result_ids: Sequence[int]) -> dict[int, bytes | DamagedData]:
+        """The payloads of results in one read, each checked (DamagedData in its place if it
+        fails; StoreError if one was resolved and dropped)."""
+        with self.session(reads_only=True) as conn:
+            return reads.result_payloads_of(conn, result_ids)
 
     def resolve_result(
         self, result_id: int, outcome: Outcome, reason: str | None = None

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from coordinator import intake
 from coordinator.loop import Coordinator
+from core.codec import PayloadError
+from core.store import DamagedData
 from tests.coordinator.harness import (
     assert_bitwise_equal,
     make_tiny_run,
@@ -43,3 +47,35 @@ def test_results_arriving_together_and_out_of_order_are_summed_in_unit_order(tmp
         assert coordinator.version == version + 1
     assert batches.count(3) == 3
     assert_bitwise_equal(published_params(store, 3), reference_params(run, 3))
+
+
+def test_results_are_read_a_group_at_a_time_spread_over_the_threads_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(intake, "decode_threads", lambda: 2)
+    reads: list[list[int]] = []
+    damaged = DamagedData("flipped", "result_payloads", 4)
+
+    def read(ids):
+        reads.append(list(ids))
+        return {i: damaged if i == 4 else bytes([i]) for i in ids}
+
+    def decode(payload: bytes) -> dict[str, torch.Tensor]:
+        if payload == bytes([7]):
+            raise PayloadError("not finite")
+        return {"g": torch.tensor([float(payload[0]), 0.0])}
+
+    results = intake.ResultIntake(read, decode, per_read=3)
+    try:
+        outcomes = results.decode_all(list(range(10)))
+        assert sorted(reads) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]  # at most per_read each
+        assert outcomes[4] is damaged and isinstance(outcomes[7], PayloadError)
+        norms = [o.norm for o in outcomes if isinstance(o, intake.Decoded)]
+        assert norms == [0, 1, 2, 3, 5, 6, 8, 9]  # in the order asked
+        reads.clear()
+        results.per_read = 32
+        assert len(results.decode_all([0, 1, 2, 3])) == 4
+        assert sorted(reads) == [[0, 1], [2, 3]]  # a small batch still keeps both threads busy
+        assert results.decode_one(2).norm == 2 and reads[-1] == [2]
+    finally:
+        results.close()

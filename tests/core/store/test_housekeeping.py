@@ -11,9 +11,9 @@ import sqlite3
 
 import pytest
 from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text, update
 
-from core.store import Store, StoreError, make_engine, open_store
+from core.store import DamagedData, Store, StoreError, binary_copy, make_engine, open_store
 from core.store.engine import SQLITE_PAGE_SIZE, alembic_config, sqlite_path
 from core.store.schema import optimizer_states, result_payloads
 
@@ -122,3 +122,30 @@ def test_upgrading_from_0003_moves_payloads_and_optimizer_state(db_url: str, tmp
         assert (bytes(payload), bytes(state)) == (b"grads", b"adam7")
     finally:
         engine.dispose()
+
+
+def test_many_payloads_are_read_in_one_query_each_checked(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_test_run(store, units=3)
+    worker = store.register_worker("w", "h", "cpu")
+    first, damaged, third = (work_one(store, worker, bytes([n]) * 5000) for n in range(3))
+    with store.session() as conn:  # one bit of the middle result flipped in storage
+        conn.execute(
+            update(result_payloads)
+            .where(result_payloads.c.result_id == damaged)
+            .values(payload=bytes([1]) * 2500 + bytes([0]) + bytes([1]) * 2499)
+        )
+    statements: list[str] = []  # SQLite's queries (PostgreSQL's COPY bypasses SQLAlchemy)
+    event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    copies: list[int] = []  # PostgreSQL's: each COPY stream is parsed once
+    parse = binary_copy.parse_rows
+    monkeypatch.setattr(binary_copy, "parse_rows", lambda *a: copies.append(1) or parse(*a))
+    read = store.result_payloads([third, damaged, first])
+    assert sum("result_payloads" in s for s in statements) + len(copies) == 1
+    assert read[first] == bytes([0]) * 5000 and read[third] == bytes([2]) * 5000
+    assert isinstance(read[damaged], DamagedData)  # in its place: the others still count
+    assert f"row {damaged} of result_payloads" in str(read[damaged])
+    store.resolve_result(first, "rejected", "bad")
+    with pytest.raises(StoreError, match=f"result {first} has no payload"):
+        store.result_payloads([third, first])

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from core.codec import sha256_hex
 from core.store import Store, UnitSpec, make_engine, open_store
-from core.store.binary_copy import SIGNATURE, CopyFormatError, encode_row, parse_single_value
+from core.store.binary_copy import SIGNATURE, CopyFormatError, encode_row, parse_rows
 from core.store.rows import ShardData
 from core.store.runs import insert_units
 from core.store.schema import result_uploads
@@ -124,11 +124,20 @@ def test_every_byte_value_round_trips(
 
 
 def test_the_copy_stream_codec_round_trips() -> None:
-    assert parse_single_value(b"".join(encode_row([b"abc"]))) == b"abc"
-    assert parse_single_value(b"".join(encode_row([b""]))) == b""
+    def rows(stream: bytes, columns: int) -> list[list[bytes | None]]:
+        return [
+            [None if f is None else bytes(f) for f in row] for row in parse_rows(stream, columns)
+        ]
+
+    assert rows(b"".join(encode_row([b"abc"])), 1) == [[b"abc"]]
+    assert rows(b"".join(encode_row([b"", b"\x00\x01"])), 2) == [[b"", b"\x00\x01"]]
     no_rows = SIGNATURE + bytes(8) + b"\xff\xff"
-    assert parse_single_value(no_rows) is None
-    with pytest.raises(CopyFormatError, match="one column"):
-        parse_single_value(b"".join(encode_row([b"a", b"b"])))
+    assert rows(no_rows, 1) == []
+    two = SIGNATURE + bytes(8)
+    two += b"\x00\x02" + b"\x00\x00\x00\x01a" + b"\xff\xff\xff\xff"  # "a", NULL
+    two += b"\x00\x02" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x02bc"  # "", "bc"
+    assert rows(two + b"\xff\xff", 2) == [[b"a", None], [b"", b"bc"]]
+    with pytest.raises(CopyFormatError, match="1 columns per row, got 2"):
+        rows(b"".join(encode_row([b"a", b"b"])), 1)
     with pytest.raises(CopyFormatError, match="signature"):
-        parse_single_value(b"not a copy stream at all")
+        rows(b"not a copy stream at all", 1)
