@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
@@ -40,24 +41,33 @@ class ShardFetcher:
             self._starts.append(total)
             total += shard.count
         self.dataset_size = total
-        self._memory: OrderedDict[int, Tensor] = OrderedDict()
+        self._memory: OrderedDict[int, Tensor] = OrderedDict()  # a larger dataset's shards
+        self._whole: Tensor | None = None  # a dataset of at most MEMORY_SHARDS shards
+        self._filled: set[int] = set()  # the shards copied into it
+        self._filling = threading.Lock()  # a unit claimed ahead gathers in its own thread
         self.bytes_downloaded = 0
 
     def images(self, indices: Sequence[int]) -> Tensor:
         """uint8 (len(indices), C, S, S) in the order given.
 
-        Gathered one shard at a time with `index_select`, which copies whole images, then put
-        back in the order asked: a fast worker (or `benchmarks.class_sim`'s volunteers, sharing
-        one GIL) pays this every unit. Indexing assignment (`out[rows] = …`) copies uint8 byte
-        by byte: ~36x slower for a 1,024-image unit of 32×32 images (4.7 ms against 0.13).
+        A dataset of at most MEMORY_SHARDS shards is held as one tensor, filled a shard at a
+        time as units need them, so a unit's images are one `index_select`: a class's
+        4,096-image unit of a 4,096-image set took 9-11 ms and some 30 tensor calls gathered
+        shard by shard (`benchmarks.class_sim`'s volunteers share one GIL, and every call
+        gives it up and waits to take it back). Larger datasets are gathered one shard at a
+        time with `index_select`, which copies whole images, then put back in the order
+        asked. Indexing assignment (`out[rows] = …`) copies uint8 byte by byte: ~36x slower
+        for a 1,024-image unit of 32×32 images (4.7 ms against 0.13).
         """
         if not indices:
             raise ValueError("no images requested")
         wanted = torch.as_tensor(indices, dtype=torch.long)
-        outside = (wanted < 0) | (wanted >= self.dataset_size)
-        if bool(outside.any()):
-            index = int(wanted[outside][0])
+        low, high = (int(end) for end in torch.aminmax(wanted))
+        if low < 0 or high >= self.dataset_size:
+            index = low if low < 0 else high
             raise IndexError(f"image {index} is outside the dataset of {self.dataset_size}")
+        if len(self._index) <= MEMORY_SHARDS:
+            return self._whole_dataset(wanted).index_select(0, wanted)
         starts = torch.as_tensor(self._starts, dtype=torch.long)
         positions = torch.searchsorted(starts, wanted, right=True) - 1
         by_shard = torch.argsort(positions, stable=True)  # the order the parts are gathered in
@@ -69,10 +79,43 @@ class ShardFetcher:
             return parts[0]
         return torch.cat(parts).index_select(0, torch.argsort(by_shard))
 
+    def _whole_dataset(self, wanted: Tensor) -> Tensor:
+        """The dataset as one tensor, with at least the shards holding `wanted` filled in."""
+        if len(self._filled) < len(self._index):
+            with self._filling:
+                starts = torch.as_tensor(self._starts, dtype=torch.long)
+                needed = (torch.searchsorted(starts, wanted, right=True) - 1).unique().tolist()
+                for pos in needed:
+                    if pos not in self._filled:
+                        self._fill(pos)
+        assert self._whole is not None
+        return self._whole
+
+    def _fill(self, pos: int) -> None:
+        shard = self._load(pos)
+        if self._whole is None:  # its pages are touched only as shards are copied in
+            self._whole = torch.empty((self.dataset_size, *shard.shape[1:]), dtype=shard.dtype)
+        if shard.shape[1:] != self._whole.shape[1:]:
+            raise damaged_shard(
+                self._index[pos].index,
+                f"holds {shard.shape[-1]}-pixel images, the rest of the dataset "
+                f"{self._whole.shape[-1]}-pixel ones",
+            )
+        self._whole[self._starts[pos] : self._starts[pos] + len(shard)] = shard
+        self._filled.add(pos)
+
     def _shard_tensor(self, pos: int) -> Tensor:
         if pos in self._memory:
             self._memory.move_to_end(pos)
             return self._memory[pos]
+        tensor = self._load(pos)
+        self._memory[pos] = tensor
+        if len(self._memory) > MEMORY_SHARDS:
+            self._memory.popitem(last=False)
+        return tensor
+
+    def _load(self, pos: int) -> Tensor:
+        """A shard's images, from the cache or the store, verified."""
         meta = self._index[pos]
         data = self._cache.get(meta.sha256)
         downloaded = data is None
@@ -88,7 +131,4 @@ class ShardFetcher:
             raise damaged_shard(meta.index, f"does not hold what its row declares ({exc})") from exc
         if downloaded:
             self._cache.put(meta.sha256, data)
-        self._memory[pos] = tensor
-        if len(self._memory) > MEMORY_SHARDS:
-            self._memory.popitem(last=False)
         return tensor

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from core import shards
 from core.cache import ShardCache
 from core.data import Shard, synthetic_images, synthetic_shards
 from core.shards import ShardFetcher
-from core.store import ShardRow
+from core.store import DamagedData, ShardRow
 
 COUNT, SIZE, SEED = 70, 8, 3
 
@@ -32,7 +33,12 @@ class Source:
         return self.shards[idx]
 
 
-def test_images_come_in_the_order_asked_across_shards(tmp_path: Path) -> None:
+@pytest.mark.parametrize("held", ["whole", "shard by shard"])
+def test_images_come_in_the_order_asked_across_shards(
+    tmp_path: Path, held: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if held == "shard by shard":  # a dataset of more shards than are kept in memory
+        monkeypatch.setattr(shards, "MEMORY_SHARDS", 2)
     source = Source()
     fetcher = ShardFetcher(source, ShardCache(tmp_path / "cache"))
     everything = synthetic_images(COUNT, SIZE, SEED)
@@ -45,7 +51,18 @@ def test_images_come_in_the_order_asked_across_shards(tmp_path: Path) -> None:
         list(range(COUNT))[::-1],
     ):
         assert torch.equal(fetcher.images(indices), everything[indices])
-    assert sorted(source.downloads) == list(range(len(source.shards)))  # each shard once
+    if held == "whole":
+        assert sorted(source.downloads) == list(range(len(source.shards)))  # each shard once
+
+
+def test_a_shard_of_another_image_size_is_damage(tmp_path: Path) -> None:
+    source = Source()
+    odd = next(iter(synthetic_shards(16, SIZE // 2, SEED, shard_size=16)))
+    source.shards[2] = Shard(2, odd.count, odd.image_size, odd.data, odd.sha256)  # as its row says
+    fetcher = ShardFetcher(source, ShardCache(tmp_path / "cache"))
+    assert fetcher.images([1, 17]).shape == (2, 3, SIZE, SIZE)
+    with pytest.raises(DamagedData, match=r"shard 2 .*4-pixel images, the rest of the dataset 8"):
+        fetcher.images([40])
 
 
 @pytest.mark.parametrize("indices", [[0, COUNT], [-1], [5, COUNT + 7, 2]])
