@@ -140,17 +140,22 @@ def encode_named(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> 
     return safetensors.torch.save(prepared, metadata=dict(metadata))
 
 
-def decode_named(data: bytes, max_bytes: int) -> tuple[dict[str, Tensor], dict[str, str]]:
+def decode_named(
+    data: bytes, max_bytes: int, *, writable: bool = True
+) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Tensors (dtypes as stored) and metadata of a weights / optimizer-state file.
 
-    The same size, header and layout checks as `decode_tensors`, minus the manifest.
+    The same size, header and layout checks as `decode_tensors`, minus the manifest. With
+    `writable=False` the tensors are read-only views, for a caller that only copies them (a
+    worker loading weights into its model: a clone per tensor saved).
     """
     _check_size(data, max_bytes)
     entries, metadata = _parse_header(data)
     _check_layout(data, entries)
-    # frombuffer views share the immutable `data`; clone so callers may write into them
-    tensors = {name: t.clone() for name, t in _load(data).items()}
-    return tensors, metadata
+    loaded = _load(data)  # frombuffer views of immutable bytes: written, they would warn
+    if not writable:
+        return loaded, metadata
+    return {name: t.clone() for name, t in loaded.items()}, metadata
 
 
 def global_norm(tensors: Mapping[str, Tensor]) -> float:

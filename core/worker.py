@@ -510,7 +510,7 @@ class WorkerEngine:
         )
         # The store checks the weights against their sha256 (DamagedData if they differ).
         weights, _, model_config = store.version_weights(version)
-        params, _ = decode_named(weights, MAX_WEIGHTS_BYTES)
+        params, _ = decode_named(weights, MAX_WEIGHTS_BYTES, writable=False)  # copied in
         config = ModelConfig.from_dict(model_config)
         if self._loaded is not None and self._loaded.gan.config == config:
             gan = self._loaded.gan  # same architecture: copy the new weights in place

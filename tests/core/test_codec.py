@@ -473,6 +473,9 @@ def test_named_round_trip_keeps_dtypes_and_metadata() -> None:
         assert out[name].dtype == t.dtype
         assert torch.equal(out[name], t)
     out["G.net.0.weight"].zero_()  # writable copy
+    views, meta = decode_named(data, max_bytes=len(data), writable=False)  # to copy from only
+    assert meta == metadata and views.keys() == tensors.keys()
+    assert all(torch.equal(views[name], t) for name, t in tensors.items())
 
 
 def test_named_round_trip_of_a_full_state_dict() -> None:
