@@ -140,7 +140,12 @@ def test_many_payloads_are_read_in_one_query_each_checked(
     event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     copies: list[int] = []  # PostgreSQL's: each COPY stream is parsed once
     parse = binary_copy.parse_rows
-    monkeypatch.setattr(binary_copy, "parse_rows", lambda *a: copies.append(1) or parse(*a))
+
+    def counted(stream: memoryview | bytes, columns: int) -> list[list[memoryview | None]]:
+        copies.append(columns)
+        return parse(stream, columns)
+
+    monkeypatch.setattr(binary_copy, "parse_rows", counted)
     read = store.result_payloads([third, damaged, first])
     assert sum("result_payloads" in s for s in statements) + len(copies) == 1
     assert read[first] == bytes([0]) * 5000 and read[third] == bytes([2]) * 5000
