@@ -337,3 +337,37 @@ def test_a_unit_claimed_ahead_is_renewed_while_it_waits_for_the_current_one(tmp_
     assert claimed < computed[1][1] and started - claimed > slow_s * 0.9
     assert _renewed_throughout(beats, unit_index, claimed, started, lease_s), beats
     assert all(u.attempts == 1 for u in store.version_units(0))
+
+
+def test_the_runs_settings_are_read_beside_the_weights_download(tmp_path):
+    # A round trip or four off every version's start: with 32 volunteers starting together,
+    # the settings read after the download took up to 0.1 s more (benchmarks/README.md).
+    run = make_tiny_run(tmp_path)
+    store = run.store()
+    both = threading.Barrier(2, timeout=5)  # passed only if the two reads are under way at once
+    claimed = threading.Event()
+    met: list[str] = []
+    claim, get_run, version_weights = store.claim, store.get_run, store.version_weights
+
+    def claim_then_arm(worker_id):
+        lease = claim(worker_id)
+        claimed.set()  # the version's load comes next: its settings read and its download
+        return lease
+
+    def settings():
+        if claimed.is_set() and "settings" not in met:
+            met.append("settings")
+            both.wait()
+        return get_run()
+
+    def download(version):
+        if "weights" not in met:
+            met.append("weights")
+            both.wait()
+        return version_weights(version)
+
+    store.claim, store.get_run, store.version_weights = claim_then_arm, settings, download  # type: ignore[method-assign]
+    engine = engine_for(run, tmp_path, [], max_units=1)
+    engine._connect_fn = lambda: store
+    assert engine.run() == 1
+    assert sorted(met) == ["settings", "weights"] and not both.broken
