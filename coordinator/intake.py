@@ -70,11 +70,17 @@ class ResultIntake:
         took 32 transactions before), and the groups are spread over the threads. Other
         database errors propagate (the caller's retry logic handles a lost database).
         """
+        if not result_ids:
+            return []
         size = max(1, min(self.per_read, math.ceil(len(result_ids) / self._threads)))
         groups = [result_ids[i : i + size] for i in range(0, len(result_ids), size)]
-        if len(groups) <= 1:
-            return [outcome for group in groups for outcome in self._group(group)]
+        if len(groups) == 1:
+            return self._group(groups[0])
         return [outcome for part in self._pool.map(self._group, groups) for outcome in part]
+
+    def expect(self, payload_bytes: int) -> None:
+        """Size the reads for payloads of `payload_bytes`: as many as READ_BYTES holds."""
+        self.per_read = max(1, READ_BYTES // payload_bytes)
 
     def decode_one(self, result_id: int) -> Decoded:
         """One result, decoded in the caller's thread; raises PayloadError if refused."""

@@ -21,7 +21,7 @@ import torch
 
 from coordinator import rollback, stall
 from coordinator.compaction import BackgroundCompaction
-from coordinator.intake import READ_BYTES, Decoded, HeldResults, ResultIntake
+from coordinator.intake import Decoded, HeldResults, ResultIntake
 from coordinator.optimizer_state import OptimizerStates
 from coordinator.samples import BackgroundSample, Sampled, SampleRenderer
 from coordinator.state import encode_weights
@@ -155,8 +155,7 @@ class Coordinator:
         self.kind = unit_kind(self.settings)  # gradients, or local steps: fixed at init
         self.model_config = ModelConfig.from_dict(run.model_config)
         self.manifest = parameter_manifest(self.model_config)
-        size = payload_bytes(self.manifest, self.settings.precision)
-        self._intake.per_read = max(1, READ_BYTES // size)  # a class's small results: 32 a read
+        self._intake.expect(payload_bytes(self.manifest, self.settings.precision))
         # A state not written yet is rebuilt from the database, as after a kill.
         self.params, self.adam = self._states.load(self.version, self.settings, self.kind)
         self._alert = None if run.alert is None else str(run.alert["kind"])

@@ -51,10 +51,10 @@ class ShardFetcher:
         """uint8 (len(indices), C, S, S) in the order given.
 
         A dataset of at most MEMORY_SHARDS shards is held as one tensor, filled a shard at a
-        time as units need them, so a unit's images are one `index_select`: a class's
-        4,096-image unit of a 4,096-image set took 9-11 ms and some 30 tensor calls gathered
-        shard by shard (`benchmarks.class_sim`'s volunteers share one GIL, and every call
-        gives it up and waits to take it back). Larger datasets are gathered one shard at a
+        time as units need them, so a unit's images are one `index_select`: 1-5 ms for
+        4,096 images of 4 shards against 11-15 ms and ~30 tensor calls gathered shard by
+        shard (`benchmarks.data_and_quality_speed`; `benchmarks.class_sim`'s volunteers share
+        one GIL, and every call gives it up and waits to take it back). Larger datasets are gathered one shard at a
         time with `index_select`, which copies whole images, then put back in the order
         asked. Indexing assignment (`out[rows] = …`) copies uint8 byte by byte: ~36x slower
         for a 1,024-image unit of 32×32 images (4.7 ms against 0.13).
@@ -68,8 +68,7 @@ class ShardFetcher:
             raise IndexError(f"image {index} is outside the dataset of {self.dataset_size}")
         if len(self._index) <= MEMORY_SHARDS:
             return self._whole_dataset(wanted).index_select(0, wanted)
-        starts = torch.as_tensor(self._starts, dtype=torch.long)
-        positions = torch.searchsorted(starts, wanted, right=True) - 1
+        positions = self._positions(wanted)
         by_shard = torch.argsort(positions, stable=True)  # the order the parts are gathered in
         parts = []
         for pos in positions.unique().tolist():  # ascending, as the stable sort groups them
@@ -79,13 +78,16 @@ class ShardFetcher:
             return parts[0]
         return torch.cat(parts).index_select(0, torch.argsort(by_shard))
 
+    def _positions(self, wanted: Tensor) -> Tensor:
+        """The shard (its position in the index) of each wanted image."""
+        starts = torch.as_tensor(self._starts, dtype=torch.long)
+        return torch.searchsorted(starts, wanted, right=True) - 1
+
     def _whole_dataset(self, wanted: Tensor) -> Tensor:
         """The dataset as one tensor, with at least the shards holding `wanted` filled in."""
         if len(self._filled) < len(self._index):
             with self._filling:
-                starts = torch.as_tensor(self._starts, dtype=torch.long)
-                needed = (torch.searchsorted(starts, wanted, right=True) - 1).unique().tolist()
-                for pos in needed:
+                for pos in self._positions(wanted).unique().tolist():
                     if pos not in self._filled:
                         self._fill(pos)
         assert self._whole is not None

@@ -510,8 +510,8 @@ class WorkerEngine:
             "state", "downloading", f"Downloading the model of version {version}", version=version
         )
         # The run's settings as of now are read beside the weights download, which is the
-        # link's time, not ours: a round trip or four hidden (p90 0.1 s with 32 volunteers
-        # starting together in benchmarks.class_sim, more on a home link).
+        # link's time, not ours: a transaction's round trips hidden (benchmarks.class_sim at
+        # 32 volunteers: 0.71-0.74 against 0.66-0.67 read after it; more on a home link).
         beside = ThreadPoolExecutor(1, thread_name_prefix="settings")
         try:
             run = beside.submit(store.get_run)

@@ -73,7 +73,8 @@ def test_results_are_read_a_group_at_a_time_spread_over_the_threads_in_order(
         norms = [o.norm for o in outcomes if isinstance(o, intake.Decoded)]
         assert norms == [0, 1, 2, 3, 5, 6, 8, 9]  # in the order asked
         reads.clear()
-        results.per_read = 32
+        results.expect(intake.READ_BYTES // 32)  # payloads of 2 MiB: 32 a read
+        assert results.per_read == 32
         assert len(results.decode_all([0, 1, 2, 3])) == 4
         assert sorted(reads) == [[0, 1], [2, 3]]  # a small batch still keeps both threads busy
         assert results.decode_one(2).norm == 2 and reads[-1] == [2]
