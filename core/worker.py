@@ -48,6 +48,11 @@ from core.unit_kinds import UnitKind, unit_kind
 log = logging.getLogger(__name__)
 
 IDLE_POLL_MIN_S = 0.05  # first wait when there is no work: a new version usually follows fast
+# The first wait where the store announces new work (`Store.announces_work`): a publish ends
+# the wait at once, and polls only back a lost notification up. Polling from 50 ms, a class's
+# volunteers made ~120 empty claims a version while they waited for the version's last
+# results, with the server busy taking those uploads (benchmarks.class_sim, 32 volunteers).
+IDLE_POLL_ANNOUNCED_S = 0.5
 IDLE_POLL_MAX_S = 2.0  # longest wait between claims when the queue stays empty
 PROGRESS_EVERY_S = 0.5  # at most this often a progress event
 REPORT_EVERY_S = 15.0  # at most this often the worker's state is written to the database
@@ -206,7 +211,7 @@ class WorkerEngine:
                 self._wait_for_work(store, idle_wait)
                 idle_wait = min(IDLE_POLL_MAX_S, idle_wait * 1.5)
                 continue
-            idle_wait = IDLE_POLL_MIN_S
+            idle_wait = IDLE_POLL_ANNOUNCED_S if store.announces_work else IDLE_POLL_MIN_S
             work_started = time.monotonic()
             self._work(heartbeat, images)
             if self._reached_max_units():

@@ -192,6 +192,12 @@ class WorkersMixin(StoreBase):
             settings = StoreSettings.from_settings(runs.read_run(conn).settings)
             queue.release(conn, lease, self._now(conn), settings.max_attempts)
 
+    @property
+    def announces_work(self) -> bool:
+        """Whether every new version, release and expiry ends a `wait_for_work` at once
+        (PostgreSQL's NOTIFY), so that polling for claims is only the fallback."""
+        return self.dialect == "postgresql"
+
     def wait_for_work(self, timeout_s: float) -> bool:
         """Wait up to `timeout_s` s for claimable work; True when it was announced meanwhile.
 
