@@ -64,8 +64,10 @@ def test_an_idle_worker_waits_for_the_announcement_and_comes_at_once(
         other.dispose()
         store.dispose()
     empty = [at for at, got in store.claims if not got and at < released_at]
-    # One claim right after the unit, then polls 0.5 s and 1.25 s after it; polling from
-    # 50 ms (worker.IDLE_POLL_MIN_S, as on SQLite), there would be seven.
-    assert 1 <= len(empty) <= 3, empty
+    # A claim during or right after the unit, then polls 0.5 s and 1.25 s after it (one more,
+    # 2.4 s after it, if the upload was slow to land); polling from 50 ms
+    # (worker.IDLE_POLL_MIN_S, as on SQLite), there would be seven or more.
+    assert 1 <= len(empty) <= 4, empty
     taken = next(at for at, got in store.claims if got and at >= released_at)
-    assert taken - released_at < 0.3  # woken by the announcement, not by its next poll
+    # Woken by the announcement: its next poll was due ~0.9 s after the release.
+    assert taken - released_at < 0.6
