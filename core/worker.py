@@ -50,8 +50,9 @@ log = logging.getLogger(__name__)
 IDLE_POLL_MIN_S = 0.05  # first wait when there is no work: a new version usually follows fast
 # The first wait where the store announces new work (`Store.announces_work`): a publish ends
 # the wait at once, and polls only back a lost notification up. Polling from 50 ms, a class's
-# volunteers made ~120 empty claims a version while they waited for the version's last
-# results, with the server busy taking those uploads (benchmarks.class_sim, 32 volunteers).
+# volunteers made ~130 empty claims a version (~45 from 0.5 s) while they waited for the
+# version's last results, with the server busy taking those uploads (benchmarks.class_sim at
+# 32 volunteers, benchmarks/README.md "Idle claims").
 IDLE_POLL_ANNOUNCED_S = 0.5
 IDLE_POLL_MAX_S = 2.0  # longest wait between claims when the queue stays empty
 PROGRESS_EVERY_S = 0.5  # at most this often a progress event

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from pathlib import Path
 CLONE_NEWNET = 0x40000000
 NETWORKS = ("none", "lan", "home")
 PREFIX = "gfsim"
+LOCK_FILE = Path(tempfile.gettempdir()) / "ganfriends-class-sim.lock"  # one simulation at a time
 
 
 @dataclass
@@ -80,24 +83,45 @@ def topology(network: str, volunteers: int) -> Iterator[Topology]:
     """Build the namespaces and links for `volunteers`; torn down afterwards."""
     if network not in NETWORKS:
         raise SystemExit(f"--network must be one of {', '.join(NETWORKS)}, not {network!r}")
-    if os.geteuid() != 0:
-        raise SystemExit("the class simulation shapes its network with ip/tc: run it as root")
-    teardown()
-    try:
-        if network == "home":
-            links = [
-                _pair(i, f"{PREFIX}{i}", f"10.78.{i}", "50mbit", "10mbit")
-                for i in range(volunteers)
-            ]
-            names = [f"{PREFIX}{i}" for i in range(volunteers)]
-            # Each volunteer reaches the server at the root side of its own link.
-            yield _HomeTopology(names, links)
-        else:
-            rate = "1gbit" if network == "lan" else None
-            link = _pair(0, f"{PREFIX}0", "10.77.0", rate, rate)
-            yield Topology("10.77.0.1", [f"{PREFIX}0"] * volunteers, [link])
-    finally:
+    with _alone():
+        if os.geteuid() != 0:
+            raise SystemExit("the class simulation shapes its network with ip/tc: run it as root")
         teardown()
+        try:
+            yield from _built(network, volunteers)
+        finally:
+            teardown()
+
+
+@contextlib.contextmanager
+def _alone() -> Iterator[None]:
+    """Hold this machine's class-simulation lock, or SystemExit: the namespaces have fixed
+    names, so a second simulation's set-up would tear down this one's, and its volunteers
+    would wait on dead connections for ever."""
+    with LOCK_FILE.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(
+                "another class simulation is running on this machine (their network namespaces "
+                "would collide): wait for it to finish"
+            ) from None
+        yield
+
+
+def _built(network: str, volunteers: int) -> Iterator[Topology]:
+    """Make the links of `network` and yield them (`topology` tears them down)."""
+    if network == "home":
+        links = [
+            _pair(i, f"{PREFIX}{i}", f"10.78.{i}", "50mbit", "10mbit") for i in range(volunteers)
+        ]
+        names = [f"{PREFIX}{i}" for i in range(volunteers)]
+        # Each volunteer reaches the server at the root side of its own link.
+        yield _HomeTopology(names, links)
+    else:
+        rate = "1gbit" if network == "lan" else None
+        link = _pair(0, f"{PREFIX}0", "10.77.0", rate, rate)
+        yield Topology("10.77.0.1", [f"{PREFIX}0"] * volunteers, [link])
 
 
 class _HomeTopology(Topology):

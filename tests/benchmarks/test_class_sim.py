@@ -1,4 +1,5 @@
-"""The class simulation's stand-in compute: valid results, and out of reach of every user."""
+"""The class simulation's stand-in compute: valid results, and out of reach of every user; one
+simulation at a time on a machine."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import argparse
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks.class_sim import profiles
+from benchmarks.class_sim import network, profiles
 from benchmarks.class_sim.__main__ import run_config
 from benchmarks.class_sim.standin import StandInUnits
 from coordinator import presets
@@ -98,3 +100,28 @@ def test_set_changes_the_presets_settings_after_the_class_size() -> None:
     assert settings.outer_lr == presets.CLASS_SETTINGS.outer_lr  # the rest stays the preset's
     with pytest.raises(SystemExit, match="RunSettings key"):
         run_config(_args(preset="class", set=["inner_stepz=64"]), 32)
+
+
+def test_a_second_simulation_on_the_machine_is_refused_before_it_touches_the_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The namespaces have fixed names: a second simulation's set-up tore down the first one's,
+    # whose volunteers then waited on dead connections and never finished.
+    monkeypatch.setattr(network, "LOCK_FILE", tmp_path / "class-sim.lock")
+    touched: list[str] = []  # nothing of the machine's network may be touched
+    monkeypatch.setattr(network, "teardown", lambda: touched.append("teardown"))
+
+    def built(*_: object) -> Iterator[None]:
+        touched.append("built")
+        yield None
+
+    monkeypatch.setattr(network, "_built", built)
+    with (
+        network._alone(),  # a simulation running
+        pytest.raises(SystemExit, match="another class simulation is running"),
+        network.topology("none", 4),
+    ):
+        pass
+    assert touched == []
+    with network._alone():  # and once it has finished, the next one may run
+        pass
