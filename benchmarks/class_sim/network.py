@@ -83,9 +83,9 @@ def topology(network: str, volunteers: int) -> Iterator[Topology]:
     """Build the namespaces and links for `volunteers`; torn down afterwards."""
     if network not in NETWORKS:
         raise SystemExit(f"--network must be one of {', '.join(NETWORKS)}, not {network!r}")
+    if os.geteuid() != 0:  # before the lock, whose file a root simulation left behind
+        raise SystemExit("the class simulation shapes its network with ip/tc: run it as root")
     with _alone():
-        if os.geteuid() != 0:
-            raise SystemExit("the class simulation shapes its network with ip/tc: run it as root")
         teardown()
         try:
             yield from _built(network, volunteers)

@@ -108,6 +108,7 @@ def test_a_second_simulation_on_the_machine_is_refused_before_it_touches_the_net
     # The namespaces have fixed names: a second simulation's set-up tore down the first one's,
     # whose volunteers then waited on dead connections and never finished.
     monkeypatch.setattr(network, "LOCK_FILE", tmp_path / "class-sim.lock")
+    monkeypatch.setattr(network.os, "geteuid", lambda: 0)  # as root, as a simulation runs
     touched: list[str] = []  # nothing of the machine's network may be touched
     monkeypatch.setattr(network, "teardown", lambda: touched.append("teardown"))
 
