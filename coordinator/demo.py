@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import signal
 import subprocess
@@ -12,10 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from coordinator.admin import export_model
-from coordinator.loop import INTRA_OP_THREADS, Coordinator, Published
+from coordinator.demo_progress import DemoProgress
+from coordinator.loop import INTRA_OP_THREADS, Coordinator
 from coordinator.plot import write_training_plot
 from coordinator.runs import RunPlan, check_dataset, create_run
 from coordinator.samples import Sampled
@@ -103,7 +101,7 @@ def _run_demo(opts: DemoOptions) -> int:
     store = _open_or_create(url, opts.dataset, opts.workers)
     samples_dir = opts.out / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
-    bar = _ProgressBar(opts)
+    bar = DemoProgress(rounds=opts.rounds, minutes=opts.minutes)
     coordinator = Coordinator(
         store,
         on_published=bar.published,
@@ -199,7 +197,7 @@ def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def _save_sample(sample: Sampled, folder: Path, bar: _ProgressBar) -> None:
+def _save_sample(sample: Sampled, folder: Path, bar: DemoProgress) -> None:
     (folder / f"version_{sample.version:06d}.png").write_bytes(sample.png)
     bar.swd = sample.swd
 
@@ -225,40 +223,3 @@ def _write_outputs(store: Store, coordinator: Coordinator, out: Path, *, interru
         f"resume with: ganfriends-coordinator demo --out {out}   (or serve --db sqlite:///{demo_db_path()})"
     )
     return 0
-
-
-class _ProgressBar:
-    """tqdm over versions (with --rounds) or seconds (with --minutes); images/s and SWD shown."""
-
-    def __init__(self, opts: DemoOptions) -> None:
-        self.by_rounds = opts.rounds is not None
-        total = opts.rounds if opts.rounds is not None else int((opts.minutes or 0) * 60)
-        unit = "version" if self.by_rounds else "s"
-        self.bar = tqdm(
-            total=total, unit=unit, dynamic_ncols=True, file=sys.stderr, mininterval=0.5
-        )
-        self.started = time.monotonic()
-        self.images = 0
-        self.version = 0
-        self.swd: float | None = None
-        self._last_postfix = 0.0
-
-    def published(self, p: Published) -> None:
-        self.images += p.images
-        self.version = p.version
-        if self.by_rounds:
-            self.bar.update(1)
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        if not self.by_rounds:
-            self.bar.n = min(self.bar.total, int(now - self.started))
-        if now - self._last_postfix >= 0.5:
-            self._last_postfix = now
-            rate = self.images / max(now - self.started, 1e-9)
-            swd = f"{self.swd:.1f}" if self.swd is not None else "—"
-            self.bar.set_postfix_str(f"version {self.version}, {rate:.0f} images/s, SWD {swd}")
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):  # closing a bar must never hide the real outcome
-            self.bar.close()
