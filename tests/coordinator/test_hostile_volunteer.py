@@ -660,8 +660,10 @@ def test_a_hostile_volunteer_cannot_exhaust_the_server_and_the_run_goes_on(
         assert seconds < ENDS_WITHIN_S, (statement, seconds)
         if statement == CPU_ONLY:
             assert ended_by_watchdog(error), error
-        else:
-            assert isinstance(error, pg_errors.ConfigurationLimitExceeded), error
+        else:  # the temp-file limit (tested alone above), or the watchdog when it comes first
+            # (on a loaded machine the series may not reach the limit before the watchdog's pass)
+            limited = isinstance(error, pg_errors.ConfigurationLimitExceeded)
+            assert limited or ended_by_watchdog(error), error
     series = sum(1 for a in attempts if a[0] == SERIES)
     assert temp_bytes(owned_db) - before <= series * (64 << 20)
     assert published >= 2, published  # the coordinator kept publishing meanwhile
