@@ -164,7 +164,7 @@ class WorkerEngine:
     def _run(self) -> int:
         self._run_thread = threading.current_thread()
         reconnect = Backoff(initial_s=0.5, maximum_s=30.0)
-        idle_wait = IDLE_POLL_MIN_S
+        idle_wait: float | None = None  # the next idle wait; None: the first, once connected
         while not self._stop.is_set():
             if self._pause_reason is not None:
                 self._release_ahead()
@@ -209,10 +209,12 @@ class WorkerEngine:
                 self._finish_upload()  # nothing else to do meanwhile: let its events arrive
                 if self.state != "idle":
                     self._emit("state", "idle", "Waiting: no work right now")
+                if idle_wait is None:
+                    idle_wait = _first_idle_wait(store)
                 self._wait_for_work(store, idle_wait)
                 idle_wait = min(IDLE_POLL_MAX_S, idle_wait * 1.5)
                 continue
-            idle_wait = IDLE_POLL_ANNOUNCED_S if store.announces_work else IDLE_POLL_MIN_S
+            idle_wait = None
             work_started = time.monotonic()
             self._work(heartbeat, images)
             if self._reached_max_units():
@@ -635,6 +637,11 @@ class WorkerEngine:
             self._store.touch_worker(self._worker_id, state)
         except StoreError as exc:  # only bookkeeping: computing goes on
             log.debug("could not report state: %s", exc)
+
+
+def _first_idle_wait(store: Store) -> float:
+    """The first wait when the queue is empty, at start-up or after a unit."""
+    return IDLE_POLL_ANNOUNCED_S if store.announces_work else IDLE_POLL_MIN_S
 
 
 def _check_unit(lease: Lease, settings: RunSettings, dataset_size: int) -> None:

@@ -1,9 +1,9 @@
 """An idle worker on PostgreSQL waits for the announcement of work instead of polling for it.
 
 PostgreSQL announces every publish, release and expiry (NOTIFY), which ends a worker's wait at
-once, so after a unit a worker's polls start at `IDLE_POLL_ANNOUNCED_S`: a class of
-volunteers waiting for a version's last results no longer sends the server a stream of empty
-claims. The announcement still brings the worker at once.
+once, so at start-up and after a unit a worker's polls start at `IDLE_POLL_ANNOUNCED_S`: a
+class of volunteers waiting for a version's last results no longer sends the server a stream
+of empty claims. The announcement still brings the worker at once.
 """
 
 from __future__ import annotations
@@ -70,4 +70,35 @@ def test_an_idle_worker_waits_for_the_announcement_and_comes_at_once(
     assert 1 <= len(empty) <= 4, empty
     taken = next(at for at, got in store.claims if got and at >= released_at)
     # Woken by the announcement: its next poll was due ~0.9 s after the release.
+    assert taken - released_at < 0.6
+
+
+def test_a_worker_that_starts_with_no_work_waits_for_the_announcement_too(
+    tmp_path: Path, postgres_server: PostgresServer, pg_database: str
+) -> None:
+    run = make_tiny_pg_run(tmp_path, postgres_server, pg_database, num_workunits_per_update=2)
+    other = Store(make_engine(run.url))
+    store = CountingStore(make_engine(run.url))
+    options = WorkerOptions("late", "h", torch.device("cpu"), threads=1, max_units=1)
+    engine = WorkerEngine(lambda: store, ShardCache(tmp_path / "shards"), options)
+    try:
+        other_id = other.register_worker("other", "h", "cpu")
+        held = [other.claim(other_id), other.claim(other_id)]  # every unit of the version
+        assert all(lease is not None for lease in held)
+        thread = threading.Thread(target=engine.run, daemon=True)
+        thread.start()
+        wait_for(lambda: bool(store.claims), timeout_s=60.0)  # connected, and found nothing
+        time.sleep(IDLE_S)
+        released_at = time.monotonic()
+        other.release(held[0])  # type: ignore[arg-type]
+        thread.join(60.0)
+        assert not thread.is_alive() and engine.units_done == 1
+    finally:
+        engine.stop()
+        other.dispose()
+        store.dispose()
+    empty = [at for at, got in store.claims if not got and at < released_at]
+    # At the start, then 0.5 s and 1.25 s after it; from 50 ms there would be seven.
+    assert 1 <= len(empty) <= 3, [round(at - empty[0], 2) for at in empty]
+    taken = next(at for at, got in store.claims if got and at >= released_at)
     assert taken - released_at < 0.6
