@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,65 +41,73 @@ class CountingStore(Store):
         return lease
 
 
-def test_an_idle_worker_waits_for_the_announcement_and_comes_at_once(
-    tmp_path: Path, postgres_server: PostgresServer, pg_database: str
-) -> None:
-    run = make_tiny_pg_run(tmp_path, postgres_server, pg_database, num_workunits_per_update=2)
+def idle_until_released(
+    tmp_path: Path,
+    server: PostgresServer,
+    database: str,
+    *,
+    held: int,
+    units: int,
+    idle_from: Callable[[CountingStore], object],
+) -> tuple[list[float], float]:
+    """A worker computes `units` units of a 2-unit version while another worker holds `held`
+    of them; IDLE_S after `idle_from(store)` first holds, the first held unit is released.
+    Returns when each empty claim before the release came, and how long after the release the
+    worker had the released unit."""
+    run = make_tiny_pg_run(tmp_path, server, database, num_workunits_per_update=2)
     other = Store(make_engine(run.url))
     store = CountingStore(make_engine(run.url))
-    options = WorkerOptions("idle", "h", torch.device("cpu"), threads=1, max_units=2)
+    options = WorkerOptions("idle", "h", torch.device("cpu"), threads=1, max_units=units)
     engine = WorkerEngine(lambda: store, ShardCache(tmp_path / "shards"), options)
     try:
-        held = other.claim(other.register_worker("other", "h", "cpu"))  # unit 0, held back
-        assert held is not None
+        other_id = other.register_worker("other", "h", "cpu")
+        leases = [other.claim(other_id) for _ in range(held)]
+        assert all(lease is not None for lease in leases)
         thread = threading.Thread(target=engine.run, daemon=True)
         thread.start()
-        wait_for(lambda: store.new_results(10), timeout_s=60.0)  # its first unit is in
+        wait_for(lambda: idle_from(store), timeout_s=60.0)
         time.sleep(IDLE_S)
         released_at = time.monotonic()
-        other.release(held)  # NOTIFY: the held unit can be claimed
+        other.release(leases[0])  # type: ignore[arg-type]  # NOTIFY: it can be claimed
         thread.join(60.0)
-        assert not thread.is_alive() and engine.units_done == 2
+        assert not thread.is_alive() and engine.units_done == units
     finally:
         engine.stop()
         other.dispose()
         store.dispose()
     empty = [at for at, got in store.claims if not got and at < released_at]
+    taken = next(at for at, got in store.claims if got and at >= released_at)
+    return empty, taken - released_at
+
+
+def first_unit_in(store: CountingStore) -> object:
+    return store.new_results(10)
+
+
+def claimed_in_vain(store: CountingStore) -> object:
+    return store.claims
+
+
+def test_an_idle_worker_waits_for_the_announcement_and_comes_at_once(
+    tmp_path: Path, postgres_server: PostgresServer, pg_database: str
+) -> None:
+    # Unit 0 is held back; the worker goes idle once its first unit is in.
+    where = (tmp_path, postgres_server, pg_database)
+    empty, woken_s = idle_until_released(*where, held=1, units=2, idle_from=first_unit_in)
     # A claim during or right after the unit, then polls 0.5 s and 1.25 s after it (one more,
     # 2.4 s after it, if the upload was slow to land); polling from 50 ms
     # (worker.IDLE_POLL_MIN_S, as on SQLite), there would be seven or more.
     assert 1 <= len(empty) <= 4, empty
-    taken = next(at for at, got in store.claims if got and at >= released_at)
     # Woken by the announcement: its next poll was due ~0.9 s after the release.
-    assert taken - released_at < 0.6
+    assert woken_s < 0.6
 
 
 def test_a_worker_that_starts_with_no_work_waits_for_the_announcement_too(
     tmp_path: Path, postgres_server: PostgresServer, pg_database: str
 ) -> None:
-    run = make_tiny_pg_run(tmp_path, postgres_server, pg_database, num_workunits_per_update=2)
-    other = Store(make_engine(run.url))
-    store = CountingStore(make_engine(run.url))
-    options = WorkerOptions("late", "h", torch.device("cpu"), threads=1, max_units=1)
-    engine = WorkerEngine(lambda: store, ShardCache(tmp_path / "shards"), options)
-    try:
-        other_id = other.register_worker("other", "h", "cpu")
-        held = [other.claim(other_id), other.claim(other_id)]  # every unit of the version
-        assert all(lease is not None for lease in held)
-        thread = threading.Thread(target=engine.run, daemon=True)
-        thread.start()
-        wait_for(lambda: bool(store.claims), timeout_s=60.0)  # connected, and found nothing
-        time.sleep(IDLE_S)
-        released_at = time.monotonic()
-        other.release(held[0])  # type: ignore[arg-type]
-        thread.join(60.0)
-        assert not thread.is_alive() and engine.units_done == 1
-    finally:
-        engine.stop()
-        other.dispose()
-        store.dispose()
-    empty = [at for at, got in store.claims if not got and at < released_at]
+    # Every unit of the version is held; the worker is idle once it has claimed in vain.
+    where = (tmp_path, postgres_server, pg_database)
+    empty, woken_s = idle_until_released(*where, held=2, units=1, idle_from=claimed_in_vain)
     # At the start, then 0.5 s and 1.25 s after it; from 50 ms there would be seven.
     assert 1 <= len(empty) <= 3, [round(at - empty[0], 2) for at in empty]
-    taken = next(at for at, got in store.claims if got and at >= released_at)
-    assert taken - released_at < 0.6
+    assert woken_s < 0.6
