@@ -90,9 +90,10 @@ class DemoProgress:
             self._bar.set_postfix_str(status)  # redraws the bar
             return
         if self._total_s is not None:
-            where = f"{_clock_text(min(elapsed, self._total_s))} of {_clock_text(self._total_s)}"
+            shown = min(elapsed, self._total_s)
+            where = f"{tqdm.format_interval(shown)} of {tqdm.format_interval(self._total_s)}"
         else:
-            where = f"{_clock_text(elapsed)}, {self.versions} of {self._rounds} rounds"
+            where = f"{tqdm.format_interval(elapsed)}, {self.versions} of {self._rounds} rounds"
         print(f"demo {where}: {status}", file=self._stream, flush=True)
 
 
@@ -108,8 +109,3 @@ def _is_terminal(stream: TextIO) -> bool:
         return os.get_terminal_size(stream.fileno()).columns > 0
     except (ValueError, OSError):  # a stand-in terminal without a descriptor: trust isatty
         return True
-
-
-def _clock_text(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}:{secs:02d}"

@@ -209,8 +209,8 @@ class WorkerEngine:
                 self._finish_upload()  # nothing else to do meanwhile: let its events arrive
                 if self.state != "idle":
                     self._emit("state", "idle", "Waiting: no work right now")
-                if idle_wait is None:
-                    idle_wait = _first_idle_wait(store)
+                if idle_wait is None:  # at start-up, or after a unit
+                    idle_wait = IDLE_POLL_ANNOUNCED_S if store.announces_work else IDLE_POLL_MIN_S
                 self._wait_for_work(store, idle_wait)
                 idle_wait = min(IDLE_POLL_MAX_S, idle_wait * 1.5)
                 continue
@@ -637,11 +637,6 @@ class WorkerEngine:
             self._store.touch_worker(self._worker_id, state)
         except StoreError as exc:  # only bookkeeping: computing goes on
             log.debug("could not report state: %s", exc)
-
-
-def _first_idle_wait(store: Store) -> float:
-    """The first wait when the queue is empty, at start-up or after a unit."""
-    return IDLE_POLL_ANNOUNCED_S if store.announces_work else IDLE_POLL_MIN_S
 
 
 def _check_unit(lease: Lease, settings: RunSettings, dataset_size: int) -> None:

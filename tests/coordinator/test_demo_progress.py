@@ -55,8 +55,8 @@ def test_a_log_gets_a_plain_line_every_half_minute_and_one_at_the_end() -> None:
     assert "\r" not in stream.getvalue()
     # at 1 s, then LOG_EVERY_S apart (31 s, 61 s), and the closing line at 90 s
     assert len(lines) == 1 + int(89 // LOG_EVERY_S) + 1, lines
-    assert lines[0] == "demo 0:01 of 5:00: version 0, 0 images/s, SWD —"
-    assert lines[-1] == "demo 1:30 of 5:00: version 45, 64 images/s, SWD —"
+    assert lines[0] == "demo 00:01 of 05:00: version 0, 0 images/s, SWD —"
+    assert lines[-1] == "demo 01:30 of 05:00: version 45, 64 images/s, SWD —"
 
 
 def test_rounds_count_this_demo_s_versions_not_the_run_s() -> None:
@@ -66,4 +66,4 @@ def test_rounds_count_this_demo_s_versions_not_the_run_s() -> None:
     for version in (501, 502, 503):  # a resumed run
         publish(progress, version)
     progress.close()
-    assert stream.getvalue() == "demo 0:04, 3 of 10 rounds: version 503, 96 images/s, SWD —\n"
+    assert stream.getvalue() == "demo 00:04, 3 of 10 rounds: version 503, 96 images/s, SWD —\n"
