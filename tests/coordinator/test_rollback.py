@@ -67,7 +67,12 @@ def test_rollback_refuses_a_version_without_a_full_state(
     run: TinyRun, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = run.store()
-    run_to(Coordinator(store), [LocalWorker(run, store, "w")], 5)
+    coordinator = Coordinator(store)
+    run_to(coordinator, [LocalWorker(run, store, "w")], 5)
+    # Its watchdog's check in flight (PostgreSQL) would log the rollback's takeover to stderr.
+    coordinator.watchdog.stop()
+    if coordinator.watchdog._thread is not None:
+        coordinator.watchdog._thread.join(30)
     store.tidy()
     assert main(["rollback", "--to", "1", "--db", run.url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
