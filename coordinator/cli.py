@@ -273,7 +273,7 @@ def _init(args: argparse.Namespace) -> int:
     try:
         store = open_store(url, create=True)
         try:
-            run = create_run(store, plan, progress=sys.stderr.isatty(), report=report)
+            run = create_run(store, plan, report=report)
         finally:
             store.dispose()
     except BaseException:

@@ -9,7 +9,6 @@ carriage-return update twice a second into one endless line, so a line is printe
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,9 +17,9 @@ from typing import TextIO
 from tqdm import tqdm
 
 from coordinator.loop import Published
+from core.progress import LOG_EVERY_S, is_terminal
 
 REFRESH_S = 0.5  # how often a terminal's bar is redrawn
-LOG_EVERY_S = 30.0  # how often a plain progress line is printed when stderr is not a terminal
 TIME_BAR_FORMAT = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}"
 
 
@@ -39,7 +38,7 @@ class DemoProgress:
         self._clock = clock
         self._rounds = rounds
         self._total_s = None if rounds is not None else (minutes or 0) * 60
-        self._interactive = _is_terminal(self._stream)
+        self._interactive = is_terminal(self._stream)
         self._started = clock()
         self._shown_at: float | None = None
         self.images = 0
@@ -95,17 +94,3 @@ class DemoProgress:
         else:
             where = f"{tqdm.format_interval(elapsed)}, {self.versions} of {self._rounds} rounds"
         print(f"demo {where}: {status}", file=self._stream, flush=True)
-
-
-def _is_terminal(stream: TextIO) -> bool:
-    """A terminal a bar can be drawn on: a pseudo-terminal of no size (`script` without one)
-    would show tqdm's bar as nothing at all."""
-    try:
-        if not stream.isatty():
-            return False
-    except (AttributeError, ValueError):  # closed, or not a file at all
-        return False
-    try:
-        return os.get_terminal_size(stream.fileno()).columns > 0
-    except (ValueError, OSError):  # a stand-in terminal without a descriptor: trust isatty
-        return True

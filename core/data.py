@@ -17,9 +17,9 @@ from pathlib import Path, PurePath, PurePosixPath
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from core.images import SUFFIXES, TOO_LARGE, UNREADABLE, WHITE, ImageSkipped, load_image
+from core.progress import CountProgress
 from core.synthetic import RENDER_CHUNK, render, uniforms
 
 log = logging.getLogger(__name__)
@@ -400,12 +400,12 @@ def _ingest(
     buffer = np.empty((shard_size, 3, image_size, image_size), dtype=np.uint8)  # one shard
     filled = index = 0
     first_with: dict[bytes, str] = {}  # file digest → the name of the image used with it
-    bar = tqdm(
-        total=report.found, desc="ingesting images", unit="img", disable=None if progress else True
-    )
-    with bar:
+    # Broken links were found, and skipped, before reading: they count as done.
+    with CountProgress(
+        report.found, "ingesting images", "images", done=report.skipped, shown=progress
+    ) as bar:
         for name, read in entries:
-            bar.update(1)
+            bar.update()
             try:
                 pixels, digest = _load(read, image_size, background)
             except ImageSkipped as exc:

@@ -15,7 +15,7 @@ from PIL import Image
 from coordinator import admin, cli, presets
 from coordinator.demo import DEMO_MODEL, DEMO_SETTINGS
 from coordinator.loop import Coordinator
-from core import worker_cli
+from core import progress, worker_cli
 from core.config import RunSettings
 from core.export import load_model
 from core.model import ModelConfig
@@ -278,6 +278,29 @@ def test_init_prints_a_summary_of_the_images(
     finally:
         store.dispose()
     assert set(first[: 32 * 32]) == {0x10} and set(first[-32 * 32 :]) == {0x30}
+
+
+def test_init_tells_a_log_how_far_the_ingestion_is(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    workdir: Path,
+    tmp_path: Path,
+) -> None:
+    # stderr is captured, not a terminal: plain lines instead of a bar, here after every image
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(9):
+        Image.new("RGB", (40, 40), (25 * i, 0, 0)).save(photos / f"{i}.png")
+    (photos / "gone.png").symlink_to(photos / "nowhere.png")  # found, skipped before reading
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    argv = ["init", "--db", "sqlite:///p.db", "--dataset", str(photos)]
+    assert cli.main([*argv, "--config", str(tmp_path / "tiny.toml")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert "\r" not in "".join(lines)
+    assert lines[0].startswith("ingesting images: 2 of 10 images (20%), 00:00, about 00:0")
+    assert lines[-1].startswith("ingesting images: 10 of 10 images (100%), 00:0")
+    assert len(lines) == 9, lines  # one per image read, the last one not repeated at the end
 
 
 def test_init_refuses_an_unknown_background(
