@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # importing core.worker loads torch: the GUI process does not
 
 KEEP_S = 24 * 3600  # entries older than a day are dropped
 MAX_ENTRIES = 20_000  # and the oldest beyond this many (a day of a busy run's lines)
-TALLY_EVERY_S = 60.0  # finished units are told in one line this often
 SOURCES = ("This computer", "Run", "App")
 SHOW_CHOICES = ("Everything", *SOURCES, "Problems only")
 # Run event kinds that mean something went wrong somewhere.
@@ -58,34 +57,6 @@ def entry_from_worker(event: WorkerEvent) -> LogEntry:
 
 def entry_from_run(event: EventRow) -> LogEntry:
     return LogEntry(event.at, "Run", event.message, event.kind in _RUN_PROBLEMS)
-
-
-class UnitTally:
-    """Finished units told once a minute in one line: short units would flood the log."""
-
-    def __init__(self, every_s: float = TALLY_EVERY_S) -> None:
-        self._every_s = every_s
-        self._told_at = -every_s
-        self._events: list[WorkerEvent] = []
-
-    def add(self, event: WorkerEvent) -> None:
-        self._events.append(event)
-
-    def line(self, now: float) -> LogEntry | None:
-        """The line to log now, if a minute has passed since the last (None: nothing yet)."""
-        events = self._events
-        if not events or now - self._told_at < self._every_s:
-            return None
-        self._told_at, self._events = now, []
-        if len(events) == 1:
-            return LogEntry(events[0].at, "This computer", events[0].message, False)
-        versions = [e.version for e in events if e.version is not None]
-        span = f"versions {min(versions):,}–{max(versions):,}, " if versions else ""
-        images = sum(e.images or 0 for e in events)
-        minutes = (events[-1].at - events[0].at) / 60
-        during = f"in {minutes:.0f} min" if minutes >= 1.5 else "in the last minute"
-        message = f"Finished {len(events):,} units {during} ({span}{images:,} images)"
-        return LogEntry(events[-1].at, "This computer", message, False)
 
 
 class EventLogModel(ListTableModel):

@@ -24,7 +24,7 @@ from client_gui.autostart import AutostartError, set_start_at_login
 from client_gui.background import BackgroundRunner
 from client_gui.connection import ConnectionProblem, RunTarget, check_connection
 from client_gui.device_probe import DeviceChoice, auto_device, probe_devices
-from client_gui.event_log import LogEntry, UnitTally, entry_from_run, entry_from_worker
+from client_gui.event_log import LogEntry, entry_from_run, entry_from_worker
 from client_gui.idle import IdleProbe, detect_idle_probe
 from client_gui.idle_monitor import IdleMonitor
 from client_gui.local_demo import LocalDemo, LocalDemoError
@@ -53,6 +53,7 @@ from client_gui.worker_bridge import (
     WorkerProcessLike,
     start_worker_process,
 )
+from core.events import UnitTally, worth_logging
 from core.store import Credits, MetricsRow, RunRow, WorkerRow, open_store
 from core.throttle import MIN_DUTY_CYCLE, DonationPolicy, pause_reason
 from core.verification import TrustRecord
@@ -68,7 +69,6 @@ DEMO_RESTART_EVERY_S = 30.0  # a local coordinator that died is started again at
 _WORKER_FIELDS = ("device", "threads")  # changing these restarts the worker (a name: see _rename)
 USAGE_EVERY = 5  # ticks between re-applying the cap and showing the measured share
 DUTY_STEP = 0.05  # the worker's duty cycle changes only by this much or more
-_UNIT_STEPS = ("downloading", "computing", "uploading")  # each unit's steps: not logged
 _POLICY_FIELDS = ("snooze_until", "duty_cycle", "idle_only", "idle_after_s", "schedule")
 
 
@@ -448,7 +448,7 @@ class AppSession(QObject):
         """The worker's news for the event log: problems and changes, not every unit's steps."""
         if event.kind == "unit_finished":
             self._units_log.add(event)
-        elif event.kind == "error" or event.state not in _UNIT_STEPS:
+        elif worth_logging(event):
             self._log_pending.append(entry_from_worker(event))
 
     def _connection_lost(self, message: str) -> None:
@@ -519,9 +519,10 @@ class AppSession(QObject):
 
     def _flush(self) -> None:
         """What piled up since the last tick: log lines and figures, once."""
-        line = self._units_log.line(time.time())
-        if line is not None:
-            self._log_pending.append(line)
+        told = self._units_log.line(time.time())
+        if told is not None:
+            at, message = told
+            self._log_pending.append(LogEntry(at, "This computer", message, False))
         if self._log_pending:
             entries, self._log_pending = self._log_pending, []
             self.log_added.emit(entries)

@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from core.backoff import Backoff
 from core.cache import DEFAULT_CAP_BYTES, ShardCache
@@ -19,6 +19,7 @@ from core.device import (
     register_local_worker,
     select_device,
 )
+from core.events import UnitTally, worth_logging
 from core.invite import InviteError, decode_invite
 from core.logs import configure_logging
 from core.paths import cache_dir
@@ -148,14 +149,26 @@ def _check_run(url: str) -> None:
             time.sleep(backoff.next_delay())
 
 
-def _printer():
+def _printer(clock: Callable[[], float] = time.time):
+    """The console's lines, as the app's event log tells them: problems and changes at once,
+    each unit's steps never, finished units in one line a minute (short units, a line or more
+    a second, would flood a lab's journal); a line is not repeated right after itself."""
+    tally = UnitTally()
     last = {"message": ""}
 
+    def say(message: str) -> None:
+        if message != last["message"]:
+            last["message"] = message
+            print(message, file=sys.stderr, flush=True)
+
     def on_event(event: WorkerEvent) -> None:
-        if event.kind == "progress" or event.message == last["message"]:
-            return
-        last["message"] = event.message
-        print(event.message, file=sys.stderr, flush=True)
+        if event.kind == "unit_finished":
+            tally.add(event)
+        told = tally.line(clock(), final=event.state == "stopped")
+        if told is not None:
+            say(told[1])
+        if worth_logging(event):
+            say(event.message)
 
     return on_event
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 
 from PySide6.QtGui import QGuiApplication
 
-from client_gui.event_log import KEEP_S, MAX_ENTRIES, EventLogWidget, LogEntry, UnitTally
+from client_gui.event_log import KEEP_S, MAX_ENTRIES, EventLogWidget, LogEntry
 from client_gui.plots import TrainingPlotsWidget
 from client_gui.samples_widget import SampleGridWidget
-from core.events import WorkerEvent
 from core.quality import sample_grid_png
 from core.store import MetricsRow, SampleRow
 
@@ -110,19 +108,3 @@ def test_log_keeps_a_day(qtbot):
     log.add(LogEntry(day_ago + hour * 3600, "Run", f"{hour} h", False) for hour in range(-2, 24))
     assert [log.model.entry(i).message for i in (0, 1)] == ["1 h", "2 h"]
     assert log.model.rowCount() == 23
-
-
-def test_finished_units_are_told_once_a_minute():
-    tally = UnitTally()
-    assert tally.line(NOW) is None
-    unit = WorkerEvent("unit_finished", "computing", "Finished unit 3 (64 images)", at=NOW)
-    tally.add(dataclasses.replace(unit, version=7, images=64))
-    first = tally.line(NOW)
-    assert first is not None and first.message == "Finished unit 3 (64 images)"  # at once
-    for i in range(30):
-        tally.add(dataclasses.replace(unit, version=8 + i // 2, images=64, at=NOW + i))
-    assert tally.line(NOW + 59) is None
-    minute = tally.line(NOW + 60)
-    assert minute is not None
-    assert minute.message == "Finished 30 units in the last minute (versions 8–22, 1,920 images)"
-    assert tally.line(NOW + 200) is None
