@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import ImageColor
 
 from coordinator import admin, presets, volunteers
+from coordinator.published_lines import PublishedLines
 from coordinator.runs import RunPlan, check_dataset, create_run, read_config
 from core.backoff import Backoff
 from core.config import RunSettings, SettingsError
@@ -309,7 +310,8 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    taken = _take_run(url, stop)
+    lines = PublishedLines()
+    taken = _take_run(url, stop, lines.published)
     if taken is None:
         print("stopped before serving", file=sys.stderr)
         return 0
@@ -325,11 +327,14 @@ def _serve(args: argparse.Namespace) -> int:
             coordinator.serve(stop, poll_s=args.poll_s)
     finally:
         lock.release()
+        lines.close()
     print(f"stopped at version {coordinator.version}", file=sys.stderr)
     return 0
 
 
-def _take_run(url: str, stop: threading.Event) -> tuple[Coordinator, RunLock] | None:
+def _take_run(
+    url: str, stop: threading.Event, on_published: Callable[[Published], None]
+) -> tuple[Coordinator, RunLock] | None:
     """Open the run and take it as its coordinator; None if stopped first.
 
     A server with no free connection slot or a full disk is waited out, as `serve` waits out
@@ -345,7 +350,7 @@ def _take_run(url: str, stop: threading.Event) -> tuple[Coordinator, RunLock] | 
         try:
             store = open_store(url)
             lock = RunLock(store.engine)  # held until this process ends
-            coordinator = Coordinator(store, on_published=_print_published, lock=lock)
+            coordinator = Coordinator(store, on_published=on_published, lock=lock)
         except (ServerBusy, DiskFull) as exc:
             if lock is not None:
                 lock.release()
@@ -358,14 +363,6 @@ def _take_run(url: str, stop: threading.Event) -> tuple[Coordinator, RunLock] | 
             continue
         return coordinator, lock
     return None
-
-
-def _print_published(published: Published) -> None:
-    print(
-        f"published version {published.version}: d_loss {published.metrics.d_loss:.3f} "
-        f"g_loss {published.metrics.g_loss:.3f}",
-        flush=True,
-    )
 
 
 def _best_quality(best: dict[str, Any] | None, version: int) -> str:
