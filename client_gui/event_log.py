@@ -59,6 +59,21 @@ def entry_from_run(event: EventRow) -> LogEntry:
     return LogEntry(event.at, "Run", event.message, event.kind in _RUN_PROBLEMS)
 
 
+def published_entry(events: list[EventRow]) -> LogEntry:
+    """The run's published versions as one line: one version's own message, or a count."""
+    if len(events) == 1:
+        return entry_from_run(events[0])
+    first, last = events[0], events[-1]
+    span = (
+        ""
+        if first.version is None or last.version is None
+        else f" {first.version:,}–{last.version:,}"
+    )
+    minutes = (last.at - first.at) / 60
+    during = f"in {minutes:.0f} min" if minutes >= 1.5 else "in the last minute"
+    return LogEntry(last.at, "Run", f"{len(events):,} versions{span} published {during}", False)
+
+
 class EventLogModel(ListTableModel):
     """Log entries, oldest first: a day of them, at most MAX_ENTRIES."""
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -24,7 +24,7 @@ from client_gui.autostart import AutostartError, set_start_at_login
 from client_gui.background import BackgroundRunner
 from client_gui.connection import ConnectionProblem, RunTarget, check_connection
 from client_gui.device_probe import DeviceChoice, auto_device, probe_devices
-from client_gui.event_log import LogEntry, entry_from_run, entry_from_worker
+from client_gui.event_log import LogEntry, entry_from_run, entry_from_worker, published_entry
 from client_gui.idle import IdleProbe, detect_idle_probe
 from client_gui.idle_monitor import IdleMonitor
 from client_gui.local_demo import LocalDemo, LocalDemoError
@@ -53,13 +53,10 @@ from client_gui.worker_bridge import (
     WorkerProcessLike,
     start_worker_process,
 )
-from core.events import UnitTally, worth_logging
-from core.store import Credits, MetricsRow, RunRow, WorkerRow, open_store
+from core.events import Tally, WorkerEvent, units_line, worth_logging
+from core.store import Credits, EventRow, MetricsRow, RunRow, WorkerRow, open_store
 from core.throttle import MIN_DUTY_CYCLE, DonationPolicy, pause_reason
 from core.verification import TrustRecord
-
-if TYPE_CHECKING:  # importing core.worker loads torch: the GUI process does not need it
-    from core.events import WorkerEvent
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +127,8 @@ class AppSession(QObject):
         self._demo_restarted_at = -DEMO_RESTART_EVERY_S  # monotonic seconds
         self.steady = SteadyState(now=time.time())  # what the status line shows of it
         self._log_pending: list[LogEntry] = []  # shown in the event log at the next tick
-        self._units_log = UnitTally()  # finished units, one log line a minute
+        self._units_log: Tally[WorkerEvent] = Tally()  # finished units, a log line a minute
+        self._published_log: Tally[EventRow] = Tally()  # published versions, the same
         self._figures_dirty = False  # a new snapshot: figures recomputed at the tick
         self.watched = True  # the window is shown: read the run often
 
@@ -486,8 +484,11 @@ class AppSession(QObject):
             self._trust = snapshot.trust
         if snapshot.credits is not None:
             self._credits = snapshot.credits
-        if snapshot.events:
-            self._log_pending.extend(entry_from_run(e) for e in snapshot.events)
+        for event in snapshot.events:
+            if event.kind == "published":  # several a second in a demo-sized run
+                self._published_log.add(event)
+            else:
+                self._log_pending.append(entry_from_run(event))
         self.snapshot_read.emit(snapshot)
         self._run_row = snapshot.run
         self._figures_dirty = True
@@ -519,10 +520,14 @@ class AppSession(QObject):
 
     def _flush(self) -> None:
         """What piled up since the last tick: log lines and figures, once."""
-        told = self._units_log.line(time.time())
-        if told is not None:
-            at, message = told
+        now = time.time()
+        units = self._units_log.take(now)
+        if units:
+            at, message = units_line(units)
             self._log_pending.append(LogEntry(at, "This computer", message, False))
+        versions = self._published_log.take(now)
+        if versions:
+            self._log_pending.append(published_entry(versions))
         if self._log_pending:
             entries, self._log_pending = self._log_pending, []
             self.log_added.emit(entries)

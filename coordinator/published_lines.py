@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from core.events import TALLY_EVERY_S
+from core.events import TALLY_EVERY_S, Tally
 
 if TYPE_CHECKING:  # coordinator.loop loads torch: the commands that print import it late
     from coordinator.loop import Published
@@ -29,12 +29,10 @@ class PublishedLines:
     ) -> None:
         self._stream = sys.stdout if stream is None else stream
         self._clock = clock
-        self._every_s = every_s
-        self._told_at = clock() - every_s  # the first version is told at once
-        self._untold: list[Published] = []
+        self._versions: Tally[Published] = Tally(every_s)
 
     def published(self, published: Published) -> None:
-        self._untold.append(published)
+        self._versions.add(published)
         self._tell(final=False)
 
     def close(self) -> None:
@@ -42,22 +40,22 @@ class PublishedLines:
         self._tell(final=True)
 
     def _tell(self, *, final: bool) -> None:
-        now, untold = self._clock(), self._untold
-        if not untold or (now - self._told_at < self._every_s and not final):
+        now, since = self._clock(), self._versions.told_at
+        versions = self._versions.take(now, final=final)
+        if not versions:
             return
-        last = untold[-1]
+        last = versions[-1]
         losses = f"d_loss {last.metrics.d_loss:.3f} g_loss {last.metrics.g_loss:.3f}"
-        if len(untold) == 1:
+        if len(versions) == 1:
             line = f"published version {last.version}: {losses}"
         else:
-            span_s = max(now - self._told_at, 1e-9)
-            rate = sum(p.images for p in untold) / span_s
+            span_s = max(now - since, 1e-9)
+            rate = sum(p.images for p in versions) / span_s
             line = (
-                f"published versions {untold[0].version:,}–{last.version:,} in the last "
+                f"published versions {versions[0].version:,}–{last.version:,} in the last "
                 f"{span_s:.0f} s ({rate:,.0f} images/s); version {last.version:,}: {losses}"
             )
-        parked = sum(p.parked for p in untold)
+        parked = sum(p.parked for p in versions)
         if parked:
             line += f"; {parked} unit{'s' if parked > 1 else ''} parked"
         print(line, file=self._stream, flush=True)
-        self._told_at, self._untold = now, []

@@ -6,11 +6,14 @@ problems and changes at once, each unit's steps never, finished units in one lin
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 UNIT_STEPS = ("downloading", "computing", "uploading")  # each unit's steps: not logged
 TALLY_EVERY_S = 60.0  # finished units are told in one line this often
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,35 +34,41 @@ class WorkerEvent:
 
 def worth_logging(event: WorkerEvent) -> bool:
     """A problem or a change of what the worker does, not a unit's steps or its finishing
-    (finished units go to a `UnitTally`): short units would flood a log."""
+    (finished units go to a `Tally`): short units would flood a log."""
     if event.kind == "unit_finished":
         return False
     return event.kind == "error" or event.state not in UNIT_STEPS
 
 
-class UnitTally:
-    """Finished units told once a minute in one line: short units would flood the log."""
+class Tally(Generic[T]):
+    """Routine news told in one line at most every `every_s`: the first item at once, then
+    what piled up since (finished units, published versions), so that short ones never flood
+    a log."""
 
     def __init__(self, every_s: float = TALLY_EVERY_S) -> None:
         self._every_s = every_s
-        self._told_at = -every_s
-        self._events: list[WorkerEvent] = []
+        self.told_at = -math.inf  # when the last line was told
+        self._items: list[T] = []
 
-    def add(self, event: WorkerEvent) -> None:
-        self._events.append(event)
+    def add(self, item: T) -> None:
+        self._items.append(item)
 
-    def line(self, now: float, *, final: bool = False) -> tuple[float, str] | None:
-        """When and what to log now, if a minute has passed since the last line or this is
-        the `final` one (None: nothing to tell yet)."""
-        events = self._events
-        if not events or (now - self._told_at < self._every_s and not final):
-            return None
-        self._told_at, self._events = now, []
-        if len(events) == 1:
-            return events[0].at, events[0].message
-        versions = [e.version for e in events if e.version is not None]
-        span = f"versions {min(versions):,}–{max(versions):,}, " if versions else ""
-        images = sum(e.images or 0 for e in events)
-        minutes = (events[-1].at - events[0].at) / 60
-        during = f"in {minutes:.0f} min" if minutes >= 1.5 else "in the last minute"
-        return events[-1].at, f"Finished {len(events):,} units {during} ({span}{images:,} images)"
+    def take(self, now: float, *, final: bool = False) -> list[T]:
+        """The items to tell in one line now: none until `every_s` have passed since the last
+        line, unless this is the `final` one."""
+        if not self._items or (now - self.told_at < self._every_s and not final):
+            return []
+        self.told_at, (items, self._items) = now, (self._items, [])
+        return items
+
+
+def units_line(events: list[WorkerEvent]) -> tuple[float, str]:
+    """When and what to log of these finished units: one unit's own message, or a count."""
+    if len(events) == 1:
+        return events[0].at, events[0].message
+    versions = [e.version for e in events if e.version is not None]
+    span = f"versions {min(versions):,}–{max(versions):,}, " if versions else ""
+    images = sum(e.images or 0 for e in events)
+    minutes = (events[-1].at - events[0].at) / 60
+    during = f"in {minutes:.0f} min" if minutes >= 1.5 else "in the last minute"
+    return events[-1].at, f"Finished {len(events):,} units {during} ({span}{images:,} images)"

@@ -19,7 +19,7 @@ from core.device import (
     register_local_worker,
     select_device,
 )
-from core.events import UnitTally, worth_logging
+from core.events import Tally, units_line, worth_logging
 from core.invite import InviteError, decode_invite
 from core.logs import configure_logging
 from core.paths import cache_dir
@@ -153,7 +153,7 @@ def _printer(clock: Callable[[], float] = time.time):
     """The console's lines, as the app's event log tells them: problems and changes at once,
     each unit's steps never, finished units in one line a minute (short units, a line or more
     a second, would flood a lab's journal); a line is not repeated right after itself."""
-    tally = UnitTally()
+    tally: Tally[WorkerEvent] = Tally()
     last = {"message": ""}
 
     def say(message: str) -> None:
@@ -164,9 +164,9 @@ def _printer(clock: Callable[[], float] = time.time):
     def on_event(event: WorkerEvent) -> None:
         if event.kind == "unit_finished":
             tally.add(event)
-        told = tally.line(clock(), final=event.state == "stopped")
-        if told is not None:
-            say(told[1])
+        units = tally.take(clock(), final=event.state == "stopped")
+        if units:
+            say(units_line(units)[1])
         if worth_logging(event):
             say(event.message)
 

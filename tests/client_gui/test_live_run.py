@@ -137,6 +137,14 @@ def test_start_computes_units_updates_the_watch_page_and_pause_stops(
         )
         assert len(probe.late_ms) >= 50
         assert probe.percentile(99) < LATENCY_P99_MS
+        # The run's published versions reach the event log as one line a minute, not each:
+        # the events of the versions plotted came with their metrics.
+        qtbot.waitUntil(lambda: plots.point_counts["d"] >= 4, timeout=30_000)
+        log = window.watch_page.log.model
+        told = [log.entry(i).message for i in range(log.rowCount())]
+        published = [m for m in told if "published" in m]
+        assert published[0] == "version 1 published from 2 units", told
+        assert len(published) <= 2, told  # the first at once, perhaps a minute's line
 
         qtbot.mouseClick(window.donate_page.pause_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: session.bridge.state == "paused", timeout=15_000)

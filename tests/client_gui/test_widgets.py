@@ -7,11 +7,11 @@ import time
 
 from PySide6.QtGui import QGuiApplication
 
-from client_gui.event_log import KEEP_S, MAX_ENTRIES, EventLogWidget, LogEntry
+from client_gui.event_log import KEEP_S, MAX_ENTRIES, EventLogWidget, LogEntry, published_entry
 from client_gui.plots import TrainingPlotsWidget
 from client_gui.samples_widget import SampleGridWidget
 from core.quality import sample_grid_png
-from core.store import MetricsRow, SampleRow
+from core.store import EventRow, MetricsRow, SampleRow
 
 NOW = time.time()
 
@@ -108,3 +108,13 @@ def test_log_keeps_a_day(qtbot):
     log.add(LogEntry(day_ago + hour * 3600, "Run", f"{hour} h", False) for hour in range(-2, 24))
     assert [log.model.entry(i).message for i in (0, 1)] == ["1 h", "2 h"]
     assert log.model.rowCount() == 23
+
+
+def test_published_versions_are_one_line() -> None:
+    def published(version: int, at: float) -> EventRow:
+        return EventRow(version, at, "published", None, version, f"version {version} published")
+
+    assert published_entry([published(7, NOW)]).message == "version 7 published"
+    line = published_entry([published(v, NOW + v) for v in range(8, 128)])
+    assert (line.at, line.source, line.problem) == (NOW + 127, "Run", False)
+    assert line.message == "120 versions 8–127 published in 2 min"

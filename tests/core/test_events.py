@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from core import worker_cli
-from core.events import UnitTally, WorkerEvent
+from core.events import Tally, WorkerEvent, units_line
 
 NOW = 1_800_000_000.0
 
@@ -19,22 +19,23 @@ def finished(index: int, at: float, version: int) -> WorkerEvent:
 
 
 def test_finished_units_are_told_once_a_minute() -> None:
-    tally = UnitTally()
-    assert tally.line(NOW) is None
+    tally: Tally[WorkerEvent] = Tally()
+    assert tally.take(NOW) == []
     unit = WorkerEvent("unit_finished", "computing", "Finished unit 3 (64 images)", at=NOW)
     tally.add(dataclasses.replace(unit, version=7, images=64))
-    assert tally.line(NOW) == (NOW, "Finished unit 3 (64 images)")  # the first at once
+    first = tally.take(NOW)
+    assert units_line(first) == (NOW, "Finished unit 3 (64 images)")  # the first at once
     for i in range(30):
         tally.add(dataclasses.replace(unit, version=8 + i // 2, images=64, at=NOW + i))
-    assert tally.line(NOW + 59) is None
-    assert tally.line(NOW + 60) == (
+    assert tally.take(NOW + 59) == []
+    assert units_line(tally.take(NOW + 60)) == (
         NOW + 29,
         "Finished 30 units in the last minute (versions 8–22, 1,920 images)",
     )
-    assert tally.line(NOW + 200) is None  # nothing finished since
+    assert tally.take(NOW + 200) == []  # nothing finished since
     tally.add(dataclasses.replace(unit, version=23, images=64, at=NOW + 61))
-    assert tally.line(NOW + 62) is None
-    assert tally.line(NOW + 62, final=True) == (NOW + 61, "Finished unit 3 (64 images)")
+    assert tally.take(NOW + 62) == []
+    assert units_line(tally.take(NOW + 62, final=True)) == (NOW + 61, "Finished unit 3 (64 images)")
 
 
 class Clock:
