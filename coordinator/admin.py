@@ -50,6 +50,9 @@ def run_status(store: Store) -> dict[str, Any]:
         "name": run.name,
         "status": run.status,
         "version": run.version,
+        # Seconds since the newest version was published (None for version 0): a run that
+        # stopped shows its last images/s still, and this says how old that figure is.
+        "version_age_s": None if not metrics else max(0.0, now - metrics[-1].created_at),
         # The epoch being trained: units of closed versions, i.e. before this version's units.
         "epoch": (run.cursor - counts.total)
         // units_per_epoch(run.dataset_size, settings.images_per_work_unit),

@@ -34,6 +34,7 @@ from core.store import (
     open_store,
     sqlite_path,
 )
+from core.throttle import format_duration
 
 if TYPE_CHECKING:
     from coordinator.loop import Coordinator, Published
@@ -365,6 +366,14 @@ def _take_run(
     return None
 
 
+def _version_text(status: dict[str, Any]) -> str:
+    """'812 (epoch 3; published 12 s ago)': how old the newest version, and so the images/s
+    of the versions before it, is."""
+    age = status["version_age_s"]
+    since = "" if age is None else f"; published {format_duration(age)} ago"
+    return f"{status['version']} (epoch {status['epoch']}{since})"
+
+
 def _best_quality(best: dict[str, Any] | None, version: int) -> str:
     if best is None:
         return "—"
@@ -384,7 +393,7 @@ def _status(args: argparse.Namespace) -> int:
     units = status["units"]
     lines = [
         ("run", f"{status['name']} ({status['status']})"),
-        ("version", f"{status['version']} (epoch {status['epoch']})"),
+        ("version", _version_text(status)),
         ("images/s", f"{ips:.1f}" if ips is not None else "—"),
         (
             "quality (SWD, lower is better)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -485,6 +486,21 @@ def test_status_counts_epochs_of_closed_versions(
         run_to(coordinator, [worker], version)
         epochs.append(status_json(capsys, tiny_run.url)["epoch"])
     assert epochs == [0, 0, 1]
+
+
+def test_status_says_how_long_ago_the_newest_version_was_published(
+    capsys: pytest.CaptureFixture[str], tiny_run: TinyRun
+) -> None:
+    store = tiny_run.store()
+    run_to(Coordinator(store), [LocalWorker(tiny_run, store, "w")], 1)
+    age = status_json(capsys, tiny_run.url)["version_age_s"]
+    assert isinstance(age, float) and 0 <= age < 30
+    assert "1 (epoch 0; published " in succeeds(capsys, cli.main, ["status", "--db", tiny_run.url])
+    # Seen by an admin 90 minutes later: the run stopped, its images/s is that old.
+    later = open_store(tiny_run.url, clock=lambda: time.time() + 90 * 60)
+    status = admin.run_status(later)
+    assert 90 * 60 <= status["version_age_s"] < 90 * 60 + 30
+    assert cli._version_text(status).startswith("1 (epoch 0; published 1 h 3")
 
 
 def test_status_and_workers_say_when_workers_wait_for_work(
