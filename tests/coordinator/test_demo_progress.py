@@ -8,19 +8,7 @@ import re
 from coordinator.demo_progress import LOG_EVERY_S, DemoProgress
 from coordinator.loop import Published
 from core.training import UnitMetrics
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.stand_ins import Clock, Terminal
 
 
 def publish(progress: DemoProgress, version: int, images: int = 128) -> None:

@@ -7,14 +7,7 @@ import io
 from coordinator.loop import Published
 from coordinator.published_lines import PublishedLines
 from core.training import UnitMetrics
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.stand_ins import Clock
 
 
 def test_a_version_every_half_second_prints_a_line_a_minute() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from core import worker_cli
 from core.events import Tally, WorkerEvent, units_line
+from tests.stand_ins import Clock
 
 NOW = 1_800_000_000.0
 
@@ -38,18 +39,10 @@ def test_finished_units_are_told_once_a_minute() -> None:
     assert units_line(tally.take(NOW + 62, final=True)) == (NOW + 61, "Finished unit 3 (64 images)")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_headless_worker_prints_changes_and_a_line_a_minute_not_every_step(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     on_event = worker_cli._printer(clock)
     on_event(WorkerEvent("state", "connecting", "Connecting to the run", NOW))
     for version in range(90):  # two 0.2-s units a version, a version every 2 s, three minutes

@@ -5,19 +5,7 @@ from __future__ import annotations
 import io
 
 from core.progress import LOG_EVERY_S, CountProgress
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.stand_ins import Clock, Terminal
 
 
 def count(progress: CountProgress, clock: Clock, items: int, every_s: float) -> None:

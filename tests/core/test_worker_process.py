@@ -22,6 +22,7 @@ from core.worker import WorkerEngine, WorkerEvent, WorkerOptions
 from core.worker_process import FINISHED_REASON, Controller, WorkerProcess
 from tests.coordinator.harness import make_tiny_run, wait_for
 from tests.factories import tiny_settings
+from tests.stand_ins import Clock
 
 # Units of ~1-2 s on one CPU thread, so a test can act while one is being computed.
 SLOW_MODEL = ModelConfig(image_size=64, latent_dim=32, g_features=32, d_features=32)
@@ -42,14 +43,6 @@ class FakeEngine:
 
     def stop(self) -> None:
         self.calls.append(("stop",))
-
-
-class Clock:
-    def __init__(self, start: float = 1.7e9) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def controller_for(engine: FakeEngine, policy: DonationPolicy, clock: Clock, **kw) -> Controller:
